@@ -1,0 +1,1 @@
+//! Offline operator tools behind the `kraftd` binary.
