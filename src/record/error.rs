@@ -19,10 +19,19 @@ pub enum RecordError {
     UnknownApiKey(u32),
     /// The record type exists but not at this version.
     #[error("{record} does not exist at version {version} (supported: {min}-{max})")]
-    UnsupportedVersion { record: &'static str, version: i16, min: i16, max: i16 },
+    UnsupportedVersion {
+        record: &'static str,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
     /// A field is set that the chosen version cannot carry.
     #[error("{record} v{version} cannot carry field {field}")]
-    FieldNotInVersion { record: &'static str, version: i16, field: &'static str },
+    FieldNotInVersion {
+        record: &'static str,
+        version: i16,
+        field: &'static str,
+    },
     /// Bytes were left over after the value was decoded.
     #[error("{0} trailing bytes after the record value")]
     TrailingBytes(usize),
@@ -31,6 +40,9 @@ pub enum RecordError {
 impl RecordError {
     /// Shorthand for [`RecordError::Invalid`].
     pub fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
-        RecordError::Invalid { what, detail: detail.into() }
+        RecordError::Invalid {
+            what,
+            detail: detail.into(),
+        }
     }
 }

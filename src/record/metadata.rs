@@ -251,7 +251,10 @@ impl MetadataRecord {
 impl VersionedRecord {
     /// The record at its [`MetadataRecord::writer_version`].
     pub fn new(record: MetadataRecord) -> Self {
-        VersionedRecord { version: record.writer_version(), record }
+        VersionedRecord {
+            version: record.writer_version(),
+            record,
+        }
     }
 
     /// Appends the full record value (frame version, apiKey, version, body) to `out`.

@@ -1,9 +1,13 @@
 //! The byte layer: Kafka v2 record batches, KRaft control records, metadata records and
 //! checkpoint files, all in Apache Kafka's formats (shared/FORMAT.md).
 
+pub mod batch;
+pub mod checkpoint;
+pub mod control;
 pub mod error;
 pub mod metadata;
 pub mod uuid_fmt;
+pub mod wire;
 
 pub use error::RecordError;
 pub use metadata::{MetadataRecord, VersionedRecord};
