@@ -11,3 +11,26 @@ pub mod wire;
 
 pub use error::RecordError;
 pub use metadata::{MetadataRecord, VersionedRecord};
+
+use batch::RawRecord;
+use control::ControlRecord;
+
+/// A record of the metadata log, typed: a control record or a metadata record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogRecord {
+    /// From a control batch.
+    Control(ControlRecord),
+    /// From a data batch.
+    Metadata(VersionedRecord),
+}
+
+impl LogRecord {
+    /// Decodes a record of a batch whose control bit is `control`.
+    pub fn decode(control: bool, raw: &RawRecord) -> Result<Self, RecordError> {
+        if control {
+            return ControlRecord::decode(raw.key.as_deref(), raw.value.as_deref()).map(LogRecord::Control);
+        }
+        let value = raw.value.as_deref().ok_or_else(|| RecordError::invalid("metadata record", "null value"))?;
+        VersionedRecord::decode(value).map(LogRecord::Metadata)
+    }
+}
