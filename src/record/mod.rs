@@ -1,6 +1,8 @@
 //! The byte layer: Kafka v2 record batches, KRaft control records, metadata records and
 //! checkpoint files, all in Apache Kafka's formats (shared/FORMAT.md).
 
+#[cfg(test)]
+pub mod arbitrary;
 pub mod batch;
 pub mod checkpoint;
 pub mod control;
