@@ -170,7 +170,7 @@ fn read_leader_change(r: &mut Reader<'_>) -> Result<LeaderChangeMessage, RecordE
     let version = r.i16("LeaderChangeMessage.Version")?;
     let leader = r.i32("LeaderChangeMessage.LeaderId")?;
     let voter_list = |r: &mut Reader<'_>, what| -> Result<Vec<LeaderChangeVoter>, RecordError> {
-        r.compact_array(what, |r| {
+        r.struct_array(what, 5, |r| {
             let id = r.i32("Voter.VoterId")?;
             let tags = r.unknown_tagged_fields()?;
             Ok(LeaderChangeVoter::default()
@@ -191,12 +191,12 @@ fn read_leader_change(r: &mut Reader<'_>) -> Result<LeaderChangeMessage, RecordE
 
 fn read_voters(r: &mut Reader<'_>) -> Result<VotersRecord, RecordError> {
     let version = r.i16("VotersRecord.Version")?;
-    let voters = r.compact_array("VotersRecord.Voters", |r| {
+    let voters = r.struct_array("VotersRecord.Voters", 26, |r| {
         let id = r.i32("Voter.VoterId")?;
         let dir = r.uuid("Voter.VoterDirectoryId")?;
-        let endpoints = r.compact_array("Voter.Endpoints", |r| {
-            let name = r.compact_string("Endpoint.Name")?;
-            let host = r.compact_string("Endpoint.Host")?;
+        let endpoints = r.struct_array("Voter.Endpoints", 5, |r| {
+            let name = r.string("Endpoint.Name")?;
+            let host = r.string("Endpoint.Host")?;
             let port = r.u16("Endpoint.Port")?;
             let tags = r.unknown_tagged_fields()?;
             Ok(Endpoint::default()
