@@ -61,7 +61,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::Bench { bench: BenchCommand::Snapshot(a) }) => match cli::bench::snapshot(&a) {
+        Some(Command::Bench {
+            bench: BenchCommand::Snapshot(a),
+        }) => match cli::bench::snapshot(&a) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("kraftd bench snapshot: {e:#}");

@@ -34,7 +34,9 @@ fn voters() -> VotersRecord {
                 .with_host(StrBytes::from_static_str("127.0.0.1"))
                 .with_port(9094)])
             .with_k_raft_version_feature(
-                KRaftVersionFeature::default().with_min_supported_version(0).with_max_supported_version(1),
+                KRaftVersionFeature::default()
+                    .with_min_supported_version(0)
+                    .with_max_supported_version(1),
             )
     };
     VotersRecord::default().with_voters(vec![voter(1), voter(2), voter(3)])
@@ -45,14 +47,31 @@ fn kafka_python_reads_a_12k_record_checkpoint_identically() {
     let dir = tempfile::tempdir().unwrap();
     // 100 topics x 120 partitions: 12,000 PartitionRecords plus topics, brokers, features.
     let image = MetadataImage::synthetic(100, 120, 12, 3);
-    let id = SnapshotId { end_offset: 123_456, epoch: 7 };
-    let meta = CheckpointMeta { last_contained_log_timestamp: 1_700_000_000_000, voters: Some(voters()), ..Default::default() };
+    let id = SnapshotId {
+        end_offset: 123_456,
+        epoch: 7,
+    };
+    let meta = CheckpointMeta {
+        last_contained_log_timestamp: 1_700_000_000_000,
+        voters: Some(voters()),
+        ..Default::default()
+    };
     let (path, summary) = write_checkpoint(dir.path(), id, &meta, image.records()).unwrap();
-    assert!(summary.records >= 10_000, "only {} records", summary.records);
+    assert!(
+        summary.records >= 10_000,
+        "only {} records",
+        summary.records
+    );
 
     let values: Vec<String> = image
         .records()
-        .map(|r| r.to_bytes().unwrap().iter().map(|b| format!("{b:02x}")).collect())
+        .map(|r| {
+            r.to_bytes()
+                .unwrap()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
         .collect();
     assert_eq!(values.len() as u64, summary.records);
     let expected = serde_json::json!({ "epoch": 7, "header_types": [3, 5, 6], "values": values });
@@ -60,9 +79,17 @@ fn kafka_python_reads_a_12k_record_checkpoint_identically() {
     std::fs::write(&expected_path, expected.to_string()).unwrap();
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_checkpoint.py");
-    let out = Command::new(python()).arg(&script).arg(&path).arg(&expected_path).output().unwrap();
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(&path)
+        .arg(&expected_path)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "kafka-python rejected the checkpoint: {stdout}");
+    assert!(
+        out.status.success(),
+        "kafka-python rejected the checkpoint: {stdout}"
+    );
     assert!(stdout.contains(&format!("{} metadata records", summary.records)));
 }

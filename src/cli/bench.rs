@@ -41,13 +41,19 @@ fn reset_peak_rss() -> bool {
 }
 
 fn mib(bytes: Option<u64>) -> String {
-    bytes.map_or_else(|| "n/a".to_string(), |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0)))
+    bytes.map_or_else(
+        || "n/a".to_string(),
+        |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0)),
+    )
 }
 
 /// Builds a synthetic image, writes it as a checkpoint, reads it back and prints figures.
 pub fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
     if args.replication_factor == 0 || args.replication_factor > args.brokers {
-        bail!("--replication-factor must be between 1 and --brokers ({})", args.brokers);
+        bail!(
+            "--replication-factor must be between 1 and --brokers ({})",
+            args.brokers
+        );
     }
     let partitions = args.topics * args.partitions_per_topic;
     println!(
@@ -56,7 +62,12 @@ pub fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
     );
 
     let t = Instant::now();
-    let img = MetadataImage::synthetic(args.topics, args.partitions_per_topic, args.brokers, args.replication_factor);
+    let img = MetadataImage::synthetic(
+        args.topics,
+        args.partitions_per_topic,
+        args.brokers,
+        args.replication_factor,
+    );
     let build = t.elapsed();
     let build_peak = peak_rss();
 
@@ -68,16 +79,24 @@ pub fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
             scratch.path().to_path_buf()
         }
     };
-    let id = SnapshotId { end_offset: partitions as i64 + args.topics as i64 + args.brokers as i64, epoch: 1 };
-    let meta = CheckpointMeta { last_contained_log_timestamp: 0, ..Default::default() };
+    let id = SnapshotId {
+        end_offset: img.record_count() as i64,
+        epoch: 1,
+    };
+    let meta = CheckpointMeta {
+        last_contained_log_timestamp: 0,
+        ..Default::default()
+    };
 
     let t = Instant::now();
-    let (path, written) = write_checkpoint(&dir, id, &meta, img.records()).context("writing the checkpoint")?;
+    let (path, written) =
+        write_checkpoint(&dir, id, &meta, img.records()).context("writing the checkpoint")?;
     let write = t.elapsed();
 
     let measured_load = reset_peak_rss();
     let t = Instant::now();
-    let (loaded, read) = image::load_checkpoint_file(&path).context("reading the checkpoint back")?;
+    let (loaded, read) =
+        image::load_checkpoint_file(&path).context("reading the checkpoint back")?;
     let load = t.elapsed();
     let load_peak = peak_rss();
 
@@ -85,17 +104,35 @@ pub fn snapshot(args: &SnapshotArgs) -> anyhow::Result<()> {
         bail!("the image read back differs from the image written");
     }
     let per_partition = written.bytes as f64 / partitions.max(1) as f64;
-    println!("  build image:        {:>8.0} ms", build.as_secs_f64() * 1e3);
+    println!(
+        "  build image:        {:>8.0} ms",
+        build.as_secs_f64() * 1e3
+    );
     println!(
         "  write checkpoint:   {:>8.0} ms  ({} batches, {} records, fsynced)",
         write.as_secs_f64() * 1e3,
         written.batches,
         written.records
     );
-    println!("  checkpoint size:    {:>8} bytes = {per_partition:.1} bytes per partition", written.bytes);
-    println!("  read + load image:  {:>8.0} ms  ({} records, every CRC checked)", load.as_secs_f64() * 1e3, read.records);
-    println!("  peak memory:        {} after build+write, {} during load{}", mib(build_peak), mib(load_peak),
-        if measured_load { "" } else { " (peak not resettable here: whole-process figure)" });
+    println!(
+        "  checkpoint size:    {:>8} bytes = {per_partition:.1} bytes per partition",
+        written.bytes
+    );
+    println!(
+        "  read + load image:  {:>8.0} ms  ({} records, every CRC checked)",
+        load.as_secs_f64() * 1e3,
+        read.records
+    );
+    println!(
+        "  peak memory:        {} after build+write, {} during load{}",
+        mib(build_peak),
+        mib(load_peak),
+        if measured_load {
+            ""
+        } else {
+            " (peak not resettable here: whole-process figure)"
+        }
+    );
     println!("  image read back equals image written: yes");
     match &args.keep {
         Some(_) => println!("  kept: {}", path.display()),

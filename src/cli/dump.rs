@@ -52,7 +52,12 @@ struct FileDump {
 
 impl FileDump {
     fn new(path: &Path) -> Self {
-        FileDump { file: path.display().to_string(), snapshot: None, batches: Vec::new(), error: None }
+        FileDump {
+            file: path.display().to_string(),
+            snapshot: None,
+            batches: Vec::new(),
+            error: None,
+        }
     }
 
     fn into_json(self) -> Value {
@@ -65,38 +70,54 @@ impl FileDump {
     }
 }
 
-fn dump_file(path: &Path, doc: &mut FileDump, output: Output, out: &mut dyn Write) -> Result<(), String> {
+fn dump_file(
+    path: &Path,
+    doc: &mut FileDump,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let table = output == Output::Table;
     let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(|e| e.to_string());
     if table {
         w(out, format!("Dumping {}", path.display()))?;
     }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     let snapshot = SnapshotId::parse_file_name(name);
     doc.snapshot = snapshot;
     let bytes = Bytes::from(bytes);
     if let Some(id) = snapshot {
         if table {
-            w(out, format!("Snapshot end offset {}, epoch {}", id.end_offset, id.epoch))?;
+            w(
+                out,
+                format!("Snapshot end offset {}, epoch {}", id.end_offset, id.epoch),
+            )?;
         }
         let mut position = 0usize;
         let mut current: Option<Value> = None;
-        let res = read_checkpoint(bytes, |item| {
+        let res = read_checkpoint(bytes, Some(id.epoch), |item| {
             match item {
                 CheckpointItem::Batch(b) => {
                     if let Some(done) = current.take() {
                         doc.batches.push(done);
                     }
                     if table {
-                        writeln!(out, "{}", batch_line(&b.header, position)).map_err(|e| e.to_string())?;
+                        writeln!(out, "{}", batch_line(&b.header, position))
+                            .map_err(|e| e.to_string())?;
                     } else {
                         current = Some(batch_json(&b.header, position));
                     }
                     position += b.header.size();
                 }
-                CheckpointItem::Control(offset, c) => emit_record(out, &mut current, offset, &LogRecord::Control(c), table)?,
-                CheckpointItem::Record(offset, r) => emit_record(out, &mut current, offset, &LogRecord::Metadata(r), table)?,
+                CheckpointItem::Control(offset, c) => {
+                    emit_record(out, &mut current, offset, &LogRecord::Control(c), table)?
+                }
+                CheckpointItem::Record(offset, r) => {
+                    emit_record(out, &mut current, offset, &LogRecord::Metadata(r), table)?
+                }
             }
             Ok(())
         });
@@ -126,7 +147,13 @@ fn dump_file(path: &Path, doc: &mut FileDump, output: Output, out: &mut dyn Writ
     Ok(())
 }
 
-fn dump_batch(batch: &RecordBatch, position: usize, doc: &mut FileDump, table: bool, out: &mut dyn Write) -> Result<(), String> {
+fn dump_batch(
+    batch: &RecordBatch,
+    position: usize,
+    doc: &mut FileDump,
+    table: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
     let mut current = (!table).then(|| batch_json(&batch.header, position));
     if table {
         writeln!(out, "{}", batch_line(&batch.header, position)).map_err(|e| e.to_string())?;
@@ -138,7 +165,8 @@ fn dump_batch(batch: &RecordBatch, position: usize, doc: &mut FileDump, table: b
             Err(e) => {
                 let msg = format!("record at offset {}: {e}", r.offset);
                 if table {
-                    writeln!(out, "| offset: {} ERROR: {e}", r.offset).map_err(|e| e.to_string())?;
+                    writeln!(out, "| offset: {} ERROR: {e}", r.offset)
+                        .map_err(|e| e.to_string())?;
                 }
                 first_error.get_or_insert(msg);
             }
@@ -182,12 +210,22 @@ fn batch_json(h: &BatchHeader, position: usize) -> Value {
     })
 }
 
-fn emit_record(out: &mut dyn Write, current: &mut Option<Value>, offset: i64, rec: &LogRecord, table: bool) -> Result<(), String> {
+fn emit_record(
+    out: &mut dyn Write,
+    current: &mut Option<Value>,
+    offset: i64,
+    rec: &LogRecord,
+    table: bool,
+) -> Result<(), String> {
     let payload = record_json(rec).map_err(|e| e.to_string())?;
     if table {
         writeln!(out, "| offset: {offset} {}", payload).map_err(|e| e.to_string())
     } else {
-        if let Some(records) = current.as_mut().and_then(|b| b.get_mut("records")).and_then(Value::as_array_mut) {
+        if let Some(records) = current
+            .as_mut()
+            .and_then(|b| b.get_mut("records"))
+            .and_then(Value::as_array_mut)
+        {
             let mut entry = payload;
             entry["offset"] = json!(offset);
             records.push(entry);
@@ -200,16 +238,34 @@ fn emit_record(out: &mut dyn Write, current: &mut Option<Value>, offset: i64, re
 pub fn record_json(rec: &LogRecord) -> Result<Value, RecordError> {
     Ok(match rec {
         LogRecord::Metadata(m) => json!({
-            "type": m.record.type_name(),
+            "type": kafka_type_name(m.record.type_name()),
             "version": m.version,
             "data": serde_json::to_value(&m.record).map_err(|e| RecordError::invalid("record", e.to_string()))?,
         }),
-        LogRecord::Control(c) => json!({ "type": c.type_name(), "version": 0, "data": control_json(c) }),
+        LogRecord::Control(c) => {
+            json!({ "type": c.type_name(), "version": 0, "data": control_json(c) })
+        }
     })
 }
 
+/// Kafka's MetadataRecordType spelling, e.g. `PartitionChangeRecord` -> `PARTITION_CHANGE_RECORD`,
+/// as `kafka-dump-log --cluster-metadata-decoder` prints it.
+fn kafka_type_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 8);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
 fn tags_json(tags: &std::collections::BTreeMap<i32, Bytes>) -> Value {
-    tags.iter().map(|(t, b)| (t.to_string(), json!(hex(b)))).collect::<serde_json::Map<_, _>>().into()
+    tags.iter()
+        .map(|(t, b)| (t.to_string(), json!(hex(b))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -230,7 +286,9 @@ fn control_json(c: &ControlRecord) -> Value {
             "unknownTaggedFields": tags_json(&h.unknown_tagged_fields),
         }),
         ControlRecord::SnapshotFooter(f) => json!({ "version": f.version }),
-        ControlRecord::KRaftVersion(k) => json!({ "version": k.version, "kRaftVersion": k.k_raft_version }),
+        ControlRecord::KRaftVersion(k) => {
+            json!({ "version": k.version, "kRaftVersion": k.k_raft_version })
+        }
         ControlRecord::Voters(v) => json!({
             "version": v.version,
             "voters": v.voters.iter().map(|voter| json!({

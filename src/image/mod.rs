@@ -15,6 +15,7 @@
 mod broker;
 mod config;
 mod error;
+mod load;
 mod records;
 mod synthetic;
 mod topic;
@@ -38,6 +39,7 @@ use crate::record::metadata::{
 pub use broker::{BrokerRegistration, ProducerIdBlock};
 pub use config::ConfigResource;
 pub use error::ImageError;
+pub use load::{load_checkpoint, load_checkpoint_file};
 pub use topic::{Partition, Topic, DIRECTORY_UNASSIGNED};
 
 /// Name of the feature that fixes the record versions in use.

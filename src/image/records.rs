@@ -63,7 +63,7 @@ impl MetadataImage {
             .chain(producer_ids)
             .chain(topics)
             .chain(configs)
-            .map(versioned)
+            .map(VersionedRecord::new)
     }
 
     /// How many records [`MetadataImage::records`] yields, without building them.
@@ -87,24 +87,4 @@ fn feature(name: &str, level: i16) -> MetadataRecord {
         name: name.to_string(),
         feature_level: level,
     })
-}
-
-/// The writer version of a record at metadata.version 16, raised to carry every set field.
-///
-/// This duplicates `MetadataRecord::writer_version` (still being written on another branch)
-/// and is meant to be replaced by `VersionedRecord::new` once that lands.
-fn versioned(record: MetadataRecord) -> VersionedRecord {
-    let version = match &record {
-        MetadataRecord::RegisterBroker(r) if !r.log_dirs.is_empty() => 3,
-        MetadataRecord::RegisterBroker(_) => 2,
-        MetadataRecord::Partition(r)
-            if r.eligible_leader_replicas.is_some() || r.last_known_elr.is_some() =>
-        {
-            2
-        }
-        MetadataRecord::Partition(r) if !r.directories.is_empty() => 1,
-        MetadataRecord::BrokerRegistrationChange(_) => 1,
-        _ => 0,
-    };
-    VersionedRecord { version, record }
 }

@@ -354,10 +354,12 @@ pub enum CheckpointItem<'a> {
 
 /// Reads and checks a whole checkpoint held in memory, handing every batch and record to
 /// `visit` in order. Checks every CRC and the magic of every batch, header first, footer
-/// last, offsets contiguous from 0, record counts, and that nothing follows the footer. A
-/// `visit` error stops the read.
+/// last, offsets contiguous from 0, record counts, every batch carrying the same epoch
+/// (`expected_epoch`, from the file name, when given), and that nothing follows the footer.
+/// A `visit` error stops the read.
 pub fn read_checkpoint(
     buf: Bytes,
+    expected_epoch: Option<i32>,
     mut visit: impl FnMut(CheckpointItem<'_>) -> Result<(), String>,
 ) -> Result<CheckpointSummary, CheckpointError> {
     let total = buf.len() as u64;
@@ -367,6 +369,7 @@ pub fn read_checkpoint(
     let mut batches = 0usize;
     let mut records = 0u64;
     let mut footer_seen = false;
+    let mut file_epoch = expected_epoch;
     loop {
         let position = iter.position();
         let Some(batch) = iter.next() else { break };
@@ -384,6 +387,20 @@ pub fn read_checkpoint(
             return Err(structure(
                 "data after the SnapshotFooterRecord batch".into(),
             ));
+        }
+        if index == 0 && !h.is_control() {
+            return Err(structure(
+                "first batch is a data batch: the SnapshotHeaderRecord is missing".into(),
+            ));
+        }
+        // Every batch of a snapshot carries the snapshot's epoch. The epoch lies outside the
+        // CRC, so this is what catches a damaged epoch field.
+        let epoch = *file_epoch.get_or_insert(h.partition_leader_epoch);
+        if h.partition_leader_epoch != epoch {
+            return Err(structure(format!(
+                "partition leader epoch {} differs from the snapshot's epoch {epoch}",
+                h.partition_leader_epoch
+            )));
         }
         if h.base_offset != expected_offset {
             return Err(structure(format!(
@@ -449,11 +466,6 @@ pub fn read_checkpoint(
                     .map_err(|detail| CheckpointError::Rejected { offset, detail })?;
             }
         } else {
-            if index == 0 {
-                return Err(structure(
-                    "first batch is a data batch: the SnapshotHeaderRecord is missing".into(),
-                ));
-            }
             for r in &batch.records {
                 let value = r.value.as_deref().ok_or_else(|| {
                     record_err(r.offset, RecordError::invalid("record", "null value"))
@@ -491,15 +503,6 @@ pub fn read_checkpoint(
     })
 }
 
-/// Reads a checkpoint file whole and checks it like [`read_checkpoint`].
-pub fn read_checkpoint_file(
-    path: &Path,
-    visit: impl FnMut(CheckpointItem<'_>) -> Result<(), String>,
-) -> Result<CheckpointSummary, CheckpointError> {
-    let bytes = fs::read(path).map_err(io_err("read", path))?;
-    read_checkpoint(Bytes::from(bytes), visit)
-}
-
 /// The finished checkpoints in `dir`, newest (largest id) first. Ignores other files.
 pub fn list_checkpoints(dir: &Path) -> Result<Vec<(SnapshotId, PathBuf)>, CheckpointError> {
     let mut out = Vec::new();
@@ -524,7 +527,7 @@ pub fn list_checkpoints(dir: &Path) -> Result<Vec<(SnapshotId, PathBuf)>, Checkp
             out.push((id, entry.path()));
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|e| std::cmp::Reverse(e.0));
     Ok(out)
 }
 

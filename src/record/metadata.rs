@@ -7,12 +7,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::error::RecordError;
+use super::uuid_fmt;
 use super::wire::Reader;
 pub use super::wire::MAX_STRING_BYTES;
-use super::uuid_fmt;
 
 /// A metadata record and the version it was read at (or is to be written at).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VersionedRecord {
     /// Record schema version.
     pub version: i16,
@@ -59,6 +60,7 @@ pub const NO_LEADER: i32 = -1;
 
 /// apiKey 0: a broker registered (or re-registered with a new incarnation).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RegisterBrokerRecord {
     pub broker_id: i32,
     /// v2+.
@@ -79,6 +81,7 @@ pub struct RegisterBrokerRecord {
 
 /// A listener of a registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BrokerEndpoint {
     pub name: String,
     pub host: String,
@@ -88,6 +91,7 @@ pub struct BrokerEndpoint {
 
 /// A feature range a broker supports.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BrokerFeature {
     pub name: String,
     pub min_supported_version: i16,
@@ -96,6 +100,7 @@ pub struct BrokerFeature {
 
 /// apiKey 1: a broker was unregistered.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UnregisterBrokerRecord {
     pub broker_id: i32,
     pub broker_epoch: i64,
@@ -103,6 +108,7 @@ pub struct UnregisterBrokerRecord {
 
 /// apiKey 2: a topic was created.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TopicRecord {
     pub name: String,
     #[serde(serialize_with = "uuid_fmt::serialize")]
@@ -111,6 +117,7 @@ pub struct TopicRecord {
 
 /// apiKey 3: the full state of one partition.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PartitionRecord {
     pub partition_id: i32,
     #[serde(serialize_with = "uuid_fmt::serialize")]
@@ -135,6 +142,7 @@ pub struct PartitionRecord {
 
 /// apiKey 4: a config key set (value Some) or deleted (value None).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ConfigRecord {
     /// [`RESOURCE_TOPIC`] or [`RESOURCE_BROKER`].
     pub resource_type: i8,
@@ -145,6 +153,7 @@ pub struct ConfigRecord {
 
 /// apiKey 5: a change to one partition; every field but the ids is optional (tagged).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PartitionChangeRecord {
     pub partition_id: i32,
     #[serde(serialize_with = "uuid_fmt::serialize")]
@@ -190,6 +199,7 @@ impl Default for PartitionChangeRecord {
 
 /// apiKey 9: a topic was deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RemoveTopicRecord {
     #[serde(serialize_with = "uuid_fmt::serialize")]
     pub topic_id: Uuid,
@@ -197,6 +207,7 @@ pub struct RemoveTopicRecord {
 
 /// apiKey 12: a finalized feature level (0 removes the feature).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FeatureLevelRecord {
     pub name: String,
     pub feature_level: i16,
@@ -204,6 +215,7 @@ pub struct FeatureLevelRecord {
 
 /// apiKey 15: the next producer-id block was handed to a broker.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProducerIdsRecord {
     pub broker_id: i32,
     pub broker_epoch: i64,
@@ -212,6 +224,7 @@ pub struct ProducerIdsRecord {
 
 /// apiKey 17: a broker's fencing / controlled-shutdown state changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BrokerRegistrationChangeRecord {
     pub broker_id: i32,
     pub broker_epoch: i64,
@@ -228,7 +241,6 @@ pub struct BrokerRegistrationChangeRecord {
 
 /// Every api key kraftd reads and writes, ascending.
 pub const METADATA_API_KEYS: [u32; 11] = [0, 1, 2, 3, 4, 5, 9, 12, 15, 17, 20];
-
 
 /// The `(min, max)` versions kraftd reads for an api key, or None for an unknown key.
 pub fn supported_versions(api_key: u32) -> Option<(i16, i16)> {
@@ -818,7 +830,6 @@ const FEATURE_MIN_BYTES: usize = 6;
 fn skip_unknown(_tag: u32, _payload: &mut Reader<'_>) -> Result<bool, RecordError> {
     Ok(false)
 }
-
 
 /// Kafka's readers throw on a tag they know for a version that does not have the field,
 /// rather than skipping it as unknown.

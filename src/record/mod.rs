@@ -30,9 +30,13 @@ impl LogRecord {
     /// Decodes a record of a batch whose control bit is `control`.
     pub fn decode(control: bool, raw: &RawRecord) -> Result<Self, RecordError> {
         if control {
-            return ControlRecord::decode(raw.key.as_deref(), raw.value.as_deref()).map(LogRecord::Control);
+            return ControlRecord::decode(raw.key.as_deref(), raw.value.as_deref())
+                .map(LogRecord::Control);
         }
-        let value = raw.value.as_deref().ok_or_else(|| RecordError::invalid("metadata record", "null value"))?;
+        let value = raw
+            .value
+            .as_deref()
+            .ok_or_else(|| RecordError::invalid("metadata record", "null value"))?;
         VersionedRecord::decode(value).map(LogRecord::Metadata)
     }
 }

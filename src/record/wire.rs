@@ -205,7 +205,11 @@ impl<'a> Reader<'a> {
 
     /// The count of a non-nullable struct array, checked against the bytes left so that
     /// `Vec::with_capacity(count)` is bounded by the input, not by the claim.
-    pub fn struct_count(&mut self, what: &'static str, min_elem: usize) -> Result<usize, RecordError> {
+    pub fn struct_count(
+        &mut self,
+        what: &'static str,
+        min_elem: usize,
+    ) -> Result<usize, RecordError> {
         match self.compact_len(what)? {
             Some(n) if n.saturating_mul(min_elem) <= self.remaining() => Ok(n),
             Some(_) => Err(RecordError::Truncated { what }),
@@ -247,8 +251,9 @@ impl<'a> Reader<'a> {
                 }
                 Ok(true) => {}
                 Ok(false) => {
-                    let tag = i32::try_from(tag)
-                        .map_err(|_| RecordError::invalid("tagged fields", format!("tag {tag} too large")))?;
+                    let tag = i32::try_from(tag).map_err(|_| {
+                        RecordError::invalid("tagged fields", format!("tag {tag} too large"))
+                    })?;
                     unknown.insert(tag, Bytes::copy_from_slice(payload));
                 }
                 // The payload is whole (it was taken above), so running out inside it means
