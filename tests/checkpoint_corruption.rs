@@ -41,6 +41,21 @@ fn batch_ranges(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     }
 }
 
+/// The (key, value) pairs of the data batch (the file's second batch), and its base offset.
+fn data_batch_records(bytes: &[u8]) -> (i64, Vec<(Option<Bytes>, Bytes)>) {
+    let ranges = batch_ranges(bytes);
+    let data = BatchIter::new(Bytes::copy_from_slice(&bytes[ranges[1].clone()]))
+        .next()
+        .unwrap()
+        .unwrap();
+    let recs = data
+        .records
+        .iter()
+        .map(|r| (None, r.value.clone().unwrap()))
+        .collect();
+    (data.header.base_offset, recs)
+}
+
 fn load(bytes: &[u8]) -> Result<MetadataImage, CheckpointError> {
     load_checkpoint(Bytes::copy_from_slice(bytes), Some(EPOCH)).map(|(img, _)| img)
 }
@@ -104,15 +119,7 @@ fn a_missing_header_is_refused_and_named() {
     let (_dir, _path, bytes) = small_checkpoint();
     // Re-encode the data batch at offset 0 so only the header is missing, not the offsets.
     let ranges = batch_ranges(&bytes);
-    let data = BatchIter::new(Bytes::copy_from_slice(&bytes[ranges[1].clone()]))
-        .next()
-        .unwrap()
-        .unwrap();
-    let recs: Vec<(Option<Bytes>, Bytes)> = data
-        .records
-        .iter()
-        .map(|r| (None, r.value.clone().unwrap()))
-        .collect();
+    let (_, recs) = data_batch_records(&bytes);
     let mut out = BytesMut::new();
     let spec = BatchSpec {
         base_offset: 0,
@@ -154,19 +161,11 @@ fn a_bad_record_value_is_refused_naming_its_offset() {
     let (_dir, _path, bytes) = small_checkpoint();
     let ranges = batch_ranges(&bytes);
     // A valid batch (good CRC) whose second record is not a metadata record (frame version 0).
-    let data = BatchIter::new(Bytes::copy_from_slice(&bytes[ranges[1].clone()]))
-        .next()
-        .unwrap()
-        .unwrap();
-    let mut recs: Vec<(Option<Bytes>, Bytes)> = data
-        .records
-        .iter()
-        .map(|r| (None, r.value.clone().unwrap()))
-        .collect();
+    let (data_base, mut recs) = data_batch_records(&bytes);
     recs[1].1 = Bytes::from_static(&[0x00, 0x02, 0x00, 0x00]);
     let mut out = BytesMut::from(&bytes[ranges[0].clone()]);
     let spec = BatchSpec {
-        base_offset: data.header.base_offset,
+        base_offset: data_base,
         epoch: EPOCH,
         timestamp: 0,
         control: false,
