@@ -6,4 +6,5 @@
 
 pub mod cli;
 pub mod image;
+pub mod node;
 pub mod record;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kraftd::cli::{self, Output};
+use kraftd::node::meta;
 
 /// kraftd: a KRaft-style controller quorum for a Kafka-like broker fleet.
 #[derive(Parser)]
@@ -16,6 +17,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Format a data directory: meta.properties and the bootstrap voter set (like
+    /// kafka-storage format --initial-controllers).
+    Format {
+        /// The data directory to format.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Cluster id in Kafka's form (see `kraftd random-uuid`).
+        #[arg(long)]
+        cluster_id: String,
+        /// This controller's node id.
+        #[arg(long)]
+        node_id: u64,
+        /// The bootstrap voters: ID@HOST:PEER_PORT,...
+        #[arg(long)]
+        voters: String,
+        /// Leave an already formatted directory as it is instead of failing.
+        #[arg(long)]
+        ignore_formatted: bool,
+    },
+    /// Print a new random id in Kafka's form, for --cluster-id.
+    RandomUuid,
     /// Decode checkpoint files or raw batch files offline (like kafka-dump-log
     /// --cluster-metadata-decoder).
     Dump {
@@ -48,6 +70,43 @@ fn main() -> ExitCode {
                  available now: `kraftd dump FILE...` and `kraftd bench snapshot`. See --help."
             );
             ExitCode::from(2)
+        }
+        Some(Command::Format {
+            data_dir,
+            cluster_id,
+            node_id,
+            voters,
+            ignore_formatted,
+        }) => {
+            let res = meta::parse_voters(&voters)
+                .and_then(|v| meta::format(&data_dir, &cluster_id, node_id, &v, ignore_formatted));
+            match res {
+                Ok(meta::Formatted::New(m)) => {
+                    println!(
+                        "Formatted {} for cluster {} as node {} (directory id {})",
+                        data_dir.display(),
+                        m.cluster_id,
+                        m.node_id,
+                        kraftd::record::uuid_fmt::kafka_uuid(&m.directory_id)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(meta::Formatted::Kept(_)) => {
+                    println!(
+                        "{} is already formatted; left as it is (--ignore-formatted)",
+                        data_dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kraftd format: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::RandomUuid) => {
+            println!("{}", meta::random_id());
+            ExitCode::SUCCESS
         }
         Some(Command::Dump { files, output }) => {
             let stdout = std::io::stdout();

@@ -1,0 +1,435 @@
+//! `meta.properties` and `kraftd format`: the identity of a data directory.
+//!
+//! The file has Kafka's v1 layout (`version`, `cluster.id`, `node.id`, `directory.id`), so an
+//! operator reads it as they read a Kafka log directory's. Formatting also writes the
+//! bootstrap checkpoint `__cluster_metadata-0/<0>-<0>.checkpoint`: the voter set and
+//! metadata.version, the way Kafka's `kafka-storage format --initial-controllers` does.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use kafka_protocol::messages::voters_record::{Endpoint, KRaftVersionFeature, Voter};
+use kafka_protocol::messages::{BrokerId, VotersRecord};
+use kafka_protocol::protocol::StrBytes;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::image::MetadataImage;
+use crate::record::checkpoint::{sync_dir, write_checkpoint, CheckpointMeta, SnapshotId};
+use crate::record::uuid_fmt::{kafka_uuid, parse_kafka_uuid};
+
+/// File name of the identity file in the data directory.
+pub const META_PROPERTIES: &str = "meta.properties";
+/// Directory of the metadata log's checkpoints.
+pub const METADATA_DIR: &str = "__cluster_metadata-0";
+/// Directory of the Raft log (RocksDB).
+pub const RAFT_DIR: &str = "raft";
+/// Listener name written into the voter endpoints.
+pub const CONTROLLER_LISTENER: &str = "CONTROLLER";
+
+/// What `meta.properties` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaProperties {
+    /// The cluster this directory belongs to (Kafka's base64 UUID form).
+    pub cluster_id: String,
+    /// This controller's node id.
+    pub node_id: u64,
+    /// Random per format: a wiped and re-formatted disk gets a new one (KIP-853).
+    pub directory_id: Uuid,
+}
+
+/// Why a data directory cannot be formatted or used.
+#[derive(Debug, Error)]
+pub enum MetaError {
+    /// A file operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The directory was formatted before.
+    #[error("{0} is already formatted (meta.properties exists); pass --ignore-formatted to keep it as it is")]
+    AlreadyFormatted(PathBuf),
+    /// The directory has no meta.properties.
+    #[error("{0} is not formatted: run `kraftd format --data-dir {0} --cluster-id ID --node-id N --voters ...` first")]
+    NotFormatted(PathBuf),
+    /// meta.properties is malformed.
+    #[error("{path}: {detail}")]
+    Invalid { path: PathBuf, detail: String },
+    /// An argument is malformed.
+    #[error("{0}")]
+    Argument(String),
+    /// Writing the bootstrap checkpoint failed.
+    #[error("writing the bootstrap checkpoint: {0}")]
+    Checkpoint(#[from] crate::record::checkpoint::CheckpointError),
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> MetaError + 'a {
+    move |source| MetaError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Checks a cluster id: Kafka's form, 22 characters of URL-safe base64 encoding a UUID.
+pub fn validate_cluster_id(id: &str) -> Result<(), MetaError> {
+    match parse_kafka_uuid(id) {
+        Some(u) if id.len() == 22 && !u.is_nil() => Ok(()),
+        _ => Err(MetaError::Argument(format!(
+            "cluster id {id:?} is not a Kafka cluster id (22 characters of URL-safe base64, e.g. from `kraftd random-uuid`)"
+        ))),
+    }
+}
+
+/// A new random id in Kafka's form.
+pub fn random_id() -> String {
+    kafka_uuid(&Uuid::new_v4())
+}
+
+impl MetaProperties {
+    /// The file's text, in Kafka's key order.
+    pub fn to_properties(&self) -> String {
+        format!(
+            "#\n#Written by kraftd format\nversion=1\ncluster.id={}\nnode.id={}\ndirectory.id={}\n",
+            self.cluster_id,
+            self.node_id,
+            kafka_uuid(&self.directory_id)
+        )
+    }
+
+    /// Parses the file's text; every key must be present and valid.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, MetaError> {
+        let invalid = |detail: String| MetaError::Invalid {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let mut kv = BTreeMap::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| invalid(format!("line {line:?} is not key=value")))?;
+            kv.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let get = |k: &str| kv.get(k).ok_or_else(|| invalid(format!("missing {k}")));
+        if get("version")? != "1" {
+            return Err(invalid(format!(
+                "version {} (kraftd reads version 1)",
+                get("version")?
+            )));
+        }
+        let cluster_id = get("cluster.id")?.clone();
+        validate_cluster_id(&cluster_id).map_err(|e| invalid(e.to_string()))?;
+        let node_id = get("node.id")?
+            .parse()
+            .map_err(|e| invalid(format!("node.id: {e}")))?;
+        let dir = get("directory.id")?;
+        let directory_id = parse_kafka_uuid(dir)
+            .ok_or_else(|| invalid(format!("directory.id {dir:?} is not a UUID")))?;
+        Ok(MetaProperties {
+            cluster_id,
+            node_id,
+            directory_id,
+        })
+    }
+
+    /// Reads `<dir>/meta.properties`.
+    pub fn read(dir: &Path) -> Result<Self, MetaError> {
+        let path = dir.join(META_PROPERTIES);
+        match fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(MetaError::NotFormatted(dir.to_path_buf()))
+            }
+            Err(e) => Err(MetaError::Io {
+                op: "read",
+                path,
+                source: e,
+            }),
+        }
+    }
+
+    /// Writes `<dir>/meta.properties` durably (temp file, fsync, rename, fsync directory).
+    pub fn write(&self, dir: &Path) -> Result<(), MetaError> {
+        let path = dir.join(META_PROPERTIES);
+        let tmp = dir.join(format!("{META_PROPERTIES}.tmp"));
+        let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(self.to_properties().as_bytes())
+            .map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
+        sync_dir(dir)?;
+        Ok(())
+    }
+}
+
+/// One bootstrap voter: `ID@HOST:PORT` (the peer listener).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterSpec {
+    /// Node id.
+    pub id: u64,
+    /// Host of the peer listener.
+    pub host: String,
+    /// Port of the peer listener.
+    pub port: u16,
+}
+
+/// Parses `1@127.0.0.1:9094,2@host:9094,...`: ids unique, at least one voter.
+pub fn parse_voters(s: &str) -> Result<Vec<VoterSpec>, MetaError> {
+    let bad = |part: &str, why: &str| {
+        MetaError::Argument(format!("voter {part:?}: {why} (expected ID@HOST:PORT)"))
+    };
+    let mut out: Vec<VoterSpec> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('@').ok_or_else(|| bad(part, "no '@'"))?;
+        let id: u64 = id.parse().map_err(|_| bad(part, "id is not a number"))?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad(part, "no port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad(part, "port is not a number 0-65535"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || port == 0 {
+            return Err(bad(part, "empty host or port 0"));
+        }
+        if out.iter().any(|v| v.id == id) {
+            return Err(bad(part, "id appears twice"));
+        }
+        out.push(VoterSpec {
+            id,
+            host: host.to_string(),
+            port,
+        });
+    }
+    if out.is_empty() {
+        return Err(MetaError::Argument("--voters names no voter".into()));
+    }
+    Ok(out)
+}
+
+/// The bootstrap VotersRecord. Directory ids of the other voters are not known at format
+/// time and are written as the nil UUID ("not yet known"); this node's is its own.
+pub fn bootstrap_voters(voters: &[VoterSpec], me: &MetaProperties) -> VotersRecord {
+    let voters = voters
+        .iter()
+        .map(|v| {
+            Voter::default()
+                .with_voter_id(BrokerId(v.id as i32))
+                .with_voter_directory_id(if v.id == me.node_id {
+                    me.directory_id
+                } else {
+                    Uuid::nil()
+                })
+                .with_endpoints(vec![Endpoint::default()
+                    .with_name(StrBytes::from_static_str(CONTROLLER_LISTENER))
+                    .with_host(StrBytes::from_string(v.host.clone()))
+                    .with_port(v.port)])
+                .with_k_raft_version_feature(
+                    KRaftVersionFeature::default()
+                        .with_min_supported_version(0)
+                        .with_max_supported_version(1),
+                )
+        })
+        .collect();
+    VotersRecord::default().with_voters(voters)
+}
+
+/// What `kraftd format` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Formatted {
+    /// The directory was formatted now.
+    New(MetaProperties),
+    /// It was formatted before and left as it was (`--ignore-formatted`).
+    Kept(MetaProperties),
+}
+
+/// Formats a data directory: `meta.properties`, the `raft/` and checkpoint directories, and
+/// the bootstrap checkpoint holding the voters and metadata.version.
+pub fn format(
+    data_dir: &Path,
+    cluster_id: &str,
+    node_id: u64,
+    voters: &[VoterSpec],
+    ignore_formatted: bool,
+) -> Result<Formatted, MetaError> {
+    validate_cluster_id(cluster_id)?;
+    if node_id > i32::MAX as u64 {
+        return Err(MetaError::Argument(format!(
+            "node id {node_id} is larger than Kafka's int32 ids allow"
+        )));
+    }
+    if let Some(v) = voters.iter().find(|v| v.id > i32::MAX as u64) {
+        return Err(MetaError::Argument(format!(
+            "voter id {} is larger than Kafka's int32 ids allow",
+            v.id
+        )));
+    }
+    match MetaProperties::read(data_dir) {
+        Ok(existing) if ignore_formatted => return Ok(Formatted::Kept(existing)),
+        Ok(_) => return Err(MetaError::AlreadyFormatted(data_dir.to_path_buf())),
+        Err(MetaError::NotFormatted(_)) => {}
+        Err(e) => return Err(e),
+    }
+    // A node outside the bootstrap voters is allowed: it joins later as a learner.
+    fs::create_dir_all(data_dir).map_err(io("create directory", data_dir))?;
+    let meta = MetaProperties {
+        cluster_id: cluster_id.to_string(),
+        node_id,
+        directory_id: Uuid::new_v4(),
+    };
+    let metadata_dir = data_dir.join(METADATA_DIR);
+    fs::create_dir_all(data_dir.join(RAFT_DIR)).map_err(io("create directory", data_dir))?;
+    let checkpoint_meta = CheckpointMeta {
+        last_contained_log_timestamp: 0,
+        header_tags: BTreeMap::new(),
+        voters: Some(bootstrap_voters(voters, &meta)),
+    };
+    let bootstrap = MetadataImage::bootstrap();
+    write_checkpoint(
+        &metadata_dir,
+        SnapshotId {
+            end_offset: 0,
+            epoch: 0,
+        },
+        &checkpoint_meta,
+        bootstrap.records(),
+    )?;
+    // meta.properties last: a directory that has it is completely formatted.
+    meta.write(data_dir)?;
+    Ok(Formatted::New(meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> String {
+        random_id()
+    }
+
+    #[test]
+    fn meta_properties_round_trip_in_kafka_layout() {
+        let m = MetaProperties {
+            cluster_id: cluster(),
+            node_id: 3,
+            directory_id: Uuid::new_v4(),
+        };
+        let text = m.to_properties();
+        assert!(
+            text.contains("version=1\n") && text.contains("node.id=3\n"),
+            "{text}"
+        );
+        assert_eq!(MetaProperties::parse(&text, Path::new("x")).unwrap(), m);
+    }
+
+    #[test]
+    fn malformed_meta_properties_are_refused_with_the_reason() {
+        let p = Path::new("meta.properties");
+        let good = MetaProperties {
+            cluster_id: cluster(),
+            node_id: 1,
+            directory_id: Uuid::new_v4(),
+        }
+        .to_properties();
+        for (bad, why) in [
+            (good.replace("version=1", "version=0"), "version"),
+            (good.replace("node.id=1", "node.id=x"), "node.id"),
+            (
+                good.lines()
+                    .filter(|l| !l.starts_with("cluster.id"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                "missing cluster.id",
+            ),
+            (
+                good.replace("directory.id=", "directory.id=zz"),
+                "directory.id",
+            ),
+            (format!("{good}garbage line\n"), "not key=value"),
+        ] {
+            let err = MetaProperties::parse(&bad, p).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+
+    #[test]
+    fn voters_parse_and_bad_voters_are_refused() {
+        let v = parse_voters("1@127.0.0.1:9094, 2@localhost:9095,3@[::1]:9096").unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(
+            v[2],
+            VoterSpec {
+                id: 3,
+                host: "::1".into(),
+                port: 9096
+            }
+        );
+        for bad in [
+            "",
+            "1@h",
+            "x@h:1",
+            "1@h:99999",
+            "1@:9094",
+            "1@h:1,1@h:2",
+            "1h:1",
+        ] {
+            assert!(parse_voters(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn format_writes_identity_and_bootstrap_checkpoint_and_refuses_a_second_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let voters = parse_voters("1@127.0.0.1:9094,2@127.0.0.1:9194").unwrap();
+        let id = cluster();
+        let Formatted::New(meta) = format(dir.path(), &id, 1, &voters, false).unwrap() else {
+            panic!()
+        };
+        assert_eq!(MetaProperties::read(dir.path()).unwrap(), meta);
+        assert!(dir.path().join(RAFT_DIR).is_dir());
+        let boot = dir.path().join(METADATA_DIR).join(
+            SnapshotId {
+                end_offset: 0,
+                epoch: 0,
+            }
+            .file_name(),
+        );
+        let (image, summary) = crate::image::load_checkpoint_file(&boot).unwrap();
+        assert_eq!(image, MetadataImage::bootstrap());
+        let vr = summary.meta.voters.unwrap();
+        assert_eq!(vr.voters.len(), 2);
+        assert_eq!(vr.voters[0].voter_directory_id, meta.directory_id);
+        assert!(vr.voters[1].voter_directory_id.is_nil());
+
+        let err = format(dir.path(), &id, 1, &voters, false).unwrap_err();
+        assert!(matches!(err, MetaError::AlreadyFormatted(_)), "{err}");
+        assert_eq!(
+            format(dir.path(), &id, 1, &voters, true).unwrap(),
+            Formatted::Kept(meta)
+        );
+    }
+
+    #[test]
+    fn format_refuses_bad_cluster_ids_and_unformatted_dirs_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let voters = parse_voters("1@127.0.0.1:9094").unwrap();
+        assert!(format(dir.path(), "not-a-cluster-id", 1, &voters, false).is_err());
+        assert!(
+            format(dir.path(), "AAAAAAAAAAAAAAAAAAAAAA", 1, &voters, false).is_err(),
+            "nil uuid"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "a refused format writes nothing"
+        );
+        let err = MetaProperties::read(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("is not formatted"), "{err}");
+    }
+}
