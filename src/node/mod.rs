@@ -1,3 +1,5 @@
-//! A controller process: its data directory identity and formatting (`meta`).
+//! A controller process: its settings (`config`), its data directory identity and
+//! formatting (`meta`).
 
+pub mod config;
 pub mod meta;

@@ -1,0 +1,292 @@
+//! Settings of `kraftd serve`: defaults, then a TOML file, then `KRAFTD_*` environment
+//! variables, then command-line flags; each layer overrides the one before.
+//!
+//! Every setting has one name: `snapshot_max_bytes` in the file, `KRAFTD_SNAPSHOT_MAX_BYTES`
+//! in the environment, `--snapshot-max-bytes` on the command line. Unknown keys in the file
+//! are refused, so a typo never silently keeps a default; an unknown `KRAFTD_*` variable is
+//! reported as a warning (as etcd does), since environments carry unrelated variables.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Environment variable prefix of every setting.
+pub const ENV_PREFIX: &str = "KRAFTD_";
+
+/// Everything `kraftd serve` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory (meta.properties, raft/, __cluster_metadata-0/).
+    pub data_dir: PathBuf,
+    /// API listener for brokers and operators.
+    pub api_addr: String,
+    /// Peer listener for Raft RPCs between controllers.
+    pub peer_addr: String,
+    /// Take a snapshot once this many bytes of log were applied since the last one.
+    pub snapshot_max_bytes: u64,
+    /// ... or once this long has passed with new records since the last one.
+    pub snapshot_interval_ms: u64,
+    /// Checkpoint files kept (the newest ones).
+    pub snapshots_to_keep: usize,
+    /// Log entries kept below the newest snapshot, so short-lagging followers catch up
+    /// from the log rather than by a snapshot transfer.
+    pub log_tail_entries: u64,
+    /// Raft heartbeat interval (also openraft's AppendEntries timeout).
+    pub heartbeat_interval_ms: u64,
+    /// Raft election timeout, lower bound.
+    pub election_timeout_min_ms: u64,
+    /// Raft election timeout, upper bound.
+    pub election_timeout_max_ms: u64,
+    /// Brokers are fenced after this long without a heartbeat (broker.session.timeout.ms).
+    pub broker_session_timeout_ms: u64,
+    /// The active controller appends a NoOpRecord after this long without a write.
+    pub noop_interval_ms: u64,
+    /// Log lines as JSON instead of text.
+    pub log_json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("kraftd-data"),
+            api_addr: "127.0.0.1:9093".into(),
+            peer_addr: "127.0.0.1:9094".into(),
+            snapshot_max_bytes: 20 * 1024 * 1024,
+            snapshot_interval_ms: 3_600_000,
+            snapshots_to_keep: 3,
+            log_tail_entries: 1_000,
+            heartbeat_interval_ms: 150,
+            election_timeout_min_ms: 1_000,
+            election_timeout_max_ms: 2_000,
+            broker_session_timeout_ms: 9_000,
+            noop_interval_ms: 500,
+            log_json: false,
+        }
+    }
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A layer holds an unknown key or a value of the wrong type.
+    #[error("{source_name}: {detail}")]
+    Invalid { source_name: String, detail: String },
+}
+
+impl Config {
+    /// Loads defaults <- `file` <- environment (`vars`) <- `overrides` (from flags, as
+    /// `setting -> value` strings), then checks the result. Also returns warnings to log.
+    pub fn load(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut warnings = Vec::new();
+        let mut table =
+            toml::Table::try_from(Config::default()).map_err(|e| invalid("defaults", e))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let from_file: toml::Table =
+                toml::from_str(&text).map_err(|e| invalid(&path.display().to_string(), e))?;
+            merge(&mut table, from_file, &path.display().to_string())?;
+        }
+        let mut env = toml::Table::new();
+        for (k, v) in vars {
+            let Some(name) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = name.to_ascii_lowercase();
+            if !table.contains_key(&key) {
+                warnings.push(format!(
+                    "ignoring environment variable {k}: kraftd has no setting {key:?}"
+                ));
+                continue;
+            }
+            env.insert(
+                key.clone(),
+                typed_like(&table, &key, &v, &format!("environment variable {k}"))?,
+            );
+        }
+        merge(&mut table, env, "environment")?;
+        let mut flags = toml::Table::new();
+        for (k, v) in overrides {
+            flags.insert(
+                k.clone(),
+                typed_like(&table, k, v, &format!("--{}", k.replace('_', "-")))?,
+            );
+        }
+        merge(&mut table, flags, "command line")?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| invalid("settings", e))?;
+        config.check()?;
+        Ok((config, warnings))
+    }
+
+    /// Cross-field checks.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |detail: String| {
+            Err(ConfigError::Invalid {
+                source_name: "settings".into(),
+                detail,
+            })
+        };
+        if self.election_timeout_min_ms >= self.election_timeout_max_ms {
+            return bad(format!(
+                "election_timeout_min_ms ({}) must be below election_timeout_max_ms ({})",
+                self.election_timeout_min_ms, self.election_timeout_max_ms
+            ));
+        }
+        if self.heartbeat_interval_ms == 0
+            || self.heartbeat_interval_ms * 3 > self.election_timeout_min_ms
+        {
+            return bad(format!(
+                "heartbeat_interval_ms ({}) must be positive and at most a third of election_timeout_min_ms ({})",
+                self.heartbeat_interval_ms, self.election_timeout_min_ms
+            ));
+        }
+        if self.snapshots_to_keep == 0 {
+            return bad("snapshots_to_keep must be at least 1".into());
+        }
+        for (name, addr) in [("api_addr", &self.api_addr), ("peer_addr", &self.peer_addr)] {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return bad(format!(
+                    "{name} {addr:?} is not HOST:PORT with an IP address"
+                ));
+            }
+        }
+        if self.api_addr == self.peer_addr {
+            return bad("api_addr and peer_addr must differ".into());
+        }
+        Ok(())
+    }
+}
+
+fn invalid(source_name: &str, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        source_name: source_name.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// Overlays `layer` onto `base`; every key must be a known setting.
+fn merge(base: &mut toml::Table, layer: toml::Table, source_name: &str) -> Result<(), ConfigError> {
+    for (k, v) in layer {
+        if !base.contains_key(&k) {
+            return Err(invalid(source_name, format!("unknown setting {k:?}")));
+        }
+        base.insert(k, v);
+    }
+    Ok(())
+}
+
+/// Parses a string (from the environment or a flag) as the type the setting has.
+fn typed_like(
+    base: &toml::Table,
+    key: &str,
+    raw: &str,
+    source_name: &str,
+) -> Result<toml::Value, ConfigError> {
+    let Some(current) = base.get(key) else {
+        return Err(invalid(source_name, format!("unknown setting {key:?}")));
+    };
+    let wrong = |what: &str| invalid(source_name, format!("{key} = {raw:?} is not {what}"));
+    Ok(match current {
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(raw.trim().parse().map_err(|_| wrong("an integer"))?)
+        }
+        toml::Value::Boolean(_) => {
+            toml::Value::Boolean(raw.trim().parse().map_err(|_| wrong("true or false"))?)
+        }
+        _ => toml::Value::String(raw.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_kafka_like() {
+        let (c, warnings) = Config::load(None, env(&[]), &BTreeMap::new()).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(c, Config::default());
+        assert_eq!(c.snapshot_max_bytes, 20 * 1024 * 1024);
+        assert_eq!(c.snapshot_interval_ms, 3_600_000);
+        assert_eq!(c.broker_session_timeout_ms, 9_000);
+    }
+
+    #[test]
+    fn file_then_environment_then_flags_override_in_that_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kraftd.toml");
+        std::fs::write(
+            &file,
+            "snapshot_max_bytes = 1000\nlog_tail_entries = 7\napi_addr = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let vars = env(&[
+            ("KRAFTD_LOG_TAIL_ENTRIES", "8"),
+            ("KRAFTD_LOG_JSON", "true"),
+            ("PATH", "/bin"),
+        ]);
+        let flags = BTreeMap::from([("api_addr".to_string(), "127.0.0.1:2".to_string())]);
+        let (c, _) = Config::load(Some(&file), vars, &flags).unwrap();
+        assert_eq!(c.snapshot_max_bytes, 1000, "from the file");
+        assert_eq!(c.log_tail_entries, 8, "environment beats file");
+        assert!(c.log_json);
+        assert_eq!(c.api_addr, "127.0.0.1:2", "flag beats file");
+    }
+
+    #[test]
+    fn unknown_file_keys_and_mistyped_values_are_refused_unknown_env_vars_warned() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kraftd.toml");
+        std::fs::write(&file, "snapshot_max_byte = 1\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("snapshot_max_byte"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("KRAFTD_SNAPSHOT_MAX_BYTES", "lots")]),
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("KRAFTD_SNAPSHOT_MAX_BYTES") && err.contains("integer"),
+            "{err}"
+        );
+        let (_, warnings) =
+            Config::load(None, env(&[("KRAFTD_NO_SUCH", "1")]), &BTreeMap::new()).unwrap();
+        assert!(warnings[0].contains("KRAFTD_NO_SUCH"), "{warnings:?}");
+    }
+
+    #[test]
+    fn inconsistent_timeouts_and_addresses_are_refused() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &BTreeMap::new());
+        assert!(load(&[("KRAFTD_ELECTION_TIMEOUT_MIN_MS", "3000")]).is_err());
+        assert!(load(&[("KRAFTD_HEARTBEAT_INTERVAL_MS", "900")]).is_err());
+        assert!(load(&[("KRAFTD_API_ADDR", "localhost")]).is_err());
+        assert!(load(&[("KRAFTD_PEER_ADDR", "127.0.0.1:9093")]).is_err());
+    }
+}
