@@ -247,15 +247,20 @@ impl MetadataImage {
         Ok(())
     }
 
+    /// The topic a partition record names, or the error naming that record.
+    fn topic_mut(
+        &mut self,
+        topic_id: Uuid,
+        record: &'static str,
+    ) -> Result<&mut Topic, ImageError> {
+        self.topics
+            .get_mut(&topic_id.as_u128())
+            .ok_or(ImageError::UnknownTopicId { record, topic_id })
+    }
+
     fn put_partition(&mut self, r: &PartitionRecord) -> Result<(), ImageError> {
         const RECORD: &str = "PartitionRecord";
-        let topic =
-            self.topics
-                .get_mut(&r.topic_id.as_u128())
-                .ok_or(ImageError::UnknownTopicId {
-                    record: RECORD,
-                    topic_id: r.topic_id,
-                })?;
+        let topic = self.topic_mut(r.topic_id, RECORD)?;
         let partition =
             Partition::from_record(r).map_err(|detail| ImageError::InvalidPartition {
                 record: RECORD,
@@ -269,13 +274,7 @@ impl MetadataImage {
 
     fn change_partition(&mut self, r: &PartitionChangeRecord) -> Result<(), ImageError> {
         const RECORD: &str = "PartitionChangeRecord";
-        let topic =
-            self.topics
-                .get_mut(&r.topic_id.as_u128())
-                .ok_or(ImageError::UnknownTopicId {
-                    record: RECORD,
-                    topic_id: r.topic_id,
-                })?;
+        let topic = self.topic_mut(r.topic_id, RECORD)?;
         let current =
             topic
                 .partition(r.partition_id)
