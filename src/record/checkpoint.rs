@@ -21,6 +21,7 @@ use super::batch::{
 use super::control::{self, ControlRecord};
 use super::error::RecordError;
 use super::metadata::VersionedRecord;
+use super::LogRecord;
 
 /// File name suffix of a finished checkpoint.
 pub const SUFFIX: &str = ".checkpoint";
@@ -467,10 +468,12 @@ pub fn read_checkpoint(
             }
         } else {
             for r in &batch.records {
-                let value = r.value.as_deref().ok_or_else(|| {
-                    record_err(r.offset, RecordError::invalid("record", "null value"))
-                })?;
-                let rec = VersionedRecord::decode(value).map_err(|e| record_err(r.offset, e))?;
+                let rec = match LogRecord::decode(false, r).map_err(|e| record_err(r.offset, e))? {
+                    LogRecord::Metadata(rec) => rec,
+                    LogRecord::Control(c) => {
+                        return Err(structure(format!("{} in a data batch", c.type_name())))
+                    }
+                };
                 records += 1;
                 visit(CheckpointItem::Record(r.offset, rec)).map_err(|detail| {
                     CheckpointError::Rejected {
