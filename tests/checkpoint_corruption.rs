@@ -56,6 +56,19 @@ fn data_batch_records(bytes: &[u8]) -> (i64, Vec<(Option<Bytes>, Bytes)>) {
     (data.header.base_offset, recs)
 }
 
+/// A data batch of the snapshot's epoch holding `recs` from `base_offset`.
+fn data_batch(base_offset: i64, recs: &[(Option<Bytes>, Bytes)]) -> BytesMut {
+    let mut out = BytesMut::new();
+    let spec = BatchSpec {
+        base_offset,
+        epoch: EPOCH,
+        timestamp: 0,
+        control: false,
+    };
+    encode_batch(&mut out, spec, recs).unwrap();
+    out
+}
+
 fn load(bytes: &[u8]) -> Result<MetadataImage, CheckpointError> {
     load_checkpoint(Bytes::copy_from_slice(bytes), Some(EPOCH)).map(|(img, _)| img)
 }
@@ -120,14 +133,7 @@ fn a_missing_header_is_refused_and_named() {
     // Re-encode the data batch at offset 0 so only the header is missing, not the offsets.
     let ranges = batch_ranges(&bytes);
     let (_, recs) = data_batch_records(&bytes);
-    let mut out = BytesMut::new();
-    let spec = BatchSpec {
-        base_offset: 0,
-        epoch: EPOCH,
-        timestamp: 0,
-        control: false,
-    };
-    encode_batch(&mut out, spec, &recs).unwrap();
+    let mut out = data_batch(0, &recs);
     out.extend_from_slice(&bytes[ranges[2].clone()]);
     let err = load(&out).unwrap_err();
     assert!(
@@ -164,13 +170,7 @@ fn a_bad_record_value_is_refused_naming_its_offset() {
     let (data_base, mut recs) = data_batch_records(&bytes);
     recs[1].1 = Bytes::from_static(&[0x00, 0x02, 0x00, 0x00]);
     let mut out = BytesMut::from(&bytes[ranges[0].clone()]);
-    let spec = BatchSpec {
-        base_offset: data_base,
-        epoch: EPOCH,
-        timestamp: 0,
-        control: false,
-    };
-    encode_batch(&mut out, spec, &recs).unwrap();
+    out.extend_from_slice(&data_batch(data_base, &recs));
     out.extend_from_slice(&bytes[ranges[2].clone()]);
     let err = load(&out).unwrap_err();
     let text = err.to_string();
