@@ -5,6 +5,7 @@
 //! the offline operator tools (`dump`, `bench`).
 
 pub mod cli;
+pub mod client;
 pub mod image;
 pub mod node;
 pub mod record;

@@ -1,0 +1,825 @@
+//! A typed async HTTP client for the kraftd API listener (`shared/API.md`), used by the CLI,
+//! the multi-process tests and `kraftd bench quorum`.
+//!
+//! Every call has a timeout (the client's default, or a longer one where the call may
+//! legitimately take time: adding a voter, a long poll). Every non-2xx answer becomes
+//! [`ClientError::Api`] with the status and the `error` / `message` / `leader_id` of the JSON
+//! error body; a body that is not the documented JSON still gives an error, with the raw
+//! text as its message. Nothing the server sends is unwrapped.
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RANGE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Timeout of an ordinary call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout of `POST /v1/quorum/voters`: the new node first catches up as a learner.
+pub const ADD_VOTER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Content type of raw record batches.
+pub const RECORD_BATCHES: &str = "application/vnd.kafka.record-batches";
+
+/// What went wrong with a call.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The server answered with a non-2xx status.
+    #[error("{0}")]
+    Api(Box<ApiError>),
+    /// The request did not complete: connection refused or reset, timeout, ...
+    #[error("{method} {url}: {source}")]
+    Transport {
+        /// Method of the request.
+        method: Method,
+        /// The URL called.
+        url: String,
+        /// What reqwest reported.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A 2xx answer whose body or headers are not what the contract says.
+    #[error("{method} {url}: unexpected answer: {detail}")]
+    Decode {
+        /// Method of the request.
+        method: Method,
+        /// The URL called.
+        url: String,
+        /// What did not fit.
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api(e) => Some(e.status),
+            _ => None,
+        }
+    }
+
+    /// The Kafka-style error code, when the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api(e) => Some(&e.code),
+            _ => None,
+        }
+    }
+
+    /// The error body, when the server answered.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            ClientError::Api(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// Whether the request never got an answer (connection refused, reset, timed out).
+    pub fn is_transport(&self) -> bool {
+        matches!(self, ClientError::Transport { .. })
+    }
+
+    /// Worth retrying against the same or another node: no answer, no leader (503), or a
+    /// timeout answer from the server (504).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Api(e) => {
+                e.status == StatusCode::SERVICE_UNAVAILABLE
+                    || e.status == StatusCode::GATEWAY_TIMEOUT
+                    || e.status == StatusCode::BAD_GATEWAY
+            }
+            ClientError::Decode { .. } => false,
+        }
+    }
+}
+
+/// A non-2xx answer: `{"error": CODE, "message": ..., "leader_id"?: n, "snapshot"?: {...}}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// Method of the request.
+    pub method: Method,
+    /// The URL called.
+    pub url: String,
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The Kafka-style code (`NOT_CONTROLLER`, `OFFSET_OUT_OF_RANGE`, ...); empty when the
+    /// body was not the documented JSON.
+    pub code: String,
+    /// The message for a person (the raw body when it was not JSON).
+    pub message: String,
+    /// The leader, when the server named one.
+    pub leader_id: Option<u64>,
+    /// The snapshot to fetch instead (410 from `GET /v1/metadata/log`).
+    pub snapshot: Option<SnapshotRef>,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.method, self.url, self.status)?;
+        if !self.code.is_empty() {
+            write!(f, " {}", self.code)?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if let Some(l) = self.leader_id {
+            write!(f, " (leader {l})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Names a snapshot: `{end_offset, epoch}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    /// Offset after the last record it holds.
+    pub end_offset: i64,
+    /// Epoch of that last record.
+    pub epoch: i32,
+}
+
+/// A voter as `GET /v1/quorum/status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoterInfo {
+    /// Node id.
+    pub id: u64,
+    /// Peer listener, HOST:PORT.
+    #[serde(default)]
+    pub peer: String,
+    /// API listener, HOST:PORT.
+    #[serde(default)]
+    pub api: String,
+}
+
+/// `GET /v1/quorum/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    /// Cluster id.
+    #[serde(default)]
+    pub cluster_id: String,
+    /// The node that answered.
+    #[serde(default)]
+    pub node_id: Option<u64>,
+    /// The leader this node knows, if any.
+    pub leader_id: Option<u64>,
+    /// The Raft term of that leader.
+    #[serde(default)]
+    pub leader_epoch: i64,
+    /// This node's applied end offset.
+    pub high_watermark: i64,
+    /// First offset still in this node's log.
+    #[serde(default)]
+    pub log_start_offset: i64,
+    /// Largest follower lag in records (meaningful on the leader).
+    #[serde(default)]
+    pub max_follower_lag: Option<i64>,
+    /// Largest time since a follower was caught up, in ms (meaningful on the leader).
+    #[serde(default)]
+    pub max_follower_lag_time_ms: Option<i64>,
+    /// The voters.
+    #[serde(default)]
+    pub voters: Vec<VoterInfo>,
+    /// Ids of non-voting members (learners).
+    #[serde(default)]
+    pub observers: Vec<u64>,
+}
+
+impl QuorumStatus {
+    /// Voter ids, sorted.
+    pub fn voter_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.voters.iter().map(|v| v.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// One row of `GET /v1/quorum/replication`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    /// Node id.
+    pub node_id: u64,
+    /// Offset after the last record the leader knows this node holds.
+    #[serde(default)]
+    pub log_end_offset: i64,
+    /// Records behind the leader.
+    #[serde(default)]
+    pub lag: i64,
+    /// When it last fetched (ms since the epoch).
+    #[serde(default)]
+    pub last_fetch_timestamp: Option<i64>,
+    /// When it was last caught up (ms since the epoch).
+    #[serde(default)]
+    pub last_caught_up_timestamp: Option<i64>,
+    /// "Leader", "Follower" or "Observer".
+    #[serde(default)]
+    pub status: String,
+}
+
+/// `POST /v1/quorum/snapshot` and rows of `GET /v1/metadata/snapshots`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Offset after the last record it holds.
+    pub end_offset: i64,
+    /// Epoch of that last record.
+    pub epoch: i32,
+    /// File name in `__cluster_metadata-0/`.
+    #[serde(default)]
+    pub file_name: String,
+    /// Size in bytes (listing only).
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Timestamp of the last record it holds (listing only).
+    #[serde(default)]
+    pub last_contained_log_timestamp: Option<i64>,
+}
+
+impl SnapshotInfo {
+    /// The `{end_offset, epoch}` pair naming it.
+    pub fn id(&self) -> SnapshotRef {
+        SnapshotRef {
+            end_offset: self.end_offset,
+            epoch: self.epoch,
+        }
+    }
+}
+
+/// The answer to a write: the offset of the last record written and its epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteAck {
+    /// Offset of the last record written.
+    pub offset: i64,
+    /// Epoch it was written in.
+    pub epoch: i64,
+}
+
+/// A config change: `{"set": {k: v}, "delete": [k]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// Keys to set.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Keys to remove.
+    #[serde(default)]
+    pub delete: Vec<String>,
+}
+
+impl ConfigChange {
+    /// Sets one key.
+    pub fn set_one(key: impl Into<String>, value: impl Into<String>) -> Self {
+        let mut set = BTreeMap::new();
+        set.insert(key.into(), value.into());
+        ConfigChange {
+            set,
+            delete: Vec::new(),
+        }
+    }
+}
+
+/// `POST /v1/quorum/voters` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewVoter {
+    /// Node id.
+    pub id: u64,
+    /// Its peer listener.
+    pub peer: String,
+    /// Its API listener.
+    pub api: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct VotersAnswer {
+    voters: Vec<u64>,
+}
+
+/// `GET /v1/metadata/log` in its raw form.
+#[derive(Debug, Clone)]
+pub struct LogFetch {
+    /// Whole v2 batches, from the batch holding the requested offset (empty after a long
+    /// poll that saw nothing new).
+    pub batches: Bytes,
+    /// `Kraft-High-Watermark`.
+    pub high_watermark: i64,
+    /// `Kraft-Log-Start-Offset`.
+    pub log_start_offset: Option<i64>,
+    /// `Kraft-Leader-Id` (absent or negative: unknown).
+    pub leader_id: Option<u64>,
+    /// `Kraft-Leader-Epoch`.
+    pub leader_epoch: Option<i64>,
+}
+
+/// One record of `GET /v1/metadata/log` with `Accept: application/json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonRecord {
+    /// Its offset.
+    pub offset: i64,
+    /// Its batch's epoch.
+    pub epoch: i64,
+    /// Record type name.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Record version.
+    pub version: i64,
+    /// The decoded fields.
+    pub data: Value,
+}
+
+/// `GET /v1/metadata/log` with `Accept: application/json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonLogFetch {
+    /// The records.
+    pub records: Vec<JsonRecord>,
+    /// The node's high watermark.
+    pub high_watermark: i64,
+    /// Where to continue.
+    pub next_offset: i64,
+}
+
+/// `GET /v1/metadata/image`: `offset` and `epoch` split off, the rest is the image as
+/// `serde_json::to_value(&MetadataImage)` gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageView {
+    /// The applied offset the image is at.
+    pub offset: i64,
+    /// The epoch of that offset.
+    pub epoch: i64,
+    /// The image fields.
+    pub image: Value,
+}
+
+/// A part of a snapshot file, as `GET /v1/metadata/snapshots/{id}` answered it.
+#[derive(Debug, Clone)]
+pub struct SnapshotBytes {
+    /// The HTTP status: 200 (whole file) or 206 (a range).
+    pub status: StatusCode,
+    /// `Content-Range`, if any.
+    pub content_range: Option<String>,
+    /// The bytes.
+    pub bytes: Bytes,
+}
+
+/// A client of one node's API listener.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client of `addr` (`HOST:PORT`, or a URL starting with `http://`).
+    pub fn new(addr: &str) -> Result<Client, ClientError> {
+        Self::with_timeout(addr, DEFAULT_TIMEOUT)
+    }
+
+    /// A client whose ordinary calls time out after `timeout`.
+    pub fn with_timeout(addr: &str, timeout: Duration) -> Result<Client, ClientError> {
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|source| ClientError::Transport {
+                method: Method::GET,
+                url: base.clone(),
+                source,
+            })?;
+        Ok(Client {
+            http,
+            base,
+            timeout,
+        })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:9093`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The timeout of ordinary calls.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn request(&self, method: Method, path: &str) -> (RequestBuilder, Method, String) {
+        let url = format!("{}{}", self.base, path);
+        let rb = self
+            .http
+            .request(method.clone(), &url)
+            .timeout(self.timeout);
+        (rb, method, url)
+    }
+
+    async fn send(rb: RequestBuilder, method: &Method, url: &str) -> Result<Response, ClientError> {
+        let resp = rb.send().await.map_err(|source| ClientError::Transport {
+            method: method.clone(),
+            url: url.to_string(),
+            source,
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(ClientError::Api(Box::new(
+            Self::error_from(resp, method.clone(), url.to_string()).await,
+        )))
+    }
+
+    async fn error_from(resp: Response, method: Method, url: String) -> ApiError {
+        let status = resp.status();
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) => format!("(error body unreadable: {e})"),
+        };
+        let mut err = ApiError {
+            method,
+            url,
+            status,
+            code: String::new(),
+            message: text.clone(),
+            leader_id: None,
+            snapshot: None,
+        };
+        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&text) {
+            if let Some(code) = m.get("error").and_then(Value::as_str) {
+                err.code = code.to_string();
+            }
+            if let Some(msg) = m.get("message").and_then(Value::as_str) {
+                err.message = msg.to_string();
+            }
+            err.leader_id = m.get("leader_id").and_then(Value::as_u64);
+            err.snapshot = m
+                .get("snapshot")
+                .and_then(|s| serde_json::from_value(s.clone()).ok());
+        }
+        err
+    }
+
+    async fn json<T: DeserializeOwned>(
+        rb: RequestBuilder,
+        method: Method,
+        url: String,
+    ) -> Result<T, ClientError> {
+        let resp = Self::send(rb, &method, &url).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                method: method.clone(),
+                url: url.clone(),
+                source,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            method,
+            url,
+            detail: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
+        })
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (rb, m, u) = self.request(Method::GET, path);
+        Self::json(rb, m, u).await
+    }
+
+    /// `GET /healthz`: whether the process answers.
+    pub async fn healthz(&self) -> Result<(), ClientError> {
+        let (rb, m, u) = self.request(Method::GET, "/healthz");
+        Self::send(rb, &m, &u).await.map(drop)
+    }
+
+    /// `GET /readyz`: whether the node knows a leader and applied what it saw committed.
+    pub async fn readyz(&self) -> Result<(), ClientError> {
+        let (rb, m, u) = self.request(Method::GET, "/readyz");
+        Self::send(rb, &m, &u).await.map(drop)
+    }
+
+    /// `GET /v1/quorum/status`.
+    pub async fn quorum_status(&self) -> Result<QuorumStatus, ClientError> {
+        self.get_json("/v1/quorum/status").await
+    }
+
+    /// `GET /v1/quorum/replication`.
+    pub async fn replication(&self) -> Result<Vec<ReplicaState>, ClientError> {
+        self.get_json("/v1/quorum/replication").await
+    }
+
+    /// `POST /v1/quorum/snapshot`: this node takes a checkpoint now.
+    pub async fn take_snapshot(&self) -> Result<SnapshotInfo, ClientError> {
+        let (rb, m, u) = self.request(Method::POST, "/v1/quorum/snapshot");
+        Self::json(rb, m, u).await
+    }
+
+    /// `POST /v1/quorum/voters`; answers once the node is a voter (up to
+    /// [`ADD_VOTER_TIMEOUT`]). Returns the voter ids.
+    pub async fn add_voter(&self, voter: &NewVoter) -> Result<Vec<u64>, ClientError> {
+        let (rb, m, u) = self.request(Method::POST, "/v1/quorum/voters");
+        let rb = rb.timeout(ADD_VOTER_TIMEOUT.max(self.timeout)).json(voter);
+        let a: VotersAnswer = Self::json(rb, m, u).await?;
+        Ok(a.voters)
+    }
+
+    /// `DELETE /v1/quorum/voters/{id}`. Returns the voter ids.
+    pub async fn remove_voter(&self, id: u64) -> Result<Vec<u64>, ClientError> {
+        let (rb, m, u) = self.request(Method::DELETE, &format!("/v1/quorum/voters/{id}"));
+        let rb = rb.timeout(ADD_VOTER_TIMEOUT.max(self.timeout));
+        let a: VotersAnswer = Self::json(rb, m, u).await?;
+        Ok(a.voters)
+    }
+
+    fn config_path(kind: ConfigKind, name: &str) -> String {
+        format!("/v1/configs/{}/{}", kind.as_str(), encode_segment(name))
+    }
+
+    /// `PATCH /v1/configs/{kind}/{name}`: answered once committed.
+    pub async fn alter_config(
+        &self,
+        kind: ConfigKind,
+        name: &str,
+        change: &ConfigChange,
+    ) -> Result<WriteAck, ClientError> {
+        let (rb, m, u) = self.request(Method::PATCH, &Self::config_path(kind, name));
+        Self::json(rb.json(change), m, u).await
+    }
+
+    /// Sets one key of a broker's config.
+    pub async fn set_broker_config(
+        &self,
+        broker: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<WriteAck, ClientError> {
+        self.alter_config(
+            ConfigKind::Broker,
+            broker,
+            &ConfigChange::set_one(key, value),
+        )
+        .await
+    }
+
+    /// `GET /v1/configs/{kind}/{name}` from this node's committed image.
+    pub async fn get_config(
+        &self,
+        kind: ConfigKind,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, ClientError> {
+        self.get_json(&Self::config_path(kind, name)).await
+    }
+
+    /// `GET /v1/metadata/log` raw: batches from the one holding `offset`. `max_wait` makes
+    /// it a long poll; the call's timeout is the client's plus `max_wait`.
+    pub async fn fetch_log(
+        &self,
+        offset: i64,
+        max_bytes: Option<u64>,
+        max_wait: Option<Duration>,
+    ) -> Result<LogFetch, ClientError> {
+        let mut path = format!("/v1/metadata/log?offset={offset}");
+        if let Some(b) = max_bytes {
+            path.push_str(&format!("&max_bytes={b}"));
+        }
+        if let Some(w) = max_wait {
+            path.push_str(&format!("&max_wait_ms={}", w.as_millis()));
+        }
+        let (rb, m, u) = self.request(Method::GET, &path);
+        let rb = rb
+            .timeout(self.timeout + max_wait.unwrap_or_default())
+            .header(ACCEPT, RECORD_BATCHES);
+        let resp = Self::send(rb, &m, &u).await?;
+        let headers = resp.headers().clone();
+        let decode = |detail: String| ClientError::Decode {
+            method: m.clone(),
+            url: u.clone(),
+            detail,
+        };
+        let high_watermark = header_i64(&headers, "kraft-high-watermark")
+            .map_err(&decode)?
+            .ok_or_else(|| decode("no Kraft-High-Watermark header".into()))?;
+        let log_start_offset = header_i64(&headers, "kraft-log-start-offset").map_err(&decode)?;
+        let leader_id = header_i64(&headers, "kraft-leader-id")
+            .map_err(&decode)?
+            .and_then(|l| u64::try_from(l).ok());
+        let leader_epoch = header_i64(&headers, "kraft-leader-epoch").map_err(&decode)?;
+        let batches = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                method: m.clone(),
+                url: u.clone(),
+                source,
+            })?;
+        Ok(LogFetch {
+            batches,
+            high_watermark,
+            log_start_offset,
+            leader_id,
+            leader_epoch,
+        })
+    }
+
+    /// `GET /v1/metadata/log` with `Accept: application/json`.
+    pub async fn fetch_log_json(
+        &self,
+        offset: i64,
+        max_bytes: Option<u64>,
+    ) -> Result<JsonLogFetch, ClientError> {
+        let mut path = format!("/v1/metadata/log?offset={offset}");
+        if let Some(b) = max_bytes {
+            path.push_str(&format!("&max_bytes={b}"));
+        }
+        let (rb, m, u) = self.request(Method::GET, &path);
+        Self::json(rb.header(ACCEPT, "application/json"), m, u).await
+    }
+
+    /// `GET /v1/metadata/snapshots`, newest first.
+    pub async fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>, ClientError> {
+        self.get_json("/v1/metadata/snapshots").await
+    }
+
+    /// `GET /v1/metadata/snapshots/{end_offset}-{epoch}`, the whole file or, with `range`
+    /// = `(first, Some(last))` / `(first, None)`, the bytes `first..=last` / `first..`.
+    pub async fn fetch_snapshot(
+        &self,
+        id: SnapshotRef,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<SnapshotBytes, ClientError> {
+        let path = format!("/v1/metadata/snapshots/{}-{}", id.end_offset, id.epoch);
+        let (rb, m, u) = self.request(Method::GET, &path);
+        // A file download can be large: allow more than an ordinary call.
+        let mut rb = rb.timeout(self.timeout * 6);
+        if let Some((first, last)) = range {
+            let spec = match last {
+                Some(l) => format!("bytes={first}-{l}"),
+                None => format!("bytes={first}-"),
+            };
+            rb = rb.header(RANGE, spec);
+        }
+        let resp = Self::send(rb, &m, &u).await?;
+        let status = resp.status();
+        let content_range = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                method: m.clone(),
+                url: u.clone(),
+                source,
+            })?;
+        Ok(SnapshotBytes {
+            status,
+            content_range,
+            bytes,
+        })
+    }
+
+    /// `GET /v1/metadata/image` at this node's applied offset.
+    pub async fn image(&self) -> Result<ImageView, ClientError> {
+        let (rb, m, u) = self.request(Method::GET, "/v1/metadata/image");
+        let v: Map<String, Value> = Self::json(rb, m.clone(), u.clone()).await?;
+        split_image(v).map_err(|detail| ClientError::Decode {
+            method: m,
+            url: u,
+            detail,
+        })
+    }
+
+    /// Any other JSON call, for what this client has no typed method for.
+    pub async fn raw_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let (mut rb, m, u) = self.request(method, path);
+        if let Some(b) = body {
+            rb = rb.header(CONTENT_TYPE, "application/json").json(b);
+        }
+        let resp = Self::send(rb, &m, &u).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                method: m.clone(),
+                url: u.clone(),
+                source,
+            })?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            method: m,
+            url: u,
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// Splits `offset` and `epoch` off an image answer.
+fn split_image(mut v: Map<String, Value>) -> Result<ImageView, String> {
+    let mut take = |name: &str| {
+        v.remove(name)
+            .and_then(|x| x.as_i64())
+            .ok_or_else(|| format!("image answer has no integer {name:?}"))
+    };
+    let offset = take("offset")?;
+    let epoch = take("epoch")?;
+    Ok(ImageView {
+        offset,
+        epoch,
+        image: Value::Object(v),
+    })
+}
+
+/// Which kind of resource a config belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    /// A broker (by id) or the cluster default.
+    Broker,
+    /// A topic (by name).
+    Topic,
+}
+
+impl ConfigKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConfigKind::Broker => "broker",
+            ConfigKind::Topic => "topic",
+        }
+    }
+}
+
+/// Percent-encodes what a path segment cannot hold as it is.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn header_i64(headers: &HeaderMap, name: &str) -> Result<Option<i64>, String> {
+    let Some(v) = headers.get(name) else {
+        return Ok(None);
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| format!("header {name} is not text"))?;
+    text.trim()
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| format!("header {name} is {text:?}, not an integer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn image_answer_splits_offset_and_epoch_from_the_image_fields() {
+        let Value::Object(m) = json!({"offset": 12, "epoch": 3, "features": {}, "topics": []})
+        else {
+            unreachable!()
+        };
+        let v = split_image(m).unwrap();
+        assert_eq!((v.offset, v.epoch), (12, 3));
+        assert_eq!(v.image, json!({"features": {}, "topics": []}));
+        let Value::Object(m) = json!({"epoch": 3}) else {
+            unreachable!()
+        };
+        assert!(split_image(m).is_err());
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(encode_segment("topic-1.a_b"), "topic-1.a_b");
+        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+        assert_eq!(encode_segment(""), "");
+    }
+
+    #[test]
+    fn status_tolerates_missing_optional_fields() {
+        let s: QuorumStatus = serde_json::from_value(json!({
+            "leader_id": null, "high_watermark": 5, "voters": [{"id": 2}, {"id": 1}]
+        }))
+        .unwrap();
+        assert_eq!(s.leader_id, None);
+        assert_eq!(s.voter_ids(), vec![1, 2]);
+    }
+}
