@@ -1,7 +1,9 @@
-//! Offline operator tools behind the `kraftd` binary: `dump` and `bench`.
+//! Operator tools behind the `kraftd` binary: `dump`, `bench`, `dev`, and the local
+//! multi-process quorum they and the tests run.
 
 pub mod bench;
 pub mod dump;
+pub mod local_quorum;
 
 /// How a command prints its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
