@@ -48,6 +48,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Run a local three-node quorum as child processes in ./kraftd-dev/ until Ctrl-C.
+    Dev(cli::dev::DevArgs),
     /// Benchmarks that print their figures.
     Bench {
         #[command(subcommand)]
@@ -59,6 +61,8 @@ enum Command {
 enum BenchCommand {
     /// Build a synthetic image, write it as a checkpoint, read it back; print the figures.
     Snapshot(cli::bench::SnapshotArgs),
+    /// Start a local three-node quorum; print write latency, throughput and failover time.
+    Quorum(cli::bench_quorum::QuorumArgs),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +130,22 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("kraftd bench snapshot: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Bench {
+            bench: BenchCommand::Quorum(a),
+        }) => match cli::bench_quorum::quorum(&a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kraftd bench quorum: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Dev(a)) => match cli::dev::run(&a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kraftd dev: {e:#}");
                 ExitCode::FAILURE
             }
         },

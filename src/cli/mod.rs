@@ -2,6 +2,8 @@
 //! multi-process quorum they and the tests run.
 
 pub mod bench;
+pub mod bench_quorum;
+pub mod dev;
 pub mod dump;
 pub mod local_quorum;
 

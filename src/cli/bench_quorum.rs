@@ -1,0 +1,332 @@
+//! `kraftd bench quorum`: starts a local three-node quorum of this executable in a scratch
+//! directory and prints what a client sees: write latency, write throughput under
+//! concurrency, and the time from `kill -9` of the leader to the next acknowledged write.
+//! It prints figures and never asserts them; every phase is bounded.
+
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::local_quorum::{LocalQuorum, QuorumOptions};
+use crate::client::{Client, ClientError};
+
+/// `kraftd bench quorum` arguments.
+#[derive(Debug, clap::Args)]
+pub struct QuorumArgs {
+    /// Sequential single-client writes for the latency figures (sent to the leader).
+    #[arg(long, default_value_t = 2_000)]
+    pub writes: usize,
+    /// Sequential writes sent to a follower (forwarded to the leader); 0 skips this phase.
+    #[arg(long, default_value_t = 500)]
+    pub follower_writes: usize,
+    /// Concurrent clients for the throughput figure.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Seconds the throughput phase runs.
+    #[arg(long, default_value_t = 10)]
+    pub throughput_secs: u64,
+    /// Leader kill -9 trials for the failover figures; 0 skips this phase.
+    #[arg(long, default_value_t = 10)]
+    pub failover_trials: usize,
+    /// Give up on one failover trial after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    pub failover_timeout_secs: u64,
+    /// Keep the nodes' data and logs in this directory (it must not hold a quorum already);
+    /// otherwise a scratch directory is removed at the end.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+}
+
+/// Runs the benchmark and prints its figures.
+pub fn quorum(args: &QuorumArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run(args))
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn run(args: &QuorumArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the kraftd executable")?;
+    let scratch;
+    let base = match &args.keep {
+        Some(d) => d.clone(),
+        None => {
+            scratch = tempfile::tempdir().context("creating a scratch directory")?;
+            scratch.path().to_path_buf()
+        }
+    };
+    let mut q = LocalQuorum::start(QuorumOptions::new(exe, &base, 3)).await?;
+    let res = phases(&mut q, args).await;
+    if let Err(e) = &res {
+        eprintln!("kraftd bench quorum failed: {e:#}\n{}", q.logs(30));
+    }
+    q.stop_all(Duration::from_secs(10)).await?;
+    if args.keep.is_some() {
+        println!("  kept: {} (node data and logs)", base.display());
+    }
+    res
+}
+
+async fn phases(q: &mut LocalQuorum, args: &QuorumArgs) -> anyhow::Result<()> {
+    let t = Instant::now();
+    q.wait_ready_all(READY_TIMEOUT).await?;
+    let leader = q.wait_leader(READY_TIMEOUT).await?;
+    println!(
+        "kraftd bench quorum: 3 local nodes in {} (cluster {}), leader node {leader} after {:.0} ms",
+        q.base_dir().display(),
+        q.cluster_id(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+
+    let leader_client = q.client(leader)?;
+    if args.writes > 0 {
+        let s = sequential_writes(&leader_client, args.writes, "lat").await;
+        s.print(&format!(
+            "write latency, 1 client -> leader ({} writes)",
+            args.writes
+        ));
+    }
+    if args.follower_writes > 0 {
+        let follower = q
+            .ids()
+            .into_iter()
+            .find(|&id| id != leader)
+            .context("no follower")?;
+        let s = sequential_writes(&q.client(follower)?, args.follower_writes, "fwd").await;
+        s.print(&format!(
+            "write latency, 1 client -> follower, forwarded ({} writes)",
+            args.follower_writes
+        ));
+    }
+    if args.clients > 0 && args.throughput_secs > 0 {
+        throughput(
+            &leader_client,
+            args.clients,
+            Duration::from_secs(args.throughput_secs),
+        )
+        .await;
+    }
+    if args.failover_trials > 0 {
+        failover(
+            q,
+            args.failover_trials,
+            Duration::from_secs(args.failover_timeout_secs),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Latencies of successful calls and a count of failed ones.
+#[derive(Default)]
+struct Samples {
+    ok: Vec<Duration>,
+    failed: usize,
+    first_error: Option<String>,
+}
+
+impl Samples {
+    fn record(&mut self, took: Duration, res: Result<(), ClientError>) {
+        match res {
+            Ok(()) => self.ok.push(took),
+            Err(e) => {
+                self.failed += 1;
+                if self.first_error.is_none() {
+                    self.first_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    fn print(mut self, title: &str) {
+        println!("  {title}:");
+        self.ok.sort_unstable();
+        if self.ok.is_empty() {
+            println!("    no write succeeded");
+        } else {
+            println!(
+                "    p50 {}  p99 {}  max {}",
+                ms(percentile(&self.ok, 0.50)),
+                ms(percentile(&self.ok, 0.99)),
+                ms(self.ok[self.ok.len() - 1]),
+            );
+        }
+        if self.failed > 0 {
+            println!(
+                "    {} failed (first: {})",
+                self.failed,
+                self.first_error.as_deref().unwrap_or("?")
+            );
+        }
+    }
+}
+
+/// The `q`-quantile of sorted samples (nearest rank).
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+async fn sequential_writes(client: &Client, n: usize, prefix: &str) -> Samples {
+    let mut s = Samples::default();
+    for i in 0..n {
+        let key = format!("bench.{prefix}{}", i % 100);
+        let t = Instant::now();
+        let res = client
+            .set_broker_config("1", &key, &i.to_string())
+            .await
+            .map(drop);
+        s.record(t.elapsed(), res);
+    }
+    s
+}
+
+async fn throughput(client: &Client, clients: usize, duration: Duration) {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    let client = Arc::new(client.clone());
+    for c in 0..clients {
+        let client = Arc::clone(&client);
+        tasks.push(tokio::spawn(async move {
+            let mut s = Samples::default();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let res = client
+                    .set_broker_config("1", &format!("bench.tp{c}"), &i.to_string())
+                    .await
+                    .map(drop);
+                s.record(t.elapsed(), res);
+                i += 1;
+            }
+            s
+        }));
+    }
+    let mut all = Samples::default();
+    for t in tasks {
+        match t.await {
+            Ok(s) => {
+                all.ok.extend(s.ok);
+                all.failed += s.failed;
+                if all.first_error.is_none() {
+                    all.first_error = s.first_error;
+                }
+            }
+            Err(e) => {
+                all.failed += 1;
+                all.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let acked = all.ok.len();
+    println!(
+        "  write throughput, {clients} concurrent clients -> leader, {:.1} s: {acked} records acknowledged = {:.0} records/s",
+        elapsed.as_secs_f64(),
+        acked as f64 / elapsed.as_secs_f64()
+    );
+    all.print("    latency under that load");
+}
+
+async fn failover(q: &mut LocalQuorum, trials: usize, limit: Duration) -> anyhow::Result<()> {
+    let mut times = Vec::with_capacity(trials);
+    let mut failed = 0;
+    for trial in 1..=trials {
+        let leader = q.wait_leader(READY_TIMEOUT).await?;
+        let survivors: Vec<Client> = q
+            .ids()
+            .into_iter()
+            .filter(|&id| id != leader)
+            .map(|id| {
+                let addr = q.node(id)?.api_addr.to_string();
+                Ok(Client::with_timeout(&addr, Duration::from_secs(2))?)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if survivors.is_empty() {
+            bail!("failover needs at least two nodes");
+        }
+        let killed_at = Instant::now();
+        q.kill9(leader).await?;
+        let mut attempt = 0usize;
+        let took = loop {
+            let c = &survivors[attempt % survivors.len()];
+            attempt += 1;
+            let res = c
+                .set_broker_config("1", "bench.failover", &trial.to_string())
+                .await;
+            if res.is_ok() {
+                break Some(killed_at.elapsed());
+            }
+            if killed_at.elapsed() >= limit {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        match took {
+            Some(d) => {
+                println!(
+                    "    trial {trial}: killed leader node {leader}; first acknowledged write after {}",
+                    ms(d)
+                );
+                times.push(d);
+            }
+            None => {
+                failed += 1;
+                println!(
+                    "    trial {trial}: killed leader node {leader}; no write acknowledged within {limit:?}"
+                );
+            }
+        }
+        q.restart(leader).await?;
+        q.wait_ready(leader, READY_TIMEOUT).await?;
+    }
+    times.sort_unstable();
+    println!(
+        "  failover (kill -9 of the leader -> first acknowledged write through a survivor), {} trials:",
+        trials
+    );
+    if times.is_empty() {
+        println!("    no trial saw a write acknowledged");
+    } else {
+        println!(
+            "    median {}  min {}  max {}{}",
+            ms(percentile(&times, 0.5)),
+            ms(times[0]),
+            ms(times[times.len() - 1]),
+            if failed > 0 {
+                format!("  ({failed} trials gave up)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 0.5), Duration::from_millis(50));
+        assert_eq!(percentile(&v, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&v, 1.0), Duration::from_millis(100));
+        assert_eq!(percentile(&v[..1], 0.99), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+}

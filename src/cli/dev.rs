@@ -1,0 +1,162 @@
+//! `kraftd dev`: a local three-node quorum as child processes, for trying kraftd out.
+//!
+//! The nodes live in `./kraftd-dev/` (or `--base-dir`): formatted on the first run, reused on
+//! later runs, so what was written survives. Ports are fixed (API 9093/9193/9293, peer
+//! 9094/9194/9294) so the README's commands work as printed. Ctrl-C (or SIGTERM) stops every
+//! node: SIGTERM, a bounded wait, then SIGKILL.
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::local_quorum::{LocalQuorum, QuorumOptions, StopOutcome, STOP_GRACE};
+
+/// Fixed `(api, peer)` ports of the dev quorum's three nodes.
+pub const DEV_PORTS: [(u16, u16); 3] = [(9093, 9094), (9193, 9194), (9293, 9294)];
+
+/// `kraftd dev` arguments.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where the nodes keep their data and logs.
+    #[arg(long, default_value = "kraftd-dev")]
+    pub base_dir: PathBuf,
+    /// How long to wait for the quorum to elect a leader and be ready.
+    #[arg(long, default_value_t = 60)]
+    pub ready_timeout_secs: u64,
+}
+
+/// Runs the dev quorum until Ctrl-C.
+pub fn run(args: &DevArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the kraftd executable")?;
+    let opts = QuorumOptions {
+        ports: Some(DEV_PORTS.to_vec()),
+        reuse_formatted: true,
+        ..QuorumOptions::new(exe, &args.base_dir, DEV_PORTS.len())
+    };
+    let fresh = !args.base_dir.join("node1").join("meta.properties").exists();
+    let mut q = LocalQuorum::start(opts).await?;
+    println!(
+        "kraftd dev: {} three-node quorum in {} (cluster id {})",
+        if fresh {
+            "formatted a new"
+        } else {
+            "reusing the"
+        },
+        args.base_dir.display(),
+        q.cluster_id()
+    );
+    for n in q.nodes() {
+        println!(
+            "  node {}: API http://{}  peer {}  data {}  log {}",
+            n.id,
+            n.api_addr,
+            n.peer_addr,
+            n.data_dir.display(),
+            n.log_path.display()
+        );
+    }
+
+    // One listener for the whole run, so a signal between two waits is not lost.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let timeout = Duration::from_secs(args.ready_timeout_secs);
+    let ready = tokio::select! {
+        r = async {
+            q.wait_ready_all(timeout).await?;
+            q.wait_leader(timeout).await
+        } => Some(r),
+        _ = &mut shutdown => None,
+    };
+    match ready {
+        None => {
+            println!("interrupted before the quorum was ready; stopping");
+            return stop(&mut q).await;
+        }
+        Some(Err(e)) => {
+            eprintln!("kraftd dev: the quorum did not come up: {e:#}");
+            stop(&mut q).await?;
+            return Err(e);
+        }
+        Some(Ok(leader)) => {
+            let api = q.node(leader)?.api_addr;
+            println!("ready: node {leader} (API {api}) is the leader. Try:");
+            let first = DEV_PORTS[0].0;
+            println!("  curl -s localhost:{first}/v1/quorum/status");
+            println!(
+                "  curl -s -X PATCH localhost:{first}/v1/configs/broker/1 -H 'content-type: application/json' -d '{{\"set\": {{\"log.retention.ms\": \"60000\"}}}}'"
+            );
+            println!("  curl -s localhost:{}/v1/configs/broker/1", DEV_PORTS[1].0);
+            println!(
+                "  curl -s -H 'accept: application/json' 'localhost:{}/v1/metadata/log?offset=0'",
+                DEV_PORTS[2].0
+            );
+            println!("Ctrl-C stops all three nodes.");
+        }
+    }
+
+    // Watch the nodes until asked to stop; report any that exits by itself.
+    let mut reported: Vec<u64> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                let live = q.live_ids();
+                for id in q.ids() {
+                    if !live.contains(&id) && !reported.contains(&id) {
+                        reported.push(id);
+                        eprintln!(
+                            "kraftd dev: node {id} exited; last lines of its log:\n{}",
+                            q.log_tail(id, 20)
+                        );
+                    }
+                }
+                if live.is_empty() {
+                    eprintln!("kraftd dev: every node has exited");
+                    break;
+                }
+            }
+        }
+    }
+    println!("stopping the quorum");
+    stop(&mut q).await
+}
+
+async fn stop(q: &mut LocalQuorum) -> anyhow::Result<()> {
+    for (id, outcome) in q.stop_all(STOP_GRACE).await? {
+        match outcome {
+            StopOutcome::Exited(s) => println!("  node {id} stopped ({s})"),
+            StopOutcome::Killed(_) => {
+                println!("  node {id} ignored SIGTERM for {STOP_GRACE:?}; killed")
+            }
+            StopOutcome::AlreadyExited(s) => println!("  node {id} had exited ({s})"),
+            StopOutcome::NotRunning => {}
+        }
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
