@@ -1,0 +1,514 @@
+//! Shared runbook steps of the multi-process quorum tests: a scenario owns a
+//! [`LocalQuorum`] of the real `kraftd` binary in a scratch directory, prints where
+//! everything is (directory, ports, seed), and prints every node's log when the test fails.
+//!
+//! Scenarios run one at a time within a test binary (cargo runs binaries one after the
+//! other): three controllers fsyncing on a two-core machine are load enough.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kraftd::cli::local_quorum::{LocalQuorum, QuorumOptions};
+use kraftd::client::{Client, ClientError, ConfigKind, QuorumStatus};
+use kraftd::record::batch::BatchIter;
+use serde_json::Value;
+
+/// Hard bound of one scenario; each is meant to take well under a minute.
+pub const SCENARIO_LIMIT: Duration = Duration::from_secs(150);
+/// Bound of "the quorum comes up".
+pub const READY: Duration = Duration::from_secs(60);
+/// Bound of "a leader is (re-)elected".
+pub const ELECTION: Duration = Duration::from_secs(30);
+/// Bound of "the nodes converge".
+pub const CONVERGE: Duration = Duration::from_secs(40);
+/// Idle no-ops off, so the high watermark only moves with our writes and nodes can be
+/// compared at an exact offset.
+pub const NO_NOOPS: (&str, &str) = ("KRAFTD_NOOP_INTERVAL_MS", "3600000");
+/// The broker whose config the writers fill.
+pub const BROKER: &str = "1";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs one scenario: one at a time, on a fresh runtime, within [`SCENARIO_LIMIT`].
+pub fn run<F: Future<Output = ()>>(name: &str, body: F) {
+    let _one_at_a_time: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    eprintln!("=== scenario {name}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    rt.block_on(async {
+        if tokio::time::timeout(SCENARIO_LIMIT, body).await.is_err() {
+            panic!("scenario {name} did not finish within {SCENARIO_LIMIT:?}");
+        }
+    });
+    eprintln!(
+        "=== scenario {name} passed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// A tiny deterministic generator (xorshift64*), seeded from `KRAFTD_TEST_SEED` or the
+/// clock; the seed is printed so a run can be repeated.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_env() -> (Rng, u64) {
+        let seed = std::env::var("KRAFTD_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        (Rng(seed.max(1)), seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A quorum of the real binary in a scratch directory; prints every node's log if the
+/// test panics while it lives.
+pub struct Scenario {
+    pub q: LocalQuorum,
+    pub rng: Rng,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Scenario {
+    /// Formats and starts `nodes` nodes with `env`, waits until all are ready and agree on
+    /// a leader.
+    pub async fn start(nodes: usize, env: &[(&str, &str)]) -> Scenario {
+        let dir = tempfile::Builder::new()
+            .prefix("kraftd-quorum-test-")
+            .tempdir()
+            .unwrap();
+        let mut opts = QuorumOptions::new(env!("CARGO_BIN_EXE_kraftd"), dir.path(), nodes);
+        for (k, v) in env {
+            opts = opts.env(*k, v);
+        }
+        let q = LocalQuorum::start(opts).await.unwrap();
+        let (rng, seed) = Rng::from_env();
+        eprintln!(
+            "  base dir {}, cluster id {}, seed {seed} (KRAFTD_TEST_SEED={seed} repeats it), env {env:?}",
+            dir.path().display(),
+            q.cluster_id()
+        );
+        for n in q.nodes() {
+            eprintln!("  node {}: api {} peer {}", n.id, n.api_addr, n.peer_addr);
+        }
+        let mut s = Scenario {
+            q,
+            rng,
+            dir: Some(dir),
+        };
+        s.q.wait_ready_all(READY).await.unwrap();
+        let leader = s.q.wait_leader(ELECTION).await.unwrap();
+        eprintln!("  all nodes ready; leader is node {leader}");
+        s
+    }
+
+    pub fn client(&self, id: u64) -> Client {
+        self.q.client(id).unwrap()
+    }
+
+    /// Clients of the nodes `ids`, with their ids.
+    pub fn clients(&self, ids: &[u64]) -> Vec<(u64, Client)> {
+        ids.iter().map(|&id| (id, self.client(id))).collect()
+    }
+
+    pub async fn leader(&mut self) -> u64 {
+        self.q.wait_leader(ELECTION).await.unwrap()
+    }
+
+    pub async fn status(&self, id: u64) -> QuorumStatus {
+        self.client(id).quorum_status().await.unwrap()
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- the scenario failed; node logs ----\n{}",
+                self.q.logs(150)
+            );
+            if let Some(dir) = self.dir.take() {
+                eprintln!("  (data kept for inspection in {})", dir.keep().display());
+            }
+        }
+    }
+}
+
+/// A write the cluster acknowledged.
+#[derive(Debug, Clone)]
+pub struct Acked {
+    pub key: String,
+    pub value: String,
+    pub offset: i64,
+    pub via: u64,
+}
+
+/// A background writer: sets broker [`BROKER`]'s config key `<prefix>.k<i>` = `v<i>`,
+/// spreading the writes over its target nodes in turn and moving on to the next node after
+/// an error. It stops when told, after `max_writes`, or after `max_time`.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<Acked>>>,
+    errors: Arc<AtomicUsize>,
+    targets: Arc<Mutex<Vec<(u64, Client)>>>,
+    task: tokio::task::JoinHandle<Option<String>>,
+}
+
+impl Writer {
+    pub fn spawn(prefix: &str, targets: Vec<(u64, Client)>) -> Writer {
+        Self::spawn_bounded(prefix, targets, 50_000, Duration::from_secs(120))
+    }
+
+    pub fn spawn_bounded(
+        prefix: &str,
+        targets: Vec<(u64, Client)>,
+        max_writes: usize,
+        max_time: Duration,
+    ) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(AtomicUsize::new(0));
+        let targets = Arc::new(Mutex::new(targets));
+        let prefix = prefix.to_string();
+        let task = {
+            let (stop, acked, errors, targets) =
+                (stop.clone(), acked.clone(), errors.clone(), targets.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let mut last_error = None;
+                for i in 0..max_writes {
+                    if stop.load(Ordering::SeqCst) || started.elapsed() >= max_time {
+                        break;
+                    }
+                    let target = {
+                        let t = targets.lock().unwrap();
+                        if t.is_empty() {
+                            None
+                        } else {
+                            Some(t[i % t.len()].clone())
+                        }
+                    };
+                    let Some((id, client)) = target else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    let (key, value) = (format!("{prefix}.k{i}"), format!("v{i}"));
+                    match client.set_broker_config(BROKER, &key, &value).await {
+                        Ok(ack) => acked.lock().unwrap().push(Acked {
+                            key,
+                            value,
+                            offset: ack.offset,
+                            via: id,
+                        }),
+                        Err(e) => {
+                            errors.fetch_add(1, Ordering::SeqCst);
+                            last_error = Some(format!("via node {id}: {e}"));
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                last_error
+            })
+        };
+        Writer {
+            stop,
+            acked,
+            errors,
+            targets,
+            task,
+        }
+    }
+
+    pub fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    pub fn set_targets(&self, targets: Vec<(u64, Client)>) {
+        *self.targets.lock().unwrap() = targets;
+    }
+
+    /// Waits until at least `n` writes were acknowledged in all.
+    pub async fn wait_acked(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.acked_count() < n {
+            assert!(
+                Instant::now() < deadline && !self.task.is_finished(),
+                "the writer got {} of {n} writes acknowledged within {timeout:?} ({} errors)",
+                self.acked_count(),
+                self.errors.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the writer; returns what was acknowledged.
+    pub async fn stop(self) -> Vec<Acked> {
+        self.stop.store(true, Ordering::SeqCst);
+        let last_error = tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the writer stops within 30 s")
+            .expect("the writer task does not panic");
+        let acked = std::mem::take(&mut *self.acked.lock().unwrap());
+        eprintln!(
+            "  writer: {} writes acknowledged, {} failed{}",
+            acked.len(),
+            self.errors.load(Ordering::SeqCst),
+            last_error.map_or_else(String::new, |e| format!(" (last error: {e})"))
+        );
+        acked
+    }
+}
+
+/// Sets one key through `client`, retrying retriable errors (no leader yet) for up to 20 s.
+pub async fn write_config(client: &Client, key: &str, value: &str) -> kraftd::client::WriteAck {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.set_broker_config(BROKER, key, value).await {
+            Ok(a) => return a,
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("writing {key}={value} via {}: {e}", client.base_url()),
+        }
+    }
+}
+
+/// Waits until every node of `ids` has applied at least up to `min_end` (exclusive) and all
+/// report the same high watermark; returns it.
+pub async fn wait_same_high_watermark(s: &Scenario, ids: &[u64], min_end: i64) -> i64 {
+    match try_same_high_watermark(s, ids, min_end, CONVERGE).await {
+        Ok(hw) => hw,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`wait_same_high_watermark`] that reports instead of panicking.
+pub async fn try_same_high_watermark(
+    s: &Scenario,
+    ids: &[u64],
+    min_end: i64,
+    timeout: Duration,
+) -> Result<i64, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut hws = BTreeMap::new();
+        for &id in ids {
+            match s.client(id).quorum_status().await {
+                Ok(st) => {
+                    hws.insert(id, Ok(st.high_watermark));
+                }
+                Err(e) => {
+                    hws.insert(id, Err(e.to_string()));
+                }
+            }
+        }
+        let values: Vec<i64> = hws.values().filter_map(|v| v.clone().ok()).collect();
+        if values.len() == ids.len()
+            && values.iter().all(|&h| h == values[0])
+            && values[0] >= min_end
+        {
+            return Ok(values[0]);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "nodes {ids:?} did not reach one high watermark >= {min_end} within {timeout:?}: {hws:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every node's image (minus offset and epoch), once all of `ids` report the same one at
+/// the same offset (bounded); returns it.
+pub async fn wait_same_image(s: &Scenario, ids: &[u64], min_end: i64) -> Value {
+    match try_same_image(s, ids, min_end, CONVERGE).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`wait_same_image`] that reports instead of panicking.
+pub async fn try_same_image(
+    s: &Scenario,
+    ids: &[u64],
+    min_end: i64,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let hw = try_same_high_watermark(s, ids, min_end, left).await?;
+        let mut images = Vec::new();
+        for &id in ids {
+            let view = s
+                .client(id)
+                .image()
+                .await
+                .map_err(|e| format!("image of node {id}: {e}"))?;
+            images.push((id, view));
+        }
+        let same = images
+            .iter()
+            .all(|(_, v)| v.image == images[0].1.image && v.offset == images[0].1.offset);
+        if same {
+            eprintln!(
+                "  nodes {ids:?} hold the same image at high watermark {hw} (image offset {})",
+                images[0].1.offset
+            );
+            return Ok(images.swap_remove(0).1.image);
+        }
+        if Instant::now() >= deadline {
+            let (first_id, first) = &images[0];
+            for (id, v) in &images[1..] {
+                if v.image != first.image {
+                    return Err(format!(
+                        "node {id}'s image (offset {}) differs from node {first_id}'s (offset {}):\n{}\nvs\n{}",
+                        v.offset,
+                        first.offset,
+                        serde_json::to_string(&v.image).unwrap_or_default(),
+                        serde_json::to_string(&first.image).unwrap_or_default()
+                    ));
+                }
+            }
+            return Err(format!("images kept differing in offset: {images:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sets `n` keys `<prefix>.k<i>` one after the other, through the nodes `via` in turn.
+pub async fn write_n(s: &Scenario, via: &[u64], prefix: &str, n: usize) -> Vec<Acked> {
+    let mut acked = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = via[i % via.len()];
+        let (key, value) = (format!("{prefix}.k{i}"), format!("v{i}"));
+        let ack = write_config(&s.client(id), &key, &value).await;
+        acked.push(Acked {
+            key,
+            value,
+            offset: ack.offset,
+            via: id,
+        });
+    }
+    acked
+}
+
+/// Asserts every acknowledged write is in every node's committed config of [`BROKER`].
+pub async fn assert_acked_present(s: &Scenario, ids: &[u64], acked: &[Acked]) {
+    for &id in ids {
+        let configs = s
+            .client(id)
+            .get_config(ConfigKind::Broker, BROKER)
+            .await
+            .unwrap();
+        let missing: Vec<&Acked> = acked
+            .iter()
+            .filter(|a| configs.get(&a.key) != Some(&a.value))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "node {id} lacks {} of {} acknowledged writes, e.g. {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
+    eprintln!(
+        "  all {} acknowledged writes are present on nodes {ids:?}",
+        acked.len()
+    );
+}
+
+/// The batches of node `client`'s log holding offsets `from..to`, as (base offset, bytes),
+/// fetched in pieces of at most `max_bytes`; every batch is checked (CRC, framing).
+pub async fn read_log(client: &Client, from: i64, to: i64, max_bytes: u64) -> Vec<(i64, Bytes)> {
+    let mut out: Vec<(i64, Bytes)> = Vec::new();
+    let mut next = from;
+    // Each answer holds at least one batch, so this many fetches always suffice.
+    let max_fetches = (to - from).max(0) as usize + 1;
+    for _ in 0..max_fetches {
+        if next >= to {
+            break;
+        }
+        let fetch = client.fetch_log(next, Some(max_bytes), None).await.unwrap();
+        assert!(
+            !fetch.batches.is_empty(),
+            "{}: empty answer at offset {next} below high watermark {} (wanted up to {to})",
+            client.base_url(),
+            fetch.high_watermark
+        );
+        let mut iter = BatchIter::new(fetch.batches.clone());
+        loop {
+            let start = iter.position();
+            let Some(batch) = iter.next() else { break };
+            let batch = batch.unwrap_or_else(|e| panic!("{}: bad batch: {e}", client.base_url()));
+            let raw = fetch.batches.slice(start..iter.position());
+            let h = batch.header;
+            if h.next_offset() <= next {
+                continue; // the answer starts with the batch holding `next`
+            }
+            if h.base_offset >= to {
+                break;
+            }
+            out.push((h.base_offset, raw));
+            next = h.next_offset();
+        }
+    }
+    assert!(
+        next >= to,
+        "log of {} ends at {next}, wanted {to}",
+        client.base_url()
+    );
+    out
+}
+
+/// Waits until `check` holds (bounded); panics with `what` and the last observation.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: not within {timeout:?}; last seen: {last}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Short text of a client error, for `eventually` observations.
+pub fn err_text(e: ClientError) -> String {
+    e.to_string()
+}

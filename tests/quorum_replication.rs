@@ -1,0 +1,178 @@
+//! Replication on real processes: three `kraftd serve` nodes elect one leader, writes sent
+//! to any node are committed once, every node's log is the same bytes, and killing the
+//! leader with `kill -9` loses no acknowledged write.
+
+mod common;
+
+use common::*;
+use kraftd::record::batch::BatchIter;
+use kraftd::record::metadata::MetadataRecord;
+use kraftd::record::LogRecord;
+use std::time::Duration;
+
+#[test]
+fn three_nodes_elect_one_leader_and_replicate_identical_logs_from_writes_to_any_node() {
+    run(
+        "three_nodes_elect_one_leader_and_replicate_identical_logs",
+        async {
+            // 1. Three nodes come up and agree on one leader.
+            let mut s = Scenario::start(3, &[NO_NOOPS]).await;
+            let ids = s.q.ids();
+            let leader = s.leader().await;
+            for &id in &ids {
+                let st = s.status(id).await;
+                assert_eq!(st.leader_id, Some(leader), "node {id}: {st:?}");
+                assert_eq!(st.voter_ids(), ids, "node {id}: {st:?}");
+                assert_eq!(st.cluster_id, s.q.cluster_id(), "node {id}");
+            }
+            let replication = s.client(leader).replication().await.unwrap();
+            let leaders: Vec<u64> = replication
+                .iter()
+                .filter(|r| r.status == "Leader")
+                .map(|r| r.node_id)
+                .collect();
+            assert_eq!(leaders, vec![leader], "replication: {replication:?}");
+
+            // 2. Config writes go to every node in turn; followers forward to the leader, and
+            //    each is answered once committed, at a higher offset than the one before.
+            let writes = 60;
+            let mut acked = Vec::new();
+            for i in 0..writes {
+                let via = ids[i % ids.len()];
+                let (key, value) = (format!("test.k{i}"), format!("v{i}"));
+                let ack = write_config(&s.client(via), &key, &value).await;
+                if let Some(prev) = acked.last().map(|a: &Acked| a.offset) {
+                    assert!(
+                        ack.offset > prev,
+                        "write {i} at {} after {prev}",
+                        ack.offset
+                    );
+                }
+                acked.push(Acked {
+                    key,
+                    value,
+                    offset: ack.offset,
+                    via,
+                });
+            }
+            let last = acked.last().unwrap().offset;
+            eprintln!("  {writes} writes acknowledged, the last at offset {last}");
+
+            // 3. Every node has applied them all and reads them from its own image.
+            let hw = wait_same_high_watermark(&s, &ids, last + 1).await;
+            assert_acked_present(&s, &ids, &acked).await;
+            wait_same_image(&s, &ids, hw).await;
+
+            // 4. Every node's log up to the common high watermark is the same bytes, batch by
+            //    batch, with contiguous offsets.
+            let logs: Vec<(u64, Vec<(i64, bytes::Bytes)>)> = {
+                let mut v = Vec::new();
+                for &id in &ids {
+                    v.push((id, read_log(&s.client(id), 0, hw, 4096).await));
+                }
+                v
+            };
+            let (first_id, first) = &logs[0];
+            for w in first.windows(2) {
+                let (batch, _) = kraftd::record::batch::decode_batch(&w[0].1).unwrap();
+                assert_eq!(
+                    batch.header.next_offset(),
+                    w[1].0,
+                    "offsets must be contiguous"
+                );
+            }
+            for (id, log) in &logs[1..] {
+                assert_eq!(
+                    log.len(),
+                    first.len(),
+                    "node {id} has {} batches below {hw}, node {first_id} {}",
+                    log.len(),
+                    first.len()
+                );
+                for ((b1, bytes1), (b2, bytes2)) in first.iter().zip(log) {
+                    assert_eq!(
+                        b1, b2,
+                        "base offsets differ between node {first_id} and {id}"
+                    );
+                    assert!(
+                        bytes1 == bytes2,
+                        "batch at offset {b1} differs between node {first_id} and node {id}"
+                    );
+                }
+            }
+            eprintln!(
+                "  {} batches below offset {hw} are byte-identical on nodes {ids:?}",
+                first.len()
+            );
+
+            // 5. The acknowledged offsets hold the ConfigRecords written.
+            let mut by_offset = std::collections::BTreeMap::new();
+            for (_, bytes) in first {
+                for batch in BatchIter::new(bytes.clone()) {
+                    let batch = batch.unwrap();
+                    let control = batch.header.is_control();
+                    for r in &batch.records {
+                        by_offset.insert(r.offset, LogRecord::decode(control, r).unwrap());
+                    }
+                }
+            }
+            for a in &acked {
+                match by_offset.get(&a.offset) {
+                    Some(LogRecord::Metadata(v)) => match &v.record {
+                        MetadataRecord::Config(c) => {
+                            assert_eq!((&c.resource_name[..], &c.name[..]), (BROKER, &a.key[..]));
+                            assert_eq!(c.value.as_deref(), Some(&a.value[..]));
+                        }
+                        other => panic!("offset {} holds {other:?}, not {a:?}", a.offset),
+                    },
+                    other => panic!("offset {} holds {other:?}, not {a:?}", a.offset),
+                }
+            }
+        },
+    );
+}
+
+#[test]
+fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
+    run("killing_the_leader_loses_no_acknowledged_write", async {
+        // 1. Three nodes, a writer spreading writes over all of them.
+        let mut s = Scenario::start(3, &[NO_NOOPS]).await;
+        let ids = s.q.ids();
+        let old = s.leader().await;
+        let writer = Writer::spawn("failover", s.clients(&ids));
+        writer.wait_acked(50, Duration::from_secs(30)).await;
+
+        // 2. kill -9 the leader while writes are in flight.
+        eprintln!("  kill -9 leader node {old}");
+        s.q.kill9(old).await.unwrap();
+        let survivors: Vec<u64> = ids.iter().copied().filter(|&i| i != old).collect();
+        writer.set_targets(s.clients(&survivors));
+
+        // 3. The survivors elect a new leader and writes continue.
+        let new = s.q.wait_leader_among(&survivors, ELECTION).await.unwrap();
+        assert_ne!(new, old);
+        let before = writer.acked_count();
+        eprintln!("  node {new} leads now; {before} writes acknowledged so far");
+        writer
+            .wait_acked(before + 50, Duration::from_secs(30))
+            .await;
+
+        // 4. The old leader restarts and rejoins as a follower while writes go on.
+        s.q.restart(old).await.unwrap();
+        s.q.wait_ready(old, READY).await.unwrap();
+        writer.set_targets(s.clients(&ids));
+        let n = writer.acked_count();
+        writer.wait_acked(n + 20, Duration::from_secs(30)).await;
+        let acked = writer.stop().await;
+
+        // 5. Every node, the old leader included, holds every acknowledged write, at the
+        //    same high watermark with the same image.
+        let last = acked.iter().map(|a| a.offset).max().unwrap();
+        let hw = wait_same_high_watermark(&s, &ids, last + 1).await;
+        wait_same_image(&s, &ids, hw).await;
+        assert_acked_present(&s, &ids, &acked).await;
+        let st = s.status(old).await;
+        assert_eq!(st.high_watermark, hw);
+        assert_ne!(st.leader_id, None);
+    });
+}
