@@ -18,7 +18,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::raft::{
-    AppendEntriesRequest, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest,
 };
 use openraft::storage::Snapshot;
 use openraft::{EntryPayload, SnapshotSegmentId};
@@ -134,6 +135,21 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Some(first) = req.entries.first() {
+        let expected = req.prev_log_id.map(|p| p.index + 1).unwrap_or(0);
+        if first.log_id.index != expected {
+            // Entries must follow prev_log_id; a gap would leave offsets unknown. Answer
+            // "conflict" so the leader searches back and sends a snapshot if it must.
+            tracing::warn!(
+                prev = ?req.prev_log_id,
+                first = %first.log_id,
+                "AppendEntries whose entries do not follow prev_log_id: answering conflict"
+            );
+            let res: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+                Ok(AppendEntriesResponse::Conflict);
+            return reply(&res);
+        }
+    }
     for e in &req.entries {
         if let EntryPayload::Normal(b) = &e.payload {
             let buf = Bytes::from(b.bytes.clone());
