@@ -17,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a controller node (the default: a self-formatting single node in ./kraftd-data).
+    Serve(ServeArgs),
     /// Format a data directory: meta.properties and the bootstrap voter set (like
     /// kafka-storage format --initial-controllers).
     Format {
@@ -57,6 +59,26 @@ enum Command {
     },
 }
 
+/// `kraftd serve`: every setting also comes from `--config FILE` (TOML) and `KRAFTD_*`.
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Data directory (formatted by `kraftd format`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// API listener HOST:PORT (brokers, operators).
+    #[arg(long)]
+    api_addr: Option<String>,
+    /// Peer listener HOST:PORT (Raft between controllers).
+    #[arg(long)]
+    peer_addr: Option<String>,
+    /// Settings file (TOML; keys as in the README).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Any other setting: --set key=value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Build a synthetic image, write it as a checkpoint, read it back; print the figures.
@@ -68,13 +90,8 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let args = Cli::parse();
     match args.command {
-        None => {
-            eprintln!(
-                "kraftd: the replicated quorum (serve, format, dev) is not built yet; \
-                 available now: `kraftd dump FILE...` and `kraftd bench snapshot`. See --help."
-            );
-            ExitCode::from(2)
-        }
+        None => serve(ServeArgs::default(), true),
+        Some(Command::Serve(a)) => serve(a, false),
         Some(Command::Format {
             data_dir,
             cluster_id,
@@ -149,5 +166,95 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Loads the settings, sets up logging and runs the node. `single_node_default` is plain
+/// `kraftd`: it formats `./kraftd-data` as node 1, the only voter, on first start.
+fn serve(a: ServeArgs, single_node_default: bool) -> ExitCode {
+    let mut overrides = std::collections::BTreeMap::new();
+    if let Some(d) = &a.data_dir {
+        overrides.insert("data_dir".to_string(), d.display().to_string());
+    }
+    if let Some(v) = &a.api_addr {
+        overrides.insert("api_addr".to_string(), v.clone());
+    }
+    if let Some(v) = &a.peer_addr {
+        overrides.insert("peer_addr".to_string(), v.clone());
+    }
+    for kv in &a.set {
+        match kv.split_once('=') {
+            Some((k, v)) => {
+                overrides.insert(k.trim().replace('-', "_"), v.trim().to_string());
+            }
+            None => {
+                eprintln!("kraftd serve: --set {kv:?} is not KEY=VALUE");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let (config, warnings) =
+        match kraftd::node::config::Config::load(a.config.as_deref(), std::env::vars(), &overrides)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("kraftd serve: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    init_logging(config.log_json);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if single_node_default && meta::MetaProperties::read(&config.data_dir).is_err() {
+        let voters = match meta::parse_voters(&format!("1@{}", config.peer_addr)) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("kraftd: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match meta::format(&config.data_dir, &meta::random_id(), 1, &voters, false) {
+            Ok(f) => tracing::info!(
+                "formatted {} as a single-node cluster: {:?}",
+                config.data_dir.display(),
+                f
+            ),
+            Err(e) => {
+                eprintln!("kraftd: formatting {}: {e}", config.data_dir.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kraftd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(kraftd::node::server::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("kraftd serve: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
     }
 }

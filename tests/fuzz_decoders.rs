@@ -144,3 +144,74 @@ proptest! {
         let _ = VersionedRecord::decode(&value);
     }
 }
+
+mod peer_messages {
+    //! The peer listener decodes postcard bodies from other controllers: random and mutated
+    //! bodies must give an error, never a panic or a huge allocation.
+    use super::*;
+    use kraftd::raft::network::{NodeInfo, PeerRequest};
+    use kraftd::raft::{Batch, Entry, LogId, TypeConfig};
+    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+    use openraft::{CommittedLeaderId, EntryPayload, Vote};
+
+    fn append_body() -> Vec<u8> {
+        let log_id = LogId::new(CommittedLeaderId::new(3, 1), 7);
+        let req = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: Some(LogId::new(CommittedLeaderId::new(3, 1), 6)),
+            entries: vec![Entry {
+                log_id,
+                payload: EntryPayload::Normal(Batch {
+                    bytes: vec![1, 2, 3, 4, 5, 6, 7, 8],
+                }),
+            }],
+            leader_commit: Some(log_id),
+        };
+        postcard::to_allocvec(&PeerRequest {
+            cluster_id: "c".into(),
+            from: 1,
+            to: 2,
+            to_directory: [7; 16],
+            body: req,
+        })
+        .unwrap()
+    }
+
+    fn decode_all(b: &[u8]) {
+        let _ = postcard::from_bytes::<PeerRequest<AppendEntriesRequest<TypeConfig>>>(b);
+        let _ = postcard::from_bytes::<PeerRequest<VoteRequest<u64>>>(b);
+        let _ = postcard::from_bytes::<PeerRequest<InstallSnapshotRequest<TypeConfig>>>(b);
+        let _ = postcard::from_bytes::<NodeInfo>(b);
+    }
+
+    proptest! {
+        #![proptest_config(config(2_000))]
+
+        #[test]
+        fn random_peer_bodies_never_panic(b in proptest::collection::vec(any::<u8>(), 0..512)) {
+            decode_all(&b);
+        }
+
+        #[test]
+        fn mutated_append_entries_bodies_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut b = append_body();
+            for (i, v) in flips {
+                let i = i.index(b.len());
+                b[i] = v;
+            }
+            let n = cut.index(b.len() + 1);
+            decode_all(&b[..n]);
+        }
+    }
+
+    #[test]
+    fn a_real_append_entries_body_round_trips() {
+        let b = append_body();
+        let back: PeerRequest<AppendEntriesRequest<TypeConfig>> = postcard::from_bytes(&b).unwrap();
+        assert_eq!(back.to, 2);
+        assert_eq!(back.body.entries.len(), 1);
+    }
+}

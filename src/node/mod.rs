@@ -1,5 +1,6 @@
 //! A controller process: its settings (`config`), its data directory identity and
-//! formatting (`meta`).
+//! formatting (`meta`), and the serving node (`server`).
 
 pub mod config;
 pub mod meta;
+pub mod server;

@@ -1,0 +1,94 @@
+//! Admin calls of this issue: dynamic configs (`/v1/configs/{topic|broker}/{name}`).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::{forward, ApiError};
+use crate::controller::configs::{self, ConfigError, ConfigPatch};
+use crate::controller::WriteError;
+use crate::node::server::Node;
+
+pub(super) fn routes() -> Router<Arc<Node>> {
+    Router::new().route(
+        "/v1/configs/{kind}/{name}",
+        get(get_config).patch(patch_config),
+    )
+}
+
+fn config_error(e: ConfigError) -> ApiError {
+    match e {
+        ConfigError::Invalid(m) => ApiError::invalid(m),
+        ConfigError::InvalidConfig(m) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_CONFIG", m)
+        }
+        ConfigError::UnknownTopic(m) => {
+            ApiError::new(StatusCode::NOT_FOUND, "UNKNOWN_TOPIC_OR_PARTITION", m)
+        }
+    }
+}
+
+/// Maps a failed write.
+pub fn write_error(e: WriteError) -> ApiError {
+    match e {
+        WriteError::NotController { leader } => ApiError::not_controller(leader),
+        WriteError::Internal(m) => ApiError::internal(m),
+    }
+}
+
+async fn get_config(
+    State(node): State<Arc<Node>>,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let res = configs::resource(&kind, &name).map_err(config_error)?;
+    let st = node.sm.read();
+    if let crate::image::ConfigResource::Topic(t) = &res {
+        if st.image.topic_by_name(t.as_str()).is_none() {
+            return Err(config_error(ConfigError::UnknownTopic(format!(
+                "topic {t:?} does not exist"
+            ))));
+        }
+    }
+    let map = st.image.config(&res).cloned().unwrap_or_default();
+    Ok(Json(json!(map)).into_response())
+}
+
+async fn patch_config(
+    State(node): State<Arc<Node>>,
+    Path((kind, name)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !node.is_leader() {
+        let path = format!("/v1/configs/{kind}/{name}");
+        return forward(&node, method, &path, &headers, body).await;
+    }
+    match patch_here(&node, &kind, &name, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn patch_here(
+    node: &Node,
+    kind: &str,
+    name: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let res = configs::resource(kind, name).map_err(config_error)?;
+    let patch: ConfigPatch = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
+    let records = {
+        let st = node.sm.read();
+        configs::records(&st.image, &res, &patch).map_err(config_error)?
+    };
+    let ack = node.controller.write(&records).await.map_err(write_error)?;
+    Ok(Json(json!({ "offset": ack.offset, "epoch": ack.epoch })).into_response())
+}

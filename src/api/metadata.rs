@@ -1,0 +1,416 @@
+//! Following the metadata log: `/v1/metadata/{log,snapshots,image}`.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{forward, ApiError};
+use crate::cli::dump::record_json;
+use crate::node::server::Node;
+use crate::record::batch::{decode_batch, BatchIter};
+use crate::record::checkpoint::{list_checkpoints, SnapshotId};
+use crate::record::control::ControlRecord;
+use crate::record::LogRecord;
+
+/// Content type of raw record batches.
+pub const RECORD_BATCHES: &str = "application/vnd.kafka.record-batches";
+/// Default and largest `max_bytes`.
+const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+const MAX_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Longest long poll.
+const MAX_WAIT_MS: u64 = 30_000;
+
+pub(super) fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/v1/metadata/log", get(log))
+        .route("/v1/metadata/snapshots", get(snapshots))
+        .route("/v1/metadata/snapshots/{id}", get(snapshot_file))
+        .route("/v1/metadata/image", get(image))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    offset: u64,
+    max_bytes: Option<usize>,
+    max_wait_ms: Option<u64>,
+}
+
+fn snapshot_gone(node: &Node, offset: u64, log_start: u64) -> ApiError {
+    let cur = node.sm.read().current.as_ref().map(|c| c.id);
+    let newest = cur.or_else(|| {
+        list_checkpoints(&node.sm.dir)
+            .ok()
+            .and_then(|l| l.first().map(|(id, _)| *id))
+    });
+    let mut e = ApiError::new(
+        StatusCode::GONE,
+        "OFFSET_OUT_OF_RANGE",
+        format!(
+            "offset {offset} is below the log start offset {log_start}: load the snapshot, then \
+             follow the log from its end offset"
+        ),
+    );
+    e.extra = Some((
+        "snapshot",
+        match newest {
+            Some(id) => json!({ "end_offset": id.end_offset, "epoch": id.epoch }),
+            None => Value::Null,
+        },
+    ));
+    e
+}
+
+async fn log(
+    State(node): State<Arc<Node>>,
+    q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid(format!("query: {e}")))?;
+    let json_out = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    let max_bytes = q
+        .max_bytes
+        .unwrap_or(DEFAULT_MAX_BYTES)
+        .clamp(1, MAX_MAX_BYTES);
+    let wait = Duration::from_millis(q.max_wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
+    let mut rx = node.sm.subscribe();
+    let mut hw = rx.borrow_and_update().end_offset;
+    if q.offset > hw {
+        return Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "OFFSET_OUT_OF_RANGE",
+            format!("offset {} is beyond the high watermark {hw}", q.offset),
+        ));
+    }
+    if q.offset == hw && !wait.is_zero() {
+        let deadline = tokio::time::Instant::now() + wait;
+        while hw <= q.offset {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => hw = rx.borrow_and_update().end_offset,
+                _ => break,
+            }
+        }
+    }
+    let log_start = node
+        .log
+        .log_start()
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .1;
+    if q.offset < log_start {
+        return Err(snapshot_gone(&node, q.offset, log_start));
+    }
+    let batches = if q.offset < hw {
+        let store = node.log.clone();
+        let offset = q.offset;
+        tokio::task::spawn_blocking(move || store.read_batches(offset, max_bytes, hw))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    if batches.is_empty() && q.offset < hw {
+        // Purged between the checks.
+        let log_start = node.log.log_start().map(|s| s.1).unwrap_or(q.offset + 1);
+        return Err(snapshot_gone(&node, q.offset, log_start));
+    }
+    let next = batches.last().map(|b| b.end_offset).unwrap_or(q.offset);
+    let m = node.raft.metrics().borrow().clone();
+    let mut resp = if json_out {
+        let mut records = Vec::new();
+        for b in &batches {
+            let buf = Bytes::from(b.bytes.clone());
+            let (batch, _) =
+                decode_batch(&buf).map_err(|e| ApiError::internal(format!("stored batch: {e}")))?;
+            let control = batch.header.is_control();
+            for raw in &batch.records {
+                let rec = LogRecord::decode(control, raw)
+                    .map_err(|e| ApiError::internal(format!("stored record: {e}")))?;
+                let mut v = record_json(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
+                if let Value::Object(o) = &mut v {
+                    let mut out = Map::new();
+                    out.insert("offset".into(), json!(raw.offset));
+                    out.insert("epoch".into(), json!(batch.header.partition_leader_epoch));
+                    out.append(o);
+                    v = Value::Object(out);
+                }
+                records.push(v);
+            }
+        }
+        Json(json!({ "records": records, "high_watermark": hw, "next_offset": next }))
+            .into_response()
+    } else {
+        let mut body = Vec::with_capacity(batches.iter().map(|b| b.bytes.len()).sum());
+        for b in &batches {
+            body.extend_from_slice(&b.bytes);
+        }
+        ([(header::CONTENT_TYPE, RECORD_BATCHES)], body).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert("kraft-high-watermark", HeaderValue::from(hw));
+    h.insert("kraft-log-start-offset", HeaderValue::from(log_start));
+    h.insert(
+        "kraft-leader-id",
+        HeaderValue::from(m.current_leader.map(|l| l as i64).unwrap_or(-1)),
+    );
+    h.insert("kraft-leader-epoch", HeaderValue::from(m.current_term));
+    h.insert("kraft-next-offset", HeaderValue::from(next));
+    Ok(resp)
+}
+
+/// The SnapshotHeaderRecord's timestamp, from the first batch alone.
+fn header_timestamp(path: &std::path::Path) -> Option<i64> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 12];
+    f.read_exact(&mut head).ok()?;
+    let len = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+    let len = usize::try_from(len).ok().filter(|l| *l <= 1 << 20)?;
+    let mut buf = head.to_vec();
+    buf.resize(12 + len, 0);
+    f.read_exact(&mut buf[12..]).ok()?;
+    let batch = BatchIter::new(Bytes::from(buf)).next()?.ok()?;
+    let raw = batch.records.first()?;
+    match ControlRecord::decode(raw.key.as_deref(), raw.value.as_deref()).ok()? {
+        ControlRecord::SnapshotHeader(h) => Some(h.last_contained_log_timestamp),
+        _ => None,
+    }
+}
+
+async fn snapshots(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    let dir = node.sm.dir.clone();
+    let list = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, String> {
+        let mut out = Vec::new();
+        for (id, path) in list_checkpoints(&dir).map_err(|e| e.to_string())? {
+            let Ok(md) = std::fs::metadata(&path) else {
+                continue;
+            };
+            out.push(json!({
+                "end_offset": id.end_offset,
+                "epoch": id.epoch,
+                "file_name": id.file_name(),
+                "size": md.len(),
+                "last_contained_log_timestamp": header_timestamp(&path),
+            }));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(ApiError::internal)?;
+    Ok(Json(Value::Array(list)))
+}
+
+fn parse_id(s: &str) -> Option<SnapshotId> {
+    let s = s.trim_end_matches(".checkpoint");
+    let (a, b) = s.split_once('-')?;
+    if a.is_empty() || b.is_empty() || !a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(SnapshotId {
+        end_offset: a.parse().ok()?,
+        epoch: b.parse().ok()?,
+    })
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` against a file of `size` bytes: the inclusive range,
+/// or None when unsatisfiable.
+fn parse_range(v: &str, size: u64) -> Result<(u64, u64), ()> {
+    let spec = v.trim().strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end: u64 = if b.is_empty() {
+            size.checked_sub(1).ok_or(())?
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
+        };
+        (start, end)
+    };
+    if range.0 > range.1 || range.0 >= size {
+        return Err(());
+    }
+    Ok(range)
+}
+
+async fn snapshot_file(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let sid = parse_id(&id).ok_or_else(|| {
+        ApiError::invalid(format!("{id:?} is not a snapshot id (END_OFFSET-EPOCH)"))
+    })?;
+    let path = node.sm.dir.join(sid.file_name());
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "SNAPSHOT_NOT_FOUND",
+            format!("no snapshot {}-{} on this node", sid.end_offset, sid.epoch),
+        )
+    };
+    let file = std::fs::File::open(&path).map_err(|_| not_found())?;
+    let size = file
+        .metadata()
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .len();
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let Some(range) = range else {
+        let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+        let mut r = Response::new(Body::from_stream(stream));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(RECORD_BATCHES),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        return Ok(r);
+    };
+    let Ok((start, end)) = parse_range(range, size) else {
+        let mut r = ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "INVALID_REQUEST",
+            format!("range {range:?} does not fit a file of {size} bytes"),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        return Ok(r);
+    };
+    let data = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut f = file;
+        f.seek(SeekFrom::Start(start))?;
+        let mut buf = vec![0u8; (end - start + 1) as usize];
+        f.read_exact(&mut buf)?;
+        Ok(buf)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut r = Response::new(Body::from(data));
+    *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(RECORD_BATCHES),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageQuery {
+    consistency: Option<String>,
+}
+
+async fn image(
+    State(node): State<Arc<Node>>,
+    q: Result<Query<ImageQuery>, axum::extract::rejection::QueryRejection>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid(format!("query: {e}")))?;
+    match q.consistency.as_deref() {
+        None | Some("local") => {}
+        Some("linearizable") => {
+            if !node.is_leader() {
+                return Ok(forward(
+                    &node,
+                    method,
+                    "/v1/metadata/image?consistency=linearizable",
+                    &headers,
+                    Bytes::new(),
+                )
+                .await);
+            }
+            node.raft
+                .ensure_linearizable()
+                .await
+                .map_err(|e| ApiError::not_controller(node.leader()).with_message(e.to_string()))?;
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "consistency {other:?} is neither \"local\" nor \"linearizable\""
+            )))
+        }
+    }
+    let (pos, image) = {
+        let st = node.sm.read();
+        let v = serde_json::to_value(&st.image).map_err(|e| ApiError::internal(e.to_string()))?;
+        (node.sm.applied(), v)
+    };
+    let mut out = Map::new();
+    out.insert("offset".into(), json!(pos.end_offset));
+    out.insert("epoch".into(), json!(pos.epoch));
+    if let Value::Object(mut o) = image {
+        out.append(&mut o);
+    }
+    Ok(Json(Value::Object(out)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_7233() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Ok((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Ok((90, 99)));
+        assert_eq!(parse_range("bytes=50-1000", 100), Ok((50, 99)));
+        assert!(parse_range("bytes=100-", 100).is_err());
+        assert!(parse_range("bytes=9-3", 100).is_err());
+        assert!(parse_range("bytes=0-1,5-6", 100).is_err());
+        assert!(parse_range("items=0-1", 100).is_err());
+        assert!(parse_range("bytes=0-", 0).is_err());
+    }
+
+    #[test]
+    fn snapshot_ids_parse_plain_and_padded() {
+        let id = SnapshotId {
+            end_offset: 120,
+            epoch: 3,
+        };
+        assert_eq!(parse_id("120-3"), Some(id));
+        assert_eq!(
+            parse_id("00000000000000000120-00000000000000000003"),
+            Some(id)
+        );
+        assert_eq!(
+            parse_id("00000000000000000120-00000000000000000003.checkpoint"),
+            Some(id)
+        );
+        assert_eq!(parse_id("12a-3"), None);
+        assert_eq!(parse_id("-3"), None);
+        assert_eq!(parse_id("../etc"), None);
+    }
+}

@@ -1,0 +1,242 @@
+//! The API listener (`/v1`, shared/API.md): JSON in and out, Kafka-style error codes.
+//! Followers serve reads from their committed image and forward writes to the leader.
+
+// Handlers return openraft's large error types and axum responses as errors.
+#![allow(clippy::result_large_err)]
+
+pub mod admin;
+pub mod metadata;
+pub mod peer;
+pub mod quorum;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use openraft::ServerState;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::node::server::Node;
+use crate::raft::NodeId;
+
+/// Largest request body.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Header marking a request a follower forwarded (forwarded once at most).
+pub const FORWARDED: &str = "kraft-forwarded";
+
+/// An error answer: `{"error": CODE, "message": ..., "leader_id"?: n}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Kafka-style code.
+    pub code: &'static str,
+    /// For a person.
+    pub message: String,
+    /// The leader, where it helps.
+    pub leader_id: Option<NodeId>,
+    /// Extra fields (e.g. the snapshot to fetch on 410).
+    pub extra: Option<(&'static str, serde_json::Value)>,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            leader_id: None,
+            extra: None,
+        }
+    }
+
+    /// 400 INVALID_REQUEST.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+    }
+
+    /// 503 NOT_CONTROLLER.
+    pub fn not_controller(leader_id: Option<NodeId>) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NOT_CONTROLLER",
+            match leader_id {
+                Some(l) => format!("this controller is not the active controller; node {l} is"),
+                None => "no active controller is known right now; retry shortly".into(),
+            },
+        );
+        e.leader_id = leader_id;
+        e
+    }
+
+    /// 500 for failures inside the node.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN_SERVER_ERROR",
+            message,
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.code, "message": self.message });
+        if let Some(l) = self.leader_id {
+            body["leader_id"] = json!(l);
+        }
+        if let Some((k, v)) = self.extra {
+            body[k] = v;
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// A JSON body with the contract's errors: 413 over [`MAX_BODY`], 400 INVALID_REQUEST for
+/// malformed JSON or unknown fields.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "INVALID_REQUEST",
+                    format!("request body is over {MAX_BODY} bytes"),
+                )
+            } else {
+                ApiError::invalid(format!("cannot read the request body: {rej}"))
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::invalid(format!("request body: {e}")))
+    }
+}
+
+/// The API router.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(quorum::routes())
+        .merge(metadata::routes())
+        .merge(admin::routes())
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(node)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready: a leader is known and this node has applied what it knows to be committed (a
+/// leader: its own first entry of the term).
+async fn readyz(State(node): State<Arc<Node>>) -> Response {
+    let m = node.raft.metrics().borrow().clone();
+    let applied = node.sm.applied();
+    let ready = match (m.current_leader, m.state) {
+        (None, _) => Err("no leader is known".to_string()),
+        (Some(_), ServerState::Leader) => {
+            if applied.epoch as u64 == m.current_term {
+                Ok(())
+            } else {
+                Err("leader has not applied an entry of its term yet".into())
+            }
+        }
+        (Some(_), _) => {
+            let seen = node.seen_commit.load(std::sync::atomic::Ordering::Relaxed);
+            let done = applied.index.map(|i| i + 1).unwrap_or(0);
+            if seen > 0 && done >= seen {
+                Ok(())
+            } else {
+                Err(format!("applied {done} of {seen} committed entries"))
+            }
+        }
+    };
+    match ready {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", why).into_response()
+        }
+    }
+}
+
+/// Forwards a request to the leader's API listener (once: a forwarded request that reaches
+/// a non-leader gets NOT_CONTROLLER).
+pub async fn forward(
+    node: &Node,
+    method: Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let leader = node.leader();
+    let Some(leader) = leader.filter(|l| *l != node.id()) else {
+        return ApiError::not_controller(None).into_response();
+    };
+    if headers.contains_key(FORWARDED) {
+        return ApiError::not_controller(Some(leader)).into_response();
+    }
+    let Some(addr) = node.api_addr_of(leader).await else {
+        return ApiError::not_controller(Some(leader)).into_response();
+    };
+    let mut req = node
+        .http
+        .request(method, format!("http://{addr}{path_and_query}"))
+        .header(FORWARDED, node.id().to_string())
+        .timeout(Duration::from_secs(65))
+        .body(body);
+    for h in [header::CONTENT_TYPE, header::ACCEPT, header::RANGE] {
+        if let Some(v) = headers.get(&h) {
+            req = req.header(h, v);
+        }
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let ct = resp.headers().get(header::CONTENT_TYPE).cloned();
+            match resp.bytes().await {
+                Ok(b) => {
+                    let mut r = Response::new(Body::from(b));
+                    *r.status_mut() = status;
+                    if let Some(ct) = ct {
+                        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+                    }
+                    r.headers_mut()
+                        .insert("kraft-served-by", HeaderValue::from(leader));
+                    r
+                }
+                Err(e) => ApiError::not_controller(Some(leader))
+                    .with_message(format!("forwarding to the leader {leader} failed: {e}"))
+                    .into_response(),
+            }
+        }
+        Err(e) => ApiError::not_controller(Some(leader))
+            .with_message(format!(
+                "forwarding to the leader {leader} at {addr} failed: {e}"
+            ))
+            .into_response(),
+    }
+}
+
+impl ApiError {
+    /// The same error with another message.
+    pub fn with_message(mut self, m: String) -> Self {
+        self.message = m;
+        self
+    }
+}

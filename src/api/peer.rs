@@ -1,0 +1,303 @@
+//! The peer listener: openraft's RPCs between controllers (postcard bodies).
+//!
+//! Every request is checked before Raft sees it: the envelope must name this cluster, this
+//! node and this node's directory id (or nil, "not yet known"), and every normal entry must
+//! be a well-formed record batch. A snapshot arrives in chunks into a temporary file and is
+//! checked completely (every CRC, header, footer, every record) before it is installed, so
+//! a damaged transfer is refused instead of stopping the node.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest,
+};
+use openraft::storage::Snapshot;
+use openraft::{EntryPayload, SnapshotSegmentId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::image::load_checkpoint;
+use crate::node::server::{Node, Receiving};
+use crate::raft::network::{
+    PeerRequest, PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_INFO, PATH_SNAPSHOT, PATH_VOTE, POSTCARD,
+};
+use crate::raft::state_machine::parse_snapshot_id;
+use crate::raft::{NodeId, TypeConfig};
+use crate::record::batch::decode_batch;
+
+/// Largest peer body (an AppendEntries of many batches).
+const MAX_PEER_BODY: usize = 256 * 1024 * 1024;
+
+/// The peer router.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route(PATH_APPEND, post(append))
+        .route(PATH_VOTE, post(vote))
+        .route(PATH_SNAPSHOT, post(snapshot_chunk))
+        .route(PATH_INFO, get(info))
+        .route(PATH_CURRENT_SNAPSHOT, get(current_snapshot))
+        .layer(DefaultBodyLimit::max(MAX_PEER_BODY))
+        .with_state(node)
+}
+
+fn refuse(status: StatusCode, msg: String) -> Response {
+    tracing::warn!(%status, "peer request refused: {msg}");
+    (status, msg).into_response()
+}
+
+fn reply<T: Serialize>(v: &T) -> Response {
+    match postcard::to_allocvec(v) {
+        Ok(b) => ([(header::CONTENT_TYPE, POSTCARD)], b).into_response(),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding: {e}")),
+    }
+}
+
+/// Decodes and checks the envelope.
+fn open<T: DeserializeOwned>(node: &Node, body: &[u8]) -> Result<T, Response> {
+    let env: PeerRequest<T> = postcard::from_bytes(body).map_err(|e| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            format!("undecodable peer request: {e}"),
+        )
+    })?;
+    if env.cluster_id != node.meta.cluster_id {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!(
+                "request from node {} of cluster {} reached cluster {}",
+                env.from, env.cluster_id, node.meta.cluster_id
+            ),
+        ));
+    }
+    if env.to != node.id() {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!("request for node {} reached node {}", env.to, node.id()),
+        ));
+    }
+    let mine = *node.meta.directory_id.as_bytes();
+    if env.to_directory != [0; 16] && env.to_directory != mine {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!(
+                "request for directory {} reached directory {} of node {}: this disk was \
+                 re-formatted and must be re-added as a voter",
+                uuid::Uuid::from_bytes(env.to_directory),
+                node.meta.directory_id,
+                node.id()
+            ),
+        ));
+    }
+    Ok(env.body)
+}
+
+async fn info(State(node): State<Arc<Node>>) -> Response {
+    reply(&node.info())
+}
+
+/// The current checkpoint file, for a peer whose own newest checkpoint is damaged.
+async fn current_snapshot(State(node): State<Arc<Node>>) -> Response {
+    let cur = node.sm.read().current.clone();
+    let Some(c) = cur else {
+        return refuse(StatusCode::NOT_FOUND, "no snapshot yet".into());
+    };
+    match tokio::fs::read(&c.path).await {
+        Ok(b) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "application/vnd.kafka.record-batches".to_string(),
+                ),
+                (header::CONTENT_DISPOSITION, c.id.file_name()),
+            ],
+            b,
+        )
+            .into_response(),
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading {}: {e}", c.path.display()),
+        ),
+    }
+}
+
+async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: AppendEntriesRequest<TypeConfig> = match open(&node, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if let Some(first) = req.entries.first() {
+        let expected = req.prev_log_id.map(|p| p.index + 1).unwrap_or(0);
+        if first.log_id.index != expected {
+            // Entries must follow prev_log_id; a gap would leave offsets unknown. Answer
+            // "conflict" so the leader searches back and sends a snapshot if it must.
+            tracing::warn!(
+                prev = ?req.prev_log_id,
+                first = %first.log_id,
+                "AppendEntries whose entries do not follow prev_log_id: answering conflict"
+            );
+            let res: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+                Ok(AppendEntriesResponse::Conflict);
+            return reply(&res);
+        }
+    }
+    for e in &req.entries {
+        if let EntryPayload::Normal(b) = &e.payload {
+            let buf = Bytes::from(b.bytes.clone());
+            match decode_batch(&buf) {
+                Ok((batch, used)) if used == buf.len() && !batch.header.is_control() => {}
+                Ok(_) => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        format!("entry {} is not exactly one data batch", e.log_id),
+                    )
+                }
+                Err(err) => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        format!("entry {} holds a bad batch: {err}", e.log_id),
+                    )
+                }
+            }
+        }
+    }
+    if let Some(c) = req.leader_commit {
+        node.seen_commit.fetch_max(c.index + 1, Ordering::Relaxed);
+    }
+    let res = node.raft.append_entries(req).await;
+    reply(&res)
+}
+
+async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: VoteRequest<NodeId> = match open(&node, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let res = node.raft.vote(req).await;
+    reply(&res)
+}
+
+type ChunkResult = Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>;
+
+fn mismatch(expect_id: String, expect: u64, got_id: String, got: u64) -> ChunkResult {
+    Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(
+        SnapshotMismatch {
+            expect: SnapshotSegmentId {
+                id: expect_id,
+                offset: expect,
+            },
+            got: SnapshotSegmentId {
+                id: got_id,
+                offset: got,
+            },
+        },
+    )))
+}
+
+async fn snapshot_chunk(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: InstallSnapshotRequest<TypeConfig> = match open(&node, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let res = receive_chunk(&node, req).await;
+    reply(&res)
+}
+
+async fn receive_chunk(node: &Node, req: InstallSnapshotRequest<TypeConfig>) -> ChunkResult {
+    let my_vote = node.raft.metrics().borrow().vote;
+    if req.vote < my_vote {
+        return Ok(InstallSnapshotResponse { vote: my_vote });
+    }
+    let id = req.meta.snapshot_id.clone();
+    let Some(ckpt_id) = parse_snapshot_id(&id) else {
+        tracing::error!(snapshot_id = %id, "leader sent a snapshot whose id is not a checkpoint name");
+        return mismatch(String::new(), 0, id, req.offset);
+    };
+    let mut g = node.receiving.lock().await;
+    if req.offset == 0 {
+        if let Some(old) = g.take() {
+            let _ = std::fs::remove_file(&old.path);
+        }
+        let path = node
+            .sm
+            .dir
+            .join(format!("receiving-{}.part", ckpt_id.file_name()));
+        if let Err(e) = std::fs::File::create(&path) {
+            tracing::error!(error = %e, "cannot create {}", path.display());
+            return mismatch(id.clone(), 0, id, 0);
+        }
+        *g = Some(Receiving {
+            snapshot_id: id.clone(),
+            path,
+            next: 0,
+        });
+    }
+    let Some(recv) = g.as_mut() else {
+        return mismatch(id.clone(), 0, id, req.offset);
+    };
+    if recv.snapshot_id != id || recv.next != req.offset {
+        return mismatch(recv.snapshot_id.clone(), recv.next, id, req.offset);
+    }
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&recv.path)?;
+        f.seek(SeekFrom::Start(req.offset))?;
+        f.write_all(&req.data)?;
+        if req.done {
+            f.sync_all()?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        tracing::error!(error = %e, "writing snapshot chunk");
+        let path = recv.path.clone();
+        *g = None;
+        let _ = std::fs::remove_file(path);
+        return mismatch(id.clone(), 0, id, req.offset);
+    }
+    recv.next += req.data.len() as u64;
+    if !req.done {
+        return Ok(InstallSnapshotResponse { vote: my_vote });
+    }
+    let path = recv.path.clone();
+    *g = None;
+    drop(g);
+    // Check the whole file before openraft sees it: an install error would be fatal.
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the received snapshot");
+            return mismatch(id.clone(), 0, id, req.offset);
+        }
+    };
+    if let Err(e) = load_checkpoint(Bytes::from(bytes), Some(ckpt_id.epoch)) {
+        tracing::error!(snapshot = %id, error = %e, "received snapshot is damaged; refused, the leader will resend it");
+        let _ = std::fs::remove_file(&path);
+        return mismatch(id.clone(), 0, id, req.offset);
+    }
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "reopening the received snapshot");
+            return mismatch(id.clone(), 0, id, req.offset);
+        }
+    };
+    let snapshot = Snapshot {
+        meta: req.meta.clone(),
+        snapshot: Box::new(file),
+    };
+    let res = node.raft.install_full_snapshot(req.vote, snapshot).await;
+    let _ = std::fs::remove_file(&path);
+    match res {
+        Ok(r) => Ok(InstallSnapshotResponse { vote: r.vote }),
+        Err(fatal) => Err(RaftError::Fatal(fatal)),
+    }
+}

@@ -1,0 +1,276 @@
+//! Operators' view of the quorum: `/v1/quorum/*`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{forward, ApiError};
+use crate::node::server::{fetch_info, now_ms, Node};
+use crate::raft::{KNode, NodeId};
+
+pub(super) fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/v1/quorum/status", get(status))
+        .route("/v1/quorum/replication", get(replication))
+        .route("/v1/quorum/snapshot", post(snapshot))
+        .route("/v1/quorum/voters", post(add_voter))
+        .route("/v1/quorum/voters/{id}", delete(remove_voter))
+}
+
+/// End offset of entry `index` on the leader's log (None: not stored, e.g. purged).
+fn end_of(node: &Node, index: Option<u64>) -> Option<u64> {
+    match index {
+        None => Some(0),
+        Some(i) => node.log.entry_offsets(i).ok().flatten().map(|(_, end)| end),
+    }
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
+    let m = node.raft.metrics().borrow().clone();
+    let applied = node.sm.applied();
+    let log_start = node.log.log_start().map(|(_, s)| s).unwrap_or(0);
+    let membership = m.membership_config.membership().clone();
+    let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let mut voters = Vec::new();
+    for id in &voter_ids {
+        let peer = membership
+            .get_node(id)
+            .map(|n| n.peer_addr.clone())
+            .unwrap_or_default();
+        let api = node.api_addr_of(*id).await;
+        voters.push(json!({ "id": id, "peer": peer, "api": api }));
+    }
+    let observers: Vec<NodeId> = membership.learner_ids().collect();
+    let (mut max_lag, mut max_lag_ms) = (0u64, 0u64);
+    if m.state == ServerState::Leader {
+        let last_end = end_of(&node, m.last_log_index).unwrap_or(applied.end_offset);
+        let now = now_ms();
+        if let Ok(f) = node.followers.lock() {
+            for t in f.values() {
+                let fe = end_of(&node, t.matched).unwrap_or(0);
+                max_lag = max_lag.max(last_end.saturating_sub(fe));
+                if t.last_caught_up_ms > 0 {
+                    max_lag_ms = max_lag_ms.max(now.saturating_sub(t.last_caught_up_ms));
+                }
+            }
+        }
+    }
+    Json(json!({
+        "cluster_id": node.meta.cluster_id,
+        "node_id": node.id(),
+        "leader_id": m.current_leader,
+        "leader_epoch": m.current_term,
+        "high_watermark": applied.end_offset,
+        "log_start_offset": log_start,
+        "max_follower_lag": max_lag,
+        "max_follower_lag_time_ms": max_lag_ms,
+        "voters": voters,
+        "observers": observers,
+    }))
+}
+
+async fn replication(
+    State(node): State<Arc<Node>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if !node.is_leader() {
+        return forward(
+            &node,
+            method,
+            "/v1/quorum/replication",
+            &headers,
+            Bytes::new(),
+        )
+        .await;
+    }
+    let m = node.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership().clone();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let last_end = end_of(&node, m.last_log_index).unwrap_or(0);
+    let now = now_ms();
+    let mut out = vec![json!({
+        "node_id": node.id(),
+        "log_end_offset": last_end,
+        "lag": 0,
+        "last_fetch_timestamp": now,
+        "last_caught_up_timestamp": now,
+        "status": "Leader",
+    })];
+    let tracks = node.followers.lock().map(|f| f.clone()).unwrap_or_default();
+    for (id, _) in membership.nodes() {
+        if *id == node.id() {
+            continue;
+        }
+        let t = tracks.get(id).cloned().unwrap_or_default();
+        let end = end_of(&node, t.matched).unwrap_or(0);
+        out.push(json!({
+            "node_id": id,
+            "log_end_offset": end,
+            "lag": last_end.saturating_sub(end),
+            "last_fetch_timestamp": t.last_fetch_ms,
+            "last_caught_up_timestamp": t.last_caught_up_ms,
+            "status": if voters.contains(id) { "Follower" } else { "Observer" },
+        }));
+    }
+    Json(Value::Array(out)).into_response()
+}
+
+/// Takes a checkpoint of this node now.
+async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    let target = node.sm.applied().index;
+    node.raft
+        .trigger()
+        .snapshot()
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot trigger a snapshot: {e}")))?;
+    node.raft
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.snapshot.map(|s| s.index) >= target, "snapshot taken")
+        .await
+        .map_err(|e| ApiError::internal(format!("snapshot not taken: {e}")))?;
+    let cur = node.sm.read().current.clone();
+    let c = cur.ok_or_else(|| ApiError::internal("no snapshot after taking one"))?;
+    Ok(Json(json!({
+        "end_offset": c.id.end_offset,
+        "epoch": c.id.epoch,
+        "file_name": c.id.file_name(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddVoter {
+    id: NodeId,
+    peer: String,
+    #[serde(default)]
+    api: Option<String>,
+}
+
+fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, KNode>>) -> ApiError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ApiError::not_controller(f.leader_id)
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            ApiError::new(StatusCode::CONFLICT, "INVALID_REQUEST", c.to_string())
+        }
+        RaftError::Fatal(f) => ApiError::internal(f.to_string()),
+    }
+}
+
+fn voters_json(node: &Node) -> Json<Value> {
+    let m = node.raft.metrics().borrow().clone();
+    let v: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+    Json(json!({ "voters": v }))
+}
+
+/// Adds a controller: learner first (blocking until it has caught up), then voter.
+async fn add_voter(
+    State(node): State<Arc<Node>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !node.is_leader() {
+        return forward(&node, method, "/v1/quorum/voters", &headers, body).await;
+    }
+    match add_voter_here(&node, &body).await {
+        Ok(j) => j.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Value>, ApiError> {
+    let req: AddVoter = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
+    let info = fetch_info(&node.http, &req.peer).await.map_err(|e| {
+        ApiError::invalid(format!(
+            "cannot reach the new controller's peer listener {}: {e}",
+            req.peer
+        ))
+    })?;
+    if info.node_id != req.id {
+        return Err(ApiError::invalid(format!(
+            "{} is node {}, not node {}",
+            req.peer, info.node_id, req.id
+        )));
+    }
+    if info.cluster_id != node.meta.cluster_id {
+        return Err(ApiError::invalid(format!(
+            "node {} is formatted for cluster {}, not {}",
+            req.id, info.cluster_id, node.meta.cluster_id
+        )));
+    }
+    let kn = KNode {
+        peer_addr: req.peer.clone(),
+        api_addr: req.api.clone().unwrap_or(info.api_addr),
+        directory_id: info.directory_id,
+    };
+    node.raft
+        .add_learner(req.id, kn, true)
+        .await
+        .map_err(membership_error)?;
+    node.raft
+        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
+        .await
+        .map_err(membership_error)?;
+    tracing::info!(id = req.id, peer = %req.peer, "added voter");
+    Ok(voters_json(node))
+}
+
+async fn remove_voter(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if !node.is_leader() {
+        return forward(
+            &node,
+            method,
+            &format!("/v1/quorum/voters/{id}"),
+            &headers,
+            Bytes::new(),
+        )
+        .await;
+    }
+    let Ok(id) = id.parse::<NodeId>() else {
+        return ApiError::invalid(format!("{id:?} is not a node id")).into_response();
+    };
+    let m = node.raft.metrics().borrow().clone();
+    let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+    if !voters.contains(&id) {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "VOTER_NOT_FOUND",
+            format!("node {id} is not a voter (voters: {voters:?})"),
+        )
+        .into_response();
+    }
+    if voters.len() == 1 {
+        return ApiError::invalid("cannot remove the last voter").into_response();
+    }
+    match node
+        .raft
+        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(id, "removed voter");
+            voters_json(&node).into_response()
+        }
+        Err(e) => membership_error(e).into_response(),
+    }
+}

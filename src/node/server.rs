@@ -1,0 +1,646 @@
+//! `kraftd serve`: one controller node. Opens the log store and the state machine, starts
+//! Raft, the peer and API listeners, the controller's writer and the background duties
+//! (idle NoOps, snapshots by size or age, replication tracking), and stops on SIGTERM or
+//! Ctrl-C.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use axum::serve::ListenerExt;
+use openraft::{ChangeMembers, ServerState};
+use tokio::net::TcpListener;
+
+use crate::controller::Controller;
+use crate::node::config::Config;
+use crate::node::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{http_client, Network, NodeInfo, PATH_INFO};
+use crate::raft::state_machine::{SmShared, StateMachine};
+use crate::raft::{openraft_config, KNode, NodeId, Raft};
+use crate::record::checkpoint::{list_checkpoints, read_checkpoint, CheckpointItem};
+
+/// Per-follower replication as the leader sees it.
+#[derive(Debug, Clone, Default)]
+pub struct FollowerTrack {
+    /// Last time its matched entry advanced or was confirmed, ms since the epoch.
+    pub last_fetch_ms: u64,
+    /// Last time it had everything the leader had, ms since the epoch.
+    pub last_caught_up_ms: u64,
+    /// Matched entry index.
+    pub matched: Option<u64>,
+}
+
+/// A snapshot transfer being received from the leader.
+#[derive(Debug)]
+pub struct Receiving {
+    /// openraft's snapshot id.
+    pub snapshot_id: String,
+    /// Temporary file.
+    pub path: std::path::PathBuf,
+    /// Bytes received so far.
+    pub next: u64,
+}
+
+/// Everything the listeners and background tasks share.
+pub struct Node {
+    /// Raft.
+    pub raft: Raft,
+    /// The state machine's shared state (image, applied offset, snapshots).
+    pub sm: Arc<SmShared>,
+    /// The log store (reads for brokers).
+    pub log: LogStore,
+    /// meta.properties.
+    pub meta: MetaProperties,
+    /// Settings.
+    pub config: Config,
+    /// Pooled HTTP client (peers, forwarding).
+    pub http: reqwest::Client,
+    /// The API listener's address.
+    pub api_addr: String,
+    /// The peer listener's address.
+    pub peer_addr: String,
+    /// Highest commit index a leader told this node, plus one (0 = none).
+    pub seen_commit: AtomicU64,
+    /// API addresses learned from peers.
+    pub api_addrs: Mutex<BTreeMap<NodeId, String>>,
+    /// Snapshot being received.
+    pub receiving: tokio::sync::Mutex<Option<Receiving>>,
+    /// The write path.
+    pub controller: Arc<Controller>,
+    /// Followers, as the leader tracks them.
+    pub followers: Mutex<BTreeMap<NodeId, FollowerTrack>>,
+    /// Voters demoted for a re-formatted disk, to promote once caught up.
+    pub readmit: Mutex<BTreeSet<NodeId>>,
+}
+
+/// ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Node {
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.meta.node_id
+    }
+
+    /// What this node says of itself to peers.
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo {
+            cluster_id: self.meta.cluster_id.clone(),
+            node_id: self.meta.node_id,
+            directory_id: *self.meta.directory_id.as_bytes(),
+            api_addr: self.api_addr.clone(),
+            peer_addr: self.peer_addr.clone(),
+            initialized: {
+                let m = self.raft.metrics();
+                let m = m.borrow();
+                m.last_log_index.is_some() || m.snapshot.is_some()
+            },
+        }
+    }
+
+    /// The current leader, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Is this node the leader?
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id())
+    }
+
+    /// The API address of `id`: from the membership, a cache, or by asking its peer
+    /// listener.
+    pub async fn api_addr_of(&self, id: NodeId) -> Option<String> {
+        if id == self.id() {
+            return Some(self.api_addr.clone());
+        }
+        let node = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.membership_config.membership().get_node(&id).cloned()
+        }?;
+        if !node.api_addr.is_empty() {
+            return Some(node.api_addr);
+        }
+        if let Some(a) = self.api_addrs.lock().ok()?.get(&id) {
+            return Some(a.clone());
+        }
+        let info = fetch_info(&self.http, &node.peer_addr).await.ok()?;
+        if info.node_id != id || info.cluster_id != self.meta.cluster_id {
+            return None;
+        }
+        self.api_addrs
+            .lock()
+            .ok()?
+            .insert(id, info.api_addr.clone());
+        Some(info.api_addr)
+    }
+}
+
+/// Asks a peer listener who it is.
+pub async fn fetch_info(http: &reqwest::Client, peer_addr: &str) -> anyhow::Result<NodeInfo> {
+    let resp = http
+        .get(format!("http://{peer_addr}{PATH_INFO}"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!("{peer_addr} answered {}", resp.status());
+    }
+    let body = resp.bytes().await?;
+    Ok(postcard::from_bytes(&body)?)
+}
+
+/// The bootstrap voters from the checkpoint `kraftd format` wrote (end offset 0).
+fn bootstrap_members(dir: &Path) -> anyhow::Result<BTreeMap<NodeId, KNode>> {
+    let list = list_checkpoints(dir)?;
+    let (_, path) = list
+        .iter()
+        .find(|(id, _)| id.end_offset == 0)
+        .ok_or_else(|| {
+            anyhow!(
+                "no bootstrap checkpoint in {}: run kraftd format",
+                dir.display()
+            )
+        })?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let summary = read_checkpoint(bytes::Bytes::from(bytes), None, |_: CheckpointItem<'_>| {
+        Ok(())
+    })
+    .with_context(|| format!("reading {}", path.display()))?;
+    let voters = summary
+        .meta
+        .voters
+        .ok_or_else(|| anyhow!("{} holds no VotersRecord", path.display()))?;
+    let mut out = BTreeMap::new();
+    for v in voters.voters {
+        let id = u64::try_from(v.voter_id.0).map_err(|_| anyhow!("voter id {}", v.voter_id.0))?;
+        let ep = v
+            .endpoints
+            .first()
+            .ok_or_else(|| anyhow!("voter {id} has no endpoint"))?;
+        // Directory ids start as "not yet known" for every voter, so that every node
+        // writes the same first membership entry; the leader fills them in.
+        out.insert(
+            id,
+            KNode {
+                peer_addr: format!("{}:{}", ep.host.as_str(), ep.port),
+                api_addr: String::new(),
+                directory_id: [0; 16],
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// When the loaded checkpoint ends before the log starts (the newest checkpoint was
+/// damaged and the log was purged past the older one), the log cannot be replayed: fetch the
+/// current checkpoint of a peer, check it, keep it, and load again.
+async fn bridge_log_gap(
+    sm: StateMachine,
+    mut log: LogStore,
+    ckpt_dir: &Path,
+    config: &Config,
+    meta: &MetaProperties,
+) -> anyhow::Result<(StateMachine, LogStore)> {
+    use openraft::storage::RaftLogStorage;
+    let purged = log
+        .get_log_state()
+        .await
+        .map_err(|e| anyhow!("reading the log state: {e}"))?
+        .last_purged_log_id;
+    let (applied, membership) = {
+        let st = sm.shared();
+        let st = st.read();
+        (st.last_applied, st.membership.clone())
+    };
+    let Some(purged) = purged else {
+        return Ok((sm, log));
+    };
+    if applied.map(|a| a.index) >= Some(purged.index) {
+        return Ok((sm, log));
+    }
+    tracing::error!(
+        purged = %purged,
+        applied = ?applied,
+        "the newest usable checkpoint ends before the log starts: fetching the current checkpoint from a peer"
+    );
+    let mut peers: BTreeMap<NodeId, String> = membership
+        .membership()
+        .nodes()
+        .map(|(id, n)| (*id, n.peer_addr.clone()))
+        .collect();
+    if let Ok(b) = bootstrap_members(ckpt_dir) {
+        for (id, n) in b {
+            peers.entry(id).or_insert(n.peer_addr);
+        }
+    }
+    peers.remove(&meta.node_id);
+    let http = http_client();
+    for (id, addr) in peers {
+        let url = format!(
+            "http://{addr}{}",
+            crate::raft::network::PATH_CURRENT_SNAPSHOT
+        );
+        let resp = match http.get(&url).timeout(Duration::from_secs(60)).send().await {
+            Ok(r) if r.status().is_success() => r,
+            _ => continue,
+        };
+        let name = resp
+            .headers()
+            .get(reqwest::header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::record::checkpoint::SnapshotId::parse_file_name);
+        let (Some(sid), Ok(bytes)) = (name, resp.bytes().await) else {
+            continue;
+        };
+        match crate::image::load_checkpoint(bytes.clone(), Some(sid.epoch)) {
+            Ok((_, summary)) => {
+                let rm = crate::raft::state_machine::raft_meta_of(&summary);
+                if rm.and_then(|r| r.last_log_id).map(|l| l.index) < Some(purged.index) {
+                    tracing::warn!(
+                        peer = id,
+                        "peer's checkpoint is also older than our log start"
+                    );
+                    continue;
+                }
+                let path = ckpt_dir.join(sid.file_name());
+                let part = ckpt_dir.join(format!("{}.part", sid.file_name()));
+                let written = (|| -> anyhow::Result<()> {
+                    use std::io::Write;
+                    let mut f = std::fs::File::create(&part)?;
+                    f.write_all(&bytes)?;
+                    f.sync_all()?;
+                    std::fs::rename(&part, &path)?;
+                    crate::record::checkpoint::sync_dir(ckpt_dir)?;
+                    Ok(())
+                })();
+                if let Err(e) = written {
+                    tracing::error!(error = %e, "keeping the fetched checkpoint");
+                    continue;
+                }
+                tracing::info!(peer = id, file = %path.display(), "fetched a checkpoint from a peer");
+                drop(sm);
+                let (sm, notes) =
+                    StateMachine::open(ckpt_dir, log.book(), config.snapshots_to_keep)
+                        .map_err(|e| anyhow!(e))?;
+                for n in notes {
+                    tracing::info!("{n}");
+                }
+                return Ok((sm, log));
+            }
+            Err(e) => tracing::warn!(peer = id, error = %e, "peer's checkpoint is damaged"),
+        }
+    }
+    bail!(
+        "cannot start: the newest usable checkpoint ends before the log starts at {purged}, and \
+         no peer could provide a newer checkpoint; start the other controllers and retry"
+    )
+}
+
+/// A bootstrap peer that already holds a log, if any answers within a second.
+async fn initialized_peer(
+    http: &reqwest::Client,
+    members: &BTreeMap<NodeId, KNode>,
+    meta: &MetaProperties,
+) -> Option<NodeId> {
+    for (id, n) in members {
+        if *id == meta.node_id {
+            continue;
+        }
+        let ask = tokio::time::timeout(Duration::from_secs(1), fetch_info(http, &n.peer_addr));
+        if let Ok(Ok(info)) = ask.await {
+            if info.cluster_id == meta.cluster_id && info.initialized {
+                return Some(*id);
+            }
+        }
+    }
+    None
+}
+
+/// Runs a node until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let meta = MetaProperties::read(&data_dir).with_context(|| {
+        format!(
+            "{} is not a formatted kraftd data directory (run kraftd format first)",
+            data_dir.display()
+        )
+    })?;
+    let ckpt_dir = data_dir.join(METADATA_DIR);
+    let log = LogStore::open(&data_dir.join(RAFT_DIR)).with_context(|| {
+        format!(
+            "opening the log store in {}",
+            data_dir.join(RAFT_DIR).display()
+        )
+    })?;
+    let (sm, notes) = StateMachine::open(&ckpt_dir, log.book(), config.snapshots_to_keep)
+        .map_err(|e| anyhow!(e))?;
+    for n in notes {
+        if n.contains("damaged") {
+            tracing::error!("{n}");
+        } else {
+            tracing::info!("{n}");
+        }
+    }
+    let (sm, log) = bridge_log_gap(sm, log, &ckpt_dir, &config, &meta).await?;
+    let shared = sm.shared();
+    let api_listener = TcpListener::bind(&config.api_addr)
+        .await
+        .with_context(|| format!("binding the API listener {}", config.api_addr))?;
+    let peer_listener = TcpListener::bind(&config.peer_addr)
+        .await
+        .with_context(|| format!("binding the peer listener {}", config.peer_addr))?;
+    let api_addr = api_listener.local_addr()?.to_string();
+    let peer_addr = peer_listener.local_addr()?.to_string();
+
+    let http = http_client();
+    let raft_config = Arc::new(openraft_config(&config).map_err(|e| anyhow!(e))?);
+    let network = Network::new(http.clone(), meta.cluster_id.clone(), meta.node_id);
+    let raft = Raft::new(meta.node_id, raft_config, network, log.clone(), sm)
+        .await
+        .map_err(|e| anyhow!("starting raft: {e}"))?;
+    if !raft.is_initialized().await.map_err(|e| anyhow!("{e}"))? {
+        let members = bootstrap_members(&ckpt_dir)?;
+        if !members.contains_key(&meta.node_id) {
+            tracing::info!("not a bootstrap voter: waiting to be added by the leader");
+        } else if let Some(peer) = initialized_peer(&http, &members, &meta).await {
+            // A re-formatted disk of an existing cluster: starting a log of our own would
+            // only disrupt the leader with elections. Wait for the leader instead.
+            tracing::warn!(
+                peer,
+                "a peer already holds the log: not bootstrapping; waiting for the leader to \
+                 catch this node up and re-admit it"
+            );
+        } else {
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!("initialized the log with the bootstrap voters"),
+                Err(e) => tracing::info!("not initializing: {e}"),
+            }
+        }
+    }
+    let controller = Controller::start(raft.clone());
+    let node = Arc::new(Node {
+        raft: raft.clone(),
+        sm: shared,
+        log,
+        meta,
+        config: config.clone(),
+        http,
+        api_addr: api_addr.clone(),
+        peer_addr: peer_addr.clone(),
+        seen_commit: AtomicU64::new(0),
+        api_addrs: Mutex::new(BTreeMap::new()),
+        receiving: tokio::sync::Mutex::new(None),
+        controller,
+        followers: Mutex::new(BTreeMap::new()),
+        readmit: Mutex::new(BTreeSet::new()),
+    });
+
+    let peer_app = crate::api::peer::router(node.clone());
+    let api_app = crate::api::router(node.clone());
+    tracing::info!(
+        node_id = node.id(),
+        cluster_id = %node.meta.cluster_id,
+        api = %api_addr,
+        peer = %peer_addr,
+        "kraftd node serving"
+    );
+    let peer_task =
+        tokio::spawn(async move { axum::serve(peer_listener.tap_io(nodelay), peer_app).await });
+    let api_task =
+        tokio::spawn(async move { axum::serve(api_listener.tap_io(nodelay), api_app).await });
+    tokio::spawn(background(node.clone()));
+
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    peer_task.abort();
+    api_task.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
+    Ok(())
+}
+
+/// Every accepted socket sets TCP_NODELAY (DESIGN: Nagle adds tens of ms on loopback).
+fn nodelay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Background duties, every 100 ms: idle NoOps and directory ids (leader), replication
+/// tracking (leader), snapshots by size or age (every node).
+async fn background(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let noop_every = Duration::from_millis(node.config.noop_interval_ms.max(1));
+    let snapshot_every = Duration::from_millis(node.config.snapshot_interval_ms.max(1));
+    let mut last_snapshot_request: Option<Instant> = None;
+    let mut last_dir_fill: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        if node.raft.metrics().borrow().running_state.is_err() {
+            tracing::error!("raft stopped with a fatal error; exiting");
+            std::process::exit(70);
+        }
+        if node.is_leader() {
+            node.controller.noop_if_idle(noop_every);
+            track_followers(&node);
+            if last_dir_fill.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+                last_dir_fill = Some(Instant::now());
+                reconcile_directories(&node).await;
+            }
+        }
+        let due = {
+            let st = node.sm.read();
+            st.bytes_since_snapshot >= node.config.snapshot_max_bytes
+                || st
+                    .new_records_since
+                    .is_some_and(|t| t.elapsed() >= snapshot_every)
+        };
+        if due && last_snapshot_request.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+            last_snapshot_request = Some(Instant::now());
+            if let Err(e) = node.raft.trigger().snapshot().await {
+                tracing::warn!(error = %e, "cannot trigger a snapshot");
+            }
+        }
+    }
+}
+
+fn track_followers(node: &Node) {
+    let m = node.raft.metrics().borrow().clone();
+    let Some(repl) = m.replication else {
+        return;
+    };
+    let now = now_ms();
+    let last = m.last_log_index;
+    let Ok(mut f) = node.followers.lock() else {
+        return;
+    };
+    f.retain(|id, _| repl.contains_key(id));
+    for (id, matched) in repl {
+        let t = f.entry(id).or_default();
+        let idx = matched.map(|l| l.index);
+        if idx != t.matched || t.last_fetch_ms == 0 {
+            t.last_fetch_ms = now;
+        }
+        if idx >= last {
+            t.last_caught_up_ms = now;
+            t.last_fetch_ms = now;
+        }
+        t.matched = idx;
+    }
+}
+
+/// Keeps the membership's directory ids true (KIP-853), on the leader:
+/// - a voter whose directory id is still nil (a bootstrap voter) gets the one its peer
+///   listener reports, in one membership entry that keeps the voter set;
+/// - a voter whose disk was wiped and re-formatted (its peer listener reports another
+///   directory id) is demoted to a learner under its new directory id: it stops counting
+///   towards commits and votes, catches up (by snapshot if need be), and is promoted back
+///   once it has caught up.
+async fn reconcile_directories(node: &Node) {
+    let m = node.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership().clone();
+    if membership.get_joint_config().len() > 1 {
+        return;
+    }
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let mut fill = BTreeMap::new();
+    let mut demote = BTreeMap::new();
+    for (id, n) in membership.nodes() {
+        let info = if *id == node.id() {
+            node.info()
+        } else {
+            match fetch_info(&node.http, &n.peer_addr).await {
+                Ok(i) => i,
+                Err(_) => continue,
+            }
+        };
+        if info.node_id != *id || info.cluster_id != node.meta.cluster_id {
+            tracing::warn!(id, peer = %n.peer_addr, "peer listener answers for another node or cluster");
+            continue;
+        }
+        if n.directory_id == info.directory_id {
+            continue;
+        }
+        let updated = KNode {
+            peer_addr: n.peer_addr.clone(),
+            api_addr: if n.api_addr.is_empty() {
+                info.api_addr
+            } else {
+                n.api_addr.clone()
+            },
+            directory_id: info.directory_id,
+        };
+        if n.directory_id == [0; 16] || !voters.contains(id) {
+            fill.insert(*id, updated);
+        } else if *id != node.id() {
+            tracing::warn!(
+                id,
+                old = %n.directory(),
+                new = %uuid::Uuid::from_bytes(info.directory_id),
+                "voter came back with a re-formatted disk: demoting it to a learner until it has caught up"
+            );
+            demote.insert(*id, updated);
+        }
+    }
+    if !demote.is_empty() {
+        let ids: BTreeSet<NodeId> = demote.keys().copied().collect();
+        if voters.len() > ids.len() {
+            match node
+                .raft
+                .change_membership(ChangeMembers::RemoveVoters(ids.clone()), true)
+                .await
+            {
+                Ok(_) => {
+                    if let Ok(mut r) = node.readmit.lock() {
+                        r.extend(ids.iter().copied());
+                    }
+                    fill.extend(demote);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot demote re-formatted voters"),
+            }
+        }
+    }
+    if !fill.is_empty() {
+        let ids: BTreeSet<_> = fill.keys().copied().collect();
+        match node
+            .raft
+            .change_membership(ChangeMembers::SetNodes(fill), true)
+            .await
+        {
+            Ok(_) => tracing::info!(?ids, "recorded directory ids"),
+            Err(e) => tracing::warn!(error = %e, "cannot record directory ids"),
+        }
+    }
+    // Promote demoted voters that have caught up.
+    let pending: Vec<NodeId> = node
+        .readmit
+        .lock()
+        .map(|r| r.iter().copied().collect())
+        .unwrap_or_default();
+    if pending.is_empty() {
+        return;
+    }
+    let m = node.raft.metrics().borrow().clone();
+    let learners: BTreeSet<NodeId> = m.membership_config.membership().learner_ids().collect();
+    let last = m.last_log_index.unwrap_or(0);
+    for id in pending {
+        if !learners.contains(&id) {
+            if let Ok(mut r) = node.readmit.lock() {
+                r.remove(&id);
+            }
+            continue;
+        }
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map(|l| l.index);
+        if matched.is_some_and(|i| i + 16 >= last) {
+            match node
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(id, "re-formatted voter caught up and is a voter again");
+                    if let Ok(mut r) = node.readmit.lock() {
+                        r.remove(&id);
+                    }
+                }
+                Err(e) => tracing::warn!(id, error = %e, "cannot promote caught-up learner"),
+            }
+        }
+    }
+}

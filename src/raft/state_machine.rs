@@ -1,0 +1,539 @@
+//! The state machine: the metadata image, snapshotted into Kafka checkpoint files.
+//!
+//! A snapshot is a checkpoint file `<end-offset>-<epoch>.checkpoint` in
+//! `<data-dir>/__cluster_metadata-0/`; openraft's snapshot metadata (last log id and
+//! membership) rides in a tagged field of its SnapshotHeaderRecord, which Kafka's readers
+//! skip. The file is what openraft streams to a lagging follower and what brokers download.
+//! On start the newest checkpoint that passes every check is loaded; a damaged one is
+//! reported and an older one is used.
+
+use std::collections::BTreeMap;
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+
+use super::log_store::{lock, SharedBook};
+use super::{
+    epoch_of, voters_record, Applied, Entry, KSnapshotMeta, KStoredMembership, LogId, StorageError,
+    TypeConfig, HEADER_TAG_RAFT_META,
+};
+use crate::image::load_checkpoint;
+use crate::image::MetadataImage;
+use crate::record::batch::decode_batch;
+use crate::record::checkpoint::{
+    list_checkpoints, sync_dir, write_checkpoint, CheckpointMeta, CheckpointSummary, SnapshotId,
+};
+use crate::record::LogRecord;
+
+type SResult<T> = Result<T, StorageError>;
+
+/// openraft's part of a snapshot, kept in the header's tagged field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaftSnapMeta {
+    /// Last entry the snapshot contains.
+    pub last_log_id: Option<LogId>,
+    /// The membership in force at that entry.
+    pub last_membership: KStoredMembership,
+}
+
+/// The snapshot openraft knows as current.
+#[derive(Debug, Clone)]
+pub struct CurrentSnapshot {
+    /// openraft's metadata.
+    pub meta: KSnapshotMeta,
+    /// File name id.
+    pub id: SnapshotId,
+    /// The checkpoint file.
+    pub path: PathBuf,
+}
+
+/// Where the state machine is: what brokers see as the high watermark of this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppliedPos {
+    /// Offset after the last applied record.
+    pub end_offset: u64,
+    /// Index of the last applied entry.
+    pub index: Option<u64>,
+    /// Epoch of the last applied entry.
+    pub epoch: i32,
+}
+
+/// The state machine's state.
+#[derive(Debug)]
+pub struct SmState {
+    /// The committed metadata image.
+    pub image: MetadataImage,
+    /// Last applied entry.
+    pub last_applied: Option<LogId>,
+    /// Offset after the last applied record.
+    pub end_offset: u64,
+    /// Membership of the last applied membership entry.
+    pub membership: KStoredMembership,
+    /// Newest record timestamp applied.
+    pub last_timestamp: i64,
+    /// The current snapshot.
+    pub current: Option<CurrentSnapshot>,
+    /// Batch bytes applied since the current snapshot.
+    pub bytes_since_snapshot: u64,
+    /// When the first record after the current snapshot was applied.
+    pub new_records_since: Option<Instant>,
+}
+
+/// State shared by the state machine, the API and the snapshot policy.
+#[derive(Debug)]
+pub struct SmShared {
+    state: RwLock<SmState>,
+    applied: watch::Sender<AppliedPos>,
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    /// Checkpoints kept.
+    pub snapshots_to_keep: usize,
+}
+
+impl SmShared {
+    /// Reads the state.
+    pub fn read(&self) -> RwLockReadGuard<'_, SmState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, SmState> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Watches the applied position (long polls, readiness).
+    pub fn subscribe(&self) -> watch::Receiver<AppliedPos> {
+        self.applied.subscribe()
+    }
+
+    /// The applied position now.
+    pub fn applied(&self) -> AppliedPos {
+        *self.applied.borrow()
+    }
+
+    fn publish(&self, st: &SmState) {
+        let pos = AppliedPos {
+            end_offset: st.end_offset,
+            index: st.last_applied.map(|l| l.index),
+            epoch: st.last_applied.as_ref().map(epoch_of).unwrap_or(0),
+        };
+        self.applied.send_if_modified(|p| {
+            let changed = *p != pos;
+            *p = pos;
+            changed
+        });
+    }
+}
+
+/// The openraft state machine.
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<SmShared>,
+    book: SharedBook,
+}
+
+fn snap_err(meta: Option<&KSnapshotMeta>, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_snapshot(meta.map(|m| m.signature()), &e).into()
+}
+
+fn io_other(msg: String) -> std::io::Error {
+    std::io::Error::other(msg)
+}
+
+/// The openraft metadata of a checkpoint, if it has any (the bootstrap checkpoint written
+/// by `kraftd format` has none).
+pub fn raft_meta_of(summary: &CheckpointSummary) -> Option<RaftSnapMeta> {
+    let raw = summary.meta.header_tags.get(&HEADER_TAG_RAFT_META)?;
+    postcard::from_bytes(raw).ok()
+}
+
+/// A snapshot id for a checkpoint file id.
+pub fn snapshot_id_string(id: &SnapshotId) -> String {
+    id.file_name().trim_end_matches(".checkpoint").to_string()
+}
+
+/// Parses the id openraft carries back into a checkpoint id.
+pub fn parse_snapshot_id(s: &str) -> Option<SnapshotId> {
+    SnapshotId::parse_file_name(&format!("{s}.checkpoint"))
+}
+
+impl StateMachine {
+    /// Opens the state machine in the checkpoint directory `dir`: loads the newest valid
+    /// checkpoint (falling back past damaged ones). Returns the machine and what it found,
+    /// for the node's log.
+    pub fn open(
+        dir: &Path,
+        book: SharedBook,
+        snapshots_to_keep: usize,
+    ) -> Result<(Self, Vec<String>), String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let mut notes = Vec::new();
+        // Leftovers of interrupted writes or transfers.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".part") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let mut state = SmState {
+            image: MetadataImage::bootstrap(),
+            last_applied: None,
+            end_offset: 0,
+            membership: KStoredMembership::default(),
+            last_timestamp: -1,
+            current: None,
+            bytes_since_snapshot: 0,
+            new_records_since: None,
+        };
+        let list = list_checkpoints(dir).map_err(|e| e.to_string())?;
+        let mut loaded = false;
+        for (id, path) in list {
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    notes.push(format!("cannot read checkpoint {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            match load_checkpoint(Bytes::from(bytes), Some(id.epoch)) {
+                Ok((image, summary)) => {
+                    state.image = image;
+                    state.end_offset = u64::try_from(id.end_offset).unwrap_or(0);
+                    state.last_timestamp = summary.meta.last_contained_log_timestamp;
+                    if let Some(rm) = raft_meta_of(&summary) {
+                        state.last_applied = rm.last_log_id;
+                        state.membership = rm.last_membership.clone();
+                        if let Some(l) = rm.last_log_id {
+                            lock(&book).snapshot_anchor(l.index, state.end_offset);
+                        }
+                        state.current = Some(CurrentSnapshot {
+                            meta: SnapshotMeta {
+                                last_log_id: rm.last_log_id,
+                                last_membership: rm.last_membership,
+                                snapshot_id: snapshot_id_string(&id),
+                            },
+                            id,
+                            path: path.clone(),
+                        });
+                    }
+                    notes.push(format!(
+                        "loaded checkpoint {} ({} records, end offset {})",
+                        path.display(),
+                        summary.records,
+                        id.end_offset
+                    ));
+                    loaded = true;
+                    break;
+                }
+                Err(e) => notes.push(format!(
+                    "checkpoint {} is damaged and is not used: {e}; trying an older one",
+                    path.display()
+                )),
+            }
+        }
+        if !loaded {
+            notes.push("no usable checkpoint: starting from the bootstrap image".into());
+        }
+        let (tx, _) = watch::channel(AppliedPos::default());
+        let shared = Arc::new(SmShared {
+            state: RwLock::new(state),
+            applied: tx,
+            dir: dir.to_path_buf(),
+            snapshots_to_keep: snapshots_to_keep.max(1),
+        });
+        shared.publish(&shared.read());
+        Ok((StateMachine { shared, book }, notes))
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> Arc<SmShared> {
+        self.shared.clone()
+    }
+
+    /// Deletes checkpoints beyond the newest `snapshots_to_keep`, never the current one.
+    fn retain(&self) {
+        let current = self.shared.read().current.as_ref().map(|c| c.id);
+        let Ok(list) = list_checkpoints(&self.shared.dir) else {
+            return;
+        };
+        for (i, (id, path)) in list.into_iter().enumerate() {
+            if i >= self.shared.snapshots_to_keep && Some(id) != current {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => tracing::info!(file = %path.display(), "deleted old checkpoint"),
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "cannot delete old checkpoint")
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_one(st: &mut SmState, entry: Entry) -> Applied {
+        let base = st.end_offset;
+        let mut rejected = 0u32;
+        let count = match entry.payload {
+            EntryPayload::Blank => 1,
+            EntryPayload::Membership(m) => {
+                st.membership = KStoredMembership::new(Some(entry.log_id), m);
+                1
+            }
+            EntryPayload::Normal(batch) => {
+                let len = batch.bytes.len() as u64;
+                let buf = Bytes::from(batch.bytes);
+                match decode_batch(&buf) {
+                    Ok((b, _)) => {
+                        if b.header.base_offset != base as i64 {
+                            tracing::error!(
+                                stamped = b.header.base_offset,
+                                expected = base,
+                                index = entry.log_id.index,
+                                "batch base offset differs from the applied offset"
+                            );
+                        }
+                        st.last_timestamp = st.last_timestamp.max(b.header.max_timestamp);
+                        for raw in &b.records {
+                            match LogRecord::decode(false, raw) {
+                                Ok(LogRecord::Metadata(v)) => {
+                                    if let Err(e) = st.image.apply(&v.record) {
+                                        rejected += 1;
+                                        tracing::warn!(offset = raw.offset, error = %e, "record refused by the image");
+                                    }
+                                }
+                                Ok(LogRecord::Control(_)) => {}
+                                Err(e) => {
+                                    rejected += 1;
+                                    tracing::warn!(offset = raw.offset, error = %e, "undecodable record");
+                                }
+                            }
+                        }
+                        st.bytes_since_snapshot += len;
+                        if st.new_records_since.is_none() {
+                            st.new_records_since = Some(Instant::now());
+                        }
+                        b.records.len() as u64
+                    }
+                    Err(e) => {
+                        tracing::error!(index = entry.log_id.index, error = %e, "undecodable batch");
+                        super::batch_record_count(&buf).unwrap_or(1)
+                    }
+                }
+            }
+        };
+        st.last_applied = Some(entry.log_id);
+        st.end_offset = base + count;
+        Applied {
+            base_offset: base,
+            end_offset: st.end_offset,
+            rejected,
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
+        let (image, last_applied, end, membership, ts) = {
+            let st = self.shared.read();
+            (
+                st.image.clone(),
+                st.last_applied,
+                st.end_offset,
+                st.membership.clone(),
+                st.last_timestamp,
+            )
+        };
+        let id = SnapshotId {
+            end_offset: i64::try_from(end).unwrap_or(i64::MAX),
+            epoch: last_applied.as_ref().map(epoch_of).unwrap_or(0),
+        };
+        let rm = RaftSnapMeta {
+            last_log_id: last_applied,
+            last_membership: membership.clone(),
+        };
+        let tag = postcard::to_allocvec(&rm)
+            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
+        let meta = CheckpointMeta {
+            last_contained_log_timestamp: ts,
+            header_tags: BTreeMap::from([(HEADER_TAG_RAFT_META, Bytes::from(tag))]),
+            voters: Some(voters_record(membership.membership())),
+        };
+        let dir = self.shared.dir.clone();
+        let started = Instant::now();
+        let (path, summary) =
+            tokio::task::spawn_blocking(move || write_checkpoint(&dir, id, &meta, image.records()))
+                .await
+                .map_err(|e| snap_err(None, io_other(e.to_string())))?
+                .map_err(|e| snap_err(None, io_other(e.to_string())))?;
+        tracing::info!(
+            file = %path.display(),
+            bytes = summary.bytes,
+            records = summary.records,
+            ms = started.elapsed().as_millis() as u64,
+            "wrote checkpoint"
+        );
+        let smeta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id: snapshot_id_string(&id),
+        };
+        {
+            let mut st = self.shared.write();
+            st.current = Some(CurrentSnapshot {
+                meta: smeta.clone(),
+                id,
+                path: path.clone(),
+            });
+            st.bytes_since_snapshot = 0;
+            st.new_records_since = None;
+        }
+        if let Some(l) = last_applied {
+            lock(&self.book).snapshot_anchor(l.index, end);
+        }
+        self.retain();
+        let f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(smeta.signature()), &e))?;
+        Ok(Snapshot {
+            meta: smeta,
+            snapshot: Box::new(f),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> SResult<(Option<LogId>, KStoredMembership)> {
+        let st = self.shared.read();
+        Ok((st.last_applied, st.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> SResult<Vec<Applied>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut st = self.shared.write();
+        let out: Vec<Applied> = entries
+            .into_iter()
+            .map(|e| Self::apply_one(&mut st, e))
+            .collect();
+        self.shared.publish(&st);
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> SResult<Box<tokio::fs::File>> {
+        let path = self
+            .shared
+            .dir
+            .join(format!("receiving-{}.part", uuid::Uuid::new_v4().simple()));
+        let f = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| snap_err(None, e))?;
+        // The name is only needed while the handle is open.
+        let _ = tokio::fs::remove_file(&path).await;
+        Ok(Box::new(f))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &KSnapshotMeta,
+        mut snapshot: Box<tokio::fs::File>,
+    ) -> SResult<()> {
+        let id = parse_snapshot_id(&meta.snapshot_id).ok_or_else(|| {
+            snap_err(
+                Some(meta),
+                io_other(format!(
+                    "snapshot id {:?} is not a checkpoint name",
+                    meta.snapshot_id
+                )),
+            )
+        })?;
+        // The handle may be at its end (openraft's receiver) or someone else's: rewind.
+        let mut buf = Vec::new();
+        snapshot
+            .seek(SeekFrom::Start(0))
+            .await
+            .map_err(|e| snap_err(Some(meta), e))?;
+        snapshot
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| snap_err(Some(meta), e))?;
+        let bytes = Bytes::from(buf);
+        let (image, summary) = load_checkpoint(bytes.clone(), Some(id.epoch))
+            .map_err(|e| snap_err(Some(meta), io_other(e.to_string())))?;
+        let dir = self.shared.dir.clone();
+        let path = dir.join(id.file_name());
+        let part = dir.join(format!("{}.part", id.file_name()));
+        let (p2, part2) = (path.clone(), part.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&part2)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&part2, &p2)?;
+            sync_dir(&dir).map_err(|e| io_other(e.to_string()))
+        })
+        .await
+        .map_err(|e| snap_err(Some(meta), io_other(e.to_string())))?
+        .map_err(|e| snap_err(Some(meta), e))?;
+        let end = u64::try_from(id.end_offset).unwrap_or(0);
+        {
+            let mut st = self.shared.write();
+            st.image = image;
+            st.last_applied = meta.last_log_id;
+            st.end_offset = end;
+            st.membership = meta.last_membership.clone();
+            st.last_timestamp = summary.meta.last_contained_log_timestamp;
+            st.current = Some(CurrentSnapshot {
+                meta: meta.clone(),
+                id,
+                path: path.clone(),
+            });
+            st.bytes_since_snapshot = 0;
+            st.new_records_since = None;
+            self.shared.publish(&st);
+        }
+        if let Some(l) = meta.last_log_id {
+            lock(&self.book).snapshot_anchor(l.index, end);
+        }
+        tracing::info!(file = %path.display(), records = summary.records, "installed snapshot");
+        self.retain();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig>>> {
+        let cur = self.shared.read().current.clone();
+        match cur {
+            None => Ok(None),
+            Some(c) => {
+                let f = tokio::fs::File::open(&c.path)
+                    .await
+                    .map_err(|e| StorageIOError::read_snapshot(Some(c.meta.signature()), &e))?;
+                Ok(Some(Snapshot {
+                    meta: c.meta,
+                    snapshot: Box::new(f),
+                }))
+            }
+        }
+    }
+}
