@@ -20,6 +20,7 @@ fn adding_a_fourth_voter_and_removing_one_under_writes_keeps_every_acknowledged_
         // 2. Node 4: formatted with the same cluster id and the existing voters, started,
         //    then added through the API (learner first, a voter once caught up).
         s.q.add_node(4).await.unwrap();
+        s.q.wait_healthy(4, READY).await.unwrap();
         let four = s.q.node(4).unwrap();
         eprintln!("  node 4: api {} peer {}", four.api_addr, four.peer_addr);
         let new_voter = four.as_new_voter();

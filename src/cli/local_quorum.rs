@@ -400,6 +400,16 @@ impl LocalQuorum {
     /// Waits until node `id` answers `/healthz`, then `/readyz`. Fails early if the process
     /// exits.
     pub async fn wait_ready(&mut self, id: u64, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_up(id, timeout, true).await
+    }
+
+    /// Waits until node `id` answers `/healthz` (the process serves; it may not know a
+    /// leader yet, e.g. a node not yet added to the quorum). Fails early if it exits.
+    pub async fn wait_healthy(&mut self, id: u64, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_up(id, timeout, false).await
+    }
+
+    async fn wait_up(&mut self, id: u64, timeout: Duration, ready: bool) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let client = self.client(id)?;
         let mut healthy = false;
@@ -407,7 +417,8 @@ impl LocalQuorum {
         loop {
             if !self.node_mut(id)?.is_running() {
                 bail!(
-                    "node {id} is not running (waiting for it to be ready); its log:\n{}",
+                    "node {id} is not running (waiting for it to be {}); its log:\n{}",
+                    if ready { "ready" } else { "healthy" },
                     self.log_tail(id, 40)
                 );
             }
@@ -417,7 +428,7 @@ impl LocalQuorum {
                 client.healthz().await
             };
             match res {
-                Ok(()) if healthy => return Ok(()),
+                Ok(()) if healthy || !ready => return Ok(()),
                 Ok(()) => healthy = true,
                 Err(e) => last = Some(e),
             }
