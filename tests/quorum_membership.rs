@@ -79,3 +79,45 @@ fn adding_a_fourth_voter_and_removing_one_under_writes_keeps_every_acknowledged_
         assert_acked_present(&s, &remaining, &acked).await;
     });
 }
+
+#[test]
+fn removing_the_leader_moves_leadership_to_a_remaining_voter_and_keeps_every_acknowledged_write() {
+    run("remove_the_leader_under_writes", async {
+        // 1. Three voters and a writer spreading writes over them.
+        let mut s = Scenario::start(3, &[NO_NOOPS]).await;
+        let ids = s.q.ids();
+        let leader = s.leader().await;
+        let writer = Writer::spawn("noleader", s.clients(&ids));
+        writer.wait_acked(30, Duration::from_secs(30)).await;
+
+        // 2. Remove the leader itself, asking a follower (which forwards the request).
+        let remaining: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
+        eprintln!(
+            "  removing the leader, node {leader}, through node {}",
+            remaining[0]
+        );
+        let mut voters = s.client(remaining[0]).remove_voter(leader).await.unwrap();
+        voters.sort_unstable();
+        assert_eq!(voters, remaining);
+        writer.set_targets(s.clients(&remaining));
+
+        // 3. One of the remaining voters leads; writes go on; the removed node is stopped.
+        let new = s.q.wait_leader_among(&remaining, ELECTION).await.unwrap();
+        eprintln!("  node {new} leads now");
+        let n = writer.acked_count();
+        writer.wait_acked(n + 30, Duration::from_secs(30)).await;
+        s.q.stop(leader).await.unwrap();
+        let n = writer.acked_count();
+        writer.wait_acked(n + 20, Duration::from_secs(30)).await;
+        let acked = writer.stop().await;
+
+        // 4. The remaining nodes agree on the voters, the image and every acknowledged write.
+        for &id in &remaining {
+            let st = s.status(id).await;
+            assert_eq!(st.voter_ids(), remaining, "node {id}: {st:?}");
+        }
+        let last = acked.iter().map(|a| a.offset).max().unwrap();
+        wait_same_image(&s, &remaining, last + 1).await;
+        assert_acked_present(&s, &remaining, &acked).await;
+    });
+}

@@ -149,6 +149,25 @@ fn a_follower_with_a_wiped_disk_converges_through_a_snapshot_transfer() {
             wait_same_image(&s, &ids, last + 1).await;
             assert_acked_present(&s, &ids, &acked).await;
 
+            // Caught up, it is a voter again (re-admitted with its new directory id).
+            let leader_client = s.client(leader);
+            eventually(
+                &format!("node {away} is a voter again"),
+                Duration::from_secs(20),
+                || {
+                    let c = leader_client.clone();
+                    async move {
+                        let st = c.quorum_status().await.map_err(err_text)?;
+                        if st.voter_ids() == [1, 2, 3] && !st.observers.contains(&away) {
+                            Ok(())
+                        } else {
+                            Err(format!("{st:?}"))
+                        }
+                    }
+                },
+            )
+            .await;
+
             // The records below the leader's log start exist only in snapshots: the wiped node
             // holds them, so it received a snapshot.
             let st = s.status(away).await;
