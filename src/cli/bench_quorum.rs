@@ -144,13 +144,14 @@ impl Samples {
     }
 
     fn print(mut self, title: &str) {
+        let pad = " ".repeat(title.len() - title.trim_start().len());
         println!("  {title}:");
         self.ok.sort_unstable();
         if self.ok.is_empty() {
-            println!("    no write succeeded");
+            println!("    {pad}no write succeeded");
         } else {
             println!(
-                "    p50 {}  p99 {}  max {}",
+                "    {pad}p50 {}  p99 {}  max {}",
                 ms(percentile(&self.ok, 0.50)),
                 ms(percentile(&self.ok, 0.99)),
                 ms(self.ok[self.ok.len() - 1]),
@@ -158,11 +159,22 @@ impl Samples {
         }
         if self.failed > 0 {
             println!(
-                "    {} failed (first: {})",
+                "    {pad}{} failed (first: {})",
                 self.failed,
                 self.first_error.as_deref().unwrap_or("?")
             );
         }
+    }
+}
+
+/// What kind of failure a write met, in a few words.
+fn short_error(e: &ClientError) -> String {
+    match e {
+        ClientError::Api(a) => format!("{} {}", a.status.as_u16(), a.code),
+        ClientError::Transport { source, .. } if source.is_timeout() => "timed out".into(),
+        ClientError::Transport { source, .. } if source.is_connect() => "connect failed".into(),
+        ClientError::Transport { .. } => "transport error".into(),
+        ClientError::Decode { .. } => "undecodable answer".into(),
     }
 }
 
@@ -238,7 +250,7 @@ async fn throughput(client: &Client, clients: usize, duration: Duration) {
         elapsed.as_secs_f64(),
         acked as f64 / elapsed.as_secs_f64()
     );
-    all.print("    latency under that load");
+    all.print("  latency under that load");
 }
 
 async fn failover(q: &mut LocalQuorum, trials: usize, limit: Duration) -> anyhow::Result<()> {
@@ -261,14 +273,17 @@ async fn failover(q: &mut LocalQuorum, trials: usize, limit: Duration) -> anyhow
         let killed_at = Instant::now();
         q.kill9(leader).await?;
         let mut attempt = 0usize;
+        let mut errors: Vec<(Duration, String)> = Vec::new();
         let took = loop {
             let c = &survivors[attempt % survivors.len()];
             attempt += 1;
+            let sent = killed_at.elapsed();
             let res = c
                 .set_broker_config("1", "bench.failover", &trial.to_string())
                 .await;
-            if res.is_ok() {
-                break Some(killed_at.elapsed());
+            match res {
+                Ok(_) => break Some(killed_at.elapsed()),
+                Err(e) => errors.push((sent, short_error(&e))),
             }
             if killed_at.elapsed() >= limit {
                 break None;
@@ -278,8 +293,13 @@ async fn failover(q: &mut LocalQuorum, trials: usize, limit: Duration) -> anyhow
         match took {
             Some(d) => {
                 println!(
-                    "    trial {trial}: killed leader node {leader}; first acknowledged write after {}",
-                    ms(d)
+                    "    trial {trial}: killed leader node {leader}; first acknowledged write after {} ({} failed attempts{})",
+                    ms(d),
+                    errors.len(),
+                    errors
+                        .last()
+                        .map(|(at, e)| format!(", the last sent at {}: {e}", ms(*at)))
+                        .unwrap_or_default()
                 );
                 times.push(d);
             }
