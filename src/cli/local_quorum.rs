@@ -356,14 +356,23 @@ impl LocalQuorum {
 
     /// Stops every running node (SIGTERM, bounded wait, SIGKILL), all at once.
     pub async fn stop_all(&mut self, grace: Duration) -> anyhow::Result<Vec<(u64, StopOutcome)>> {
+        let mut signalled = Vec::new();
         for n in &mut self.nodes {
-            if let Some(child) = n.child.as_ref() {
-                signal(child, libc::SIGTERM);
+            if n.is_running() {
+                if let Some(child) = n.child.as_ref() {
+                    signal(child, libc::SIGTERM);
+                    signalled.push(n.id);
+                }
             }
         }
         let mut out = Vec::new();
         for id in self.ids() {
-            out.push((id, self.stop_with(id, grace).await?));
+            let outcome = match self.stop_with(id, grace).await? {
+                // It exited on the SIGTERM sent above, while an earlier node was awaited.
+                StopOutcome::AlreadyExited(s) if signalled.contains(&id) => StopOutcome::Exited(s),
+                other => other,
+            };
+            out.push((id, outcome));
         }
         Ok(out)
     }
