@@ -17,9 +17,10 @@ dir= api= id= cid=
 while [ $# -gt 0 ]; do
   case $1 in
     --data-dir) dir=$2; shift 2 ;;
+    --data-dir=*) dir=${1#*=}; shift ;;
     --api-addr) api=$2; shift 2 ;;
-    --node-id) id=$2; shift 2 ;;
-    --cluster-id) cid=$2; shift 2 ;;
+    --node-id=*) id=${1#*=}; shift ;;
+    --cluster-id=*) cid=${1#*=}; shift ;;
     *) shift ;;
   esac
 done
@@ -131,5 +132,27 @@ fn a_node_that_ignores_sigterm_is_killed_after_the_grace_period() {
         // Waiting for a stopped node fails at once, with its log.
         let err = q.wait_ready(1, Duration::from_secs(5)).await.unwrap_err();
         assert!(err.to_string().contains("fake node serving"), "{err:#}");
+    });
+}
+
+#[test]
+fn a_cluster_id_starting_with_a_dash_formats_with_the_real_binary() {
+    // Kafka-style ids are URL-safe base64: about one in 64 starts with '-', which a
+    // command line parser takes for a flag unless it is passed as --cluster-id=ID.
+    let mut bytes = [0x5au8; 16];
+    bytes[0] = 0xf8;
+    let id = kraftd::record::uuid_fmt::kafka_uuid(&uuid::Uuid::from_bytes(bytes));
+    assert!(id.starts_with('-'), "{id}");
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let opts = QuorumOptions {
+            cluster_id: Some(id.clone()),
+            ..QuorumOptions::new(env!("CARGO_BIN_EXE_kraftd"), dir.path(), 1)
+        };
+        let q = LocalQuorum::start(opts).await.unwrap();
+        assert_eq!(q.cluster_id(), id);
+        let meta =
+            std::fs::read_to_string(q.node(1).unwrap().data_dir.join("meta.properties")).unwrap();
+        assert!(meta.contains(&format!("cluster.id={id}")), "{meta}");
     });
 }

@@ -43,6 +43,8 @@ pub struct QuorumOptions {
     pub ports: Option<Vec<(u16, u16)>>,
     /// Keep already formatted data directories (`kraftd dev`) instead of failing.
     pub reuse_formatted: bool,
+    /// The cluster id to format with; `None` picks a random one.
+    pub cluster_id: Option<String>,
 }
 
 impl QuorumOptions {
@@ -55,6 +57,7 @@ impl QuorumOptions {
             env: Vec::new(),
             ports: None,
             reuse_formatted: false,
+            cluster_id: None,
         }
     }
 
@@ -163,7 +166,9 @@ impl LocalQuorum {
                 }
             }
         }
-        let cluster_id = cluster_id.unwrap_or_else(meta::random_id);
+        let cluster_id = cluster_id
+            .or(opts.cluster_id)
+            .unwrap_or_else(meta::random_id);
         let mut q = LocalQuorum {
             exe: opts.exe,
             base_dir: opts.base_dir,
@@ -253,15 +258,15 @@ impl LocalQuorum {
     async fn format(&self, id: u64) -> anyhow::Result<()> {
         let n = self.node(id)?;
         let mut cmd = Command::new(&self.exe);
+        // `--flag=value`: a Kafka-style cluster id may start with '-' ("-V3x..."), which
+        // clap would take for a flag if it came as a separate argument.
+        let mut data_dir = std::ffi::OsString::from("--data-dir=");
+        data_dir.push(&n.data_dir);
         cmd.arg("format")
-            .arg("--data-dir")
-            .arg(&n.data_dir)
-            .arg("--cluster-id")
-            .arg(&self.cluster_id)
-            .arg("--node-id")
-            .arg(id.to_string())
-            .arg("--voters")
-            .arg(&self.voters_arg);
+            .arg(data_dir)
+            .arg(format!("--cluster-id={}", self.cluster_id))
+            .arg(format!("--node-id={id}"))
+            .arg(format!("--voters={}", self.voters_arg));
         let (status, out) = run_bounded(cmd, FORMAT_TIMEOUT)
             .await
             .with_context(|| format!("kraftd format of node {id}"))?;
