@@ -32,7 +32,7 @@ pub enum ClientError {
     #[error("{0}")]
     Api(Box<ApiError>),
     /// The request did not complete: connection refused or reset, timeout, ...
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url}: {}", error_chain(source))]
     Transport {
         /// Method of the request.
         method: Method,
@@ -724,6 +724,24 @@ impl Client {
             detail: e.to_string(),
         })
     }
+}
+
+/// An error and its causes, "a: b: c" (reqwest's own text stops at "error sending
+/// request", which hides whether it was a refused connection or a timeout).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    // Bounded: error chains are short, but never trust a cycle.
+    for _ in 0..8 {
+        let Some(c) = cause else { break };
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Splits `offset` and `epoch` off an image answer.

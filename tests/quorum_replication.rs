@@ -5,9 +5,11 @@
 mod common;
 
 use common::*;
+use kraftd::client::{Client, ConfigChange, ConfigKind};
 use kraftd::record::batch::BatchIter;
 use kraftd::record::metadata::MetadataRecord;
 use kraftd::record::LogRecord;
+use reqwest::StatusCode;
 use std::time::Duration;
 
 #[test]
@@ -128,8 +130,88 @@ fn three_nodes_elect_one_leader_and_replicate_identical_logs_from_writes_to_any_
                     other => panic!("offset {} holds {other:?}, not {a:?}", a.offset),
                 }
             }
+
+            // 6. The JSON form of the log agrees, and a config of an unknown topic is 404.
+            let follower = ids.iter().copied().find(|&i| i != leader).unwrap();
+            let json = s.client(follower).fetch_log_json(0, None).await.unwrap();
+            assert_eq!(json.high_watermark, hw);
+            assert!(!json.records.is_empty() && json.next_offset > json.records[0].offset);
+            for r in &json.records {
+                if let Some(a) = acked.iter().find(|a| a.offset == r.offset) {
+                    assert!(
+                        r.data.to_string().contains(&a.key),
+                        "JSON record at {} lacks {}: {r:?}",
+                        r.offset,
+                        a.key
+                    );
+                }
+            }
+            let err = s
+                .client(follower)
+                .alter_config(
+                    ConfigKind::Topic,
+                    "no-such-topic",
+                    &ConfigChange::set_one("retention.ms", "1"),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(err.status(), Some(StatusCode::NOT_FOUND), "{err}");
+            assert_eq!(err.code(), Some("UNKNOWN_TOPIC_OR_PARTITION"), "{err}");
         },
     );
+}
+
+#[test]
+fn a_leader_without_a_majority_acknowledges_no_write() {
+    run("a_leader_without_a_majority_acknowledges_no_write", async {
+        // 1. Three nodes; a few writes commit.
+        let mut s = Scenario::start(3, &[NO_NOOPS]).await;
+        let ids = s.q.ids();
+        let leader = s.leader().await;
+        let mut acked = write_n(&s, &ids, "majority", 10).await;
+
+        // 2. Both followers die: the leader is alone and must not acknowledge anything.
+        let followers: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
+        for &f in &followers {
+            s.q.kill9(f).await.unwrap();
+        }
+        eprintln!("  killed followers {followers:?}; leader node {leader} is alone");
+        let addr = s.q.node(leader).unwrap().api_addr.to_string();
+        let alone = Client::with_timeout(&addr, Duration::from_secs(3)).unwrap();
+        for i in 0..3 {
+            let res = alone
+                .set_broker_config(BROKER, &format!("alone.k{i}"), "never-acked")
+                .await;
+            match res {
+                Ok(ack) => panic!(
+                    "a lone leader acknowledged a write at offset {}",
+                    ack.offset
+                ),
+                Err(e) => eprintln!("  write {i} to the lone leader: {e}"),
+            }
+        }
+
+        // What the lone node tells operators meanwhile (printed, not asserted: the contract
+        // does not say when a leader without followers gives up its leadership).
+        let st = alone.quorum_status().await;
+        let ready = alone.readyz().await;
+        eprintln!(
+            "  lone leader: status leader_id {:?}, /readyz {}",
+            st.map(|s| s.leader_id),
+            ready.map_or_else(|e| e.to_string(), |()| "200".into())
+        );
+
+        // 3. The followers return; writes commit again and nothing acknowledged is lost.
+        for &f in &followers {
+            s.q.restart(f).await.unwrap();
+        }
+        s.q.wait_ready_all(READY).await.unwrap();
+        s.leader().await;
+        acked.extend(write_n(&s, &ids, "again", 10).await);
+        let last = acked.iter().map(|a| a.offset).max().unwrap();
+        wait_same_image(&s, &ids, last + 1).await;
+        assert_acked_present(&s, &ids, &acked).await;
+    });
 }
 
 #[test]
