@@ -25,8 +25,8 @@ enum Command {
         /// The data directory to format.
         #[arg(long)]
         data_dir: PathBuf,
-        /// Cluster id in Kafka's form (see `kraftd random-uuid`).
-        #[arg(long)]
+        /// Cluster id in Kafka's form (see `kraftd random-uuid`); may start with '-'.
+        #[arg(long, allow_hyphen_values = true)]
         cluster_id: String,
         /// This controller's node id.
         #[arg(long)]

@@ -38,6 +38,11 @@ fn config_error(e: ConfigError) -> ApiError {
 pub fn write_error(e: WriteError) -> ApiError {
     match e {
         WriteError::NotController { leader } => ApiError::not_controller(leader),
+        e @ WriteError::Timeout(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "REQUEST_TIMED_OUT",
+            e.to_string(),
+        ),
         WriteError::Internal(m) => ApiError::internal(m),
     }
 }

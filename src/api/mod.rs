@@ -151,7 +151,13 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
     let ready = match (m.current_leader, m.state) {
         (None, _) => Err("no leader is known".to_string()),
         (Some(_), ServerState::Leader) => {
-            if applied.epoch as u64 == m.current_term {
+            let lease = node.config.election_timeout_max_ms;
+            let voters = m.membership_config.membership().voter_ids().count();
+            if voters > 1 && m.millis_since_quorum_ack.is_none_or(|ms| ms > lease) {
+                Err(format!(
+                    "leader has not heard from a majority for over {lease} ms"
+                ))
+            } else if applied.epoch as u64 == m.current_term {
                 Ok(())
             } else {
                 Err("leader has not applied an entry of its term yet".into())

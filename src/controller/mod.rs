@@ -45,10 +45,17 @@ pub enum WriteError {
         /// The leader, if known.
         leader: Option<NodeId>,
     },
+    /// Not committed in time (e.g. the leader lost its majority). It may still commit.
+    #[error("the write was not committed within {0:?}; it may still be committed later")]
+    Timeout(Duration),
     /// Raft failed.
     #[error("{0}")]
     Internal(String),
 }
+
+/// How long a write waits for its commit before the caller is told it timed out (Kafka's
+/// request.timeout.ms is 30 s; a controller write that takes this long has lost its quorum).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
 struct WriteReq {
     values: Vec<Bytes>,
@@ -96,8 +103,12 @@ impl Controller {
             })
             .await
             .map_err(|_| WriteError::Internal("the writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| WriteError::Internal("the writer dropped the request".into()))?
+        match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+            Ok(r) => {
+                r.map_err(|_| WriteError::Internal("the writer dropped the request".into()))?
+            }
+            Err(_) => Err(WriteError::Timeout(WRITE_TIMEOUT)),
+        }
     }
 
     /// Appends a NoOpRecord if nothing was submitted for `idle`; does not wait for it.

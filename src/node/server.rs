@@ -378,10 +378,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         } else if let Some(peer) = initialized_peer(&http, &members, &meta).await {
             // A re-formatted disk of an existing cluster: starting a log of our own would
             // only disrupt the leader with elections. Wait for the leader instead.
-            tracing::warn!(
+            tracing::info!(
                 peer,
-                "a peer already holds the log: not bootstrapping; waiting for the leader to \
-                 catch this node up and re-admit it"
+                "a peer already holds the log: joining it instead of bootstrapping a log here"
             );
         } else {
             match raft.initialize(members).await {
