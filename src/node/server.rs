@@ -22,6 +22,7 @@ use crate::raft::network::{http_client, Network, NodeInfo, PATH_INFO};
 use crate::raft::state_machine::{SmShared, StateMachine};
 use crate::raft::{openraft_config, KNode, NodeId, Raft};
 use crate::record::checkpoint::{list_checkpoints, read_checkpoint, CheckpointItem};
+use crate::record::metadata::{FeatureLevelRecord, MetadataRecord, VersionedRecord};
 
 /// Per-follower replication as the leader sees it.
 #[derive(Debug, Clone, Default)]
@@ -465,6 +466,7 @@ async fn background(node: Arc<Node>) {
     let snapshot_every = Duration::from_millis(node.config.snapshot_interval_ms.max(1));
     let mut last_snapshot_request: Option<Instant> = None;
     let mut last_dir_fill: Option<Instant> = None;
+    let mut features_written_in_term: Option<u64> = None;
     loop {
         tick.tick().await;
         if node.raft.metrics().borrow().running_state.is_err() {
@@ -472,6 +474,7 @@ async fn background(node: Arc<Node>) {
             std::process::exit(70);
         }
         if node.is_leader() {
+            write_bootstrap_features(&node, &mut features_written_in_term);
             node.controller.noop_if_idle(noop_every);
             track_followers(&node);
             if last_dir_fill.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
@@ -493,6 +496,46 @@ async fn background(node: Arc<Node>) {
             }
         }
     }
+}
+
+/// On a new cluster the feature levels (metadata.version) exist only in the bootstrap
+/// checkpoint; the leader writes them into the log once (once per term at most, and only
+/// after it applied its own first entry, so it sees what earlier leaders wrote).
+fn write_bootstrap_features(node: &Arc<Node>, written_in_term: &mut Option<u64>) {
+    let term = node.raft.metrics().borrow().current_term;
+    if *written_in_term == Some(term) || node.sm.applied().epoch as u64 != term {
+        return;
+    }
+    let records: Vec<VersionedRecord> = {
+        let st = node.sm.read();
+        if st.features_in_log {
+            return;
+        }
+        st.image
+            .features()
+            .iter()
+            .map(|(name, level)| {
+                VersionedRecord::new(MetadataRecord::FeatureLevel(FeatureLevelRecord {
+                    name: name.clone(),
+                    feature_level: *level,
+                }))
+            })
+            .collect()
+    };
+    *written_in_term = Some(term);
+    if records.is_empty() {
+        return;
+    }
+    let node = node.clone();
+    tokio::spawn(async move {
+        match node.controller.write(&records).await {
+            Ok(ack) => tracing::info!(
+                offset = ack.offset,
+                "wrote the bootstrap feature levels into the log"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot write the bootstrap feature levels"),
+        }
+    });
 }
 
 fn track_followers(node: &Node) {

@@ -33,7 +33,7 @@ use crate::record::batch::decode_batch;
 use crate::record::checkpoint::{
     list_checkpoints, sync_dir, write_checkpoint, CheckpointMeta, CheckpointSummary, SnapshotId,
 };
-use crate::record::LogRecord;
+use crate::record::{LogRecord, MetadataRecord};
 
 type SResult<T> = Result<T, StorageError>;
 
@@ -87,6 +87,11 @@ pub struct SmState {
     pub bytes_since_snapshot: u64,
     /// When the first record after the current snapshot was applied.
     pub new_records_since: Option<Instant>,
+    /// Are the feature levels (metadata.version) in the log or a snapshot of it? Not when
+    /// they come only from the bootstrap checkpoint `kraftd format` wrote: the first leader
+    /// then writes them, so a broker following the log from offset 0 sees them (as Kafka
+    /// writes its bootstrap records).
+    pub features_in_log: bool,
 }
 
 /// State shared by the state machine, the API and the snapshot policy.
@@ -194,6 +199,7 @@ impl StateMachine {
             current: None,
             bytes_since_snapshot: 0,
             new_records_since: None,
+            features_in_log: false,
         };
         let list = list_checkpoints(dir).map_err(|e| e.to_string())?;
         let mut loaded = false;
@@ -211,6 +217,7 @@ impl StateMachine {
                     state.end_offset = u64::try_from(id.end_offset).unwrap_or(0);
                     state.last_timestamp = summary.meta.last_contained_log_timestamp;
                     if let Some(rm) = raft_meta_of(&summary) {
+                        state.features_in_log = true;
                         state.last_applied = rm.last_log_id;
                         state.membership = rm.last_membership.clone();
                         if let Some(l) = rm.last_log_id {
@@ -304,6 +311,9 @@ impl StateMachine {
                         for raw in &b.records {
                             match LogRecord::decode(false, raw) {
                                 Ok(LogRecord::Metadata(v)) => {
+                                    if matches!(v.record, MetadataRecord::FeatureLevel(_)) {
+                                        st.features_in_log = true;
+                                    }
                                     if let Err(e) = st.image.apply(&v.record) {
                                         rejected += 1;
                                         tracing::warn!(offset = raw.offset, error = %e, "record refused by the image");
@@ -511,6 +521,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             });
             st.bytes_since_snapshot = 0;
             st.new_records_since = None;
+            st.features_in_log = true;
             self.shared.publish(&st);
         }
         if let Some(l) = meta.last_log_id {
