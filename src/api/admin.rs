@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{forward, ApiError};
+use super::{forward, ApiError, RawBody};
 use crate::controller::configs::{self, ConfigError, ConfigPatch};
 use crate::controller::WriteError;
 use crate::node::server::Node;
@@ -69,7 +68,7 @@ async fn patch_config(
     Path((kind, name)): Path<(String, String)>,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Response {
     if !node.is_leader() {
         let path = format!("/v1/configs/{kind}/{name}");

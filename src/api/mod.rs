@@ -99,6 +99,33 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A raw body with the contract's errors (413 over [`MAX_BODY`]); for handlers that may
+/// forward the body to the leader unparsed.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(body_rejection)
+    }
+}
+
+fn body_rejection(rej: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "INVALID_REQUEST",
+            format!("request body is over {MAX_BODY} bytes"),
+        )
+    } else {
+        ApiError::invalid(format!("cannot read the request body: {rej}"))
+    }
+}
+
 /// A JSON body with the contract's errors: 413 over [`MAX_BODY`], 400 INVALID_REQUEST for
 /// malformed JSON or unknown fields.
 pub struct JsonBody<T>(pub T);
@@ -107,17 +134,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "INVALID_REQUEST",
-                    format!("request body is over {MAX_BODY} bytes"),
-                )
-            } else {
-                ApiError::invalid(format!("cannot read the request body: {rej}"))
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid(format!("request body: {e}")))

@@ -15,7 +15,7 @@ use openraft::{ChangeMembers, ServerState};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{forward, ApiError};
+use super::{forward, ApiError, RawBody};
 use crate::node::server::{fetch_info, now_ms, Node};
 use crate::raft::{KNode, NodeId};
 
@@ -181,7 +181,7 @@ async fn add_voter(
     State(node): State<Arc<Node>>,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Response {
     if !node.is_leader() {
         return forward(&node, method, "/v1/quorum/voters", &headers, body).await;
