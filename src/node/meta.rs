@@ -170,7 +170,8 @@ impl MetaProperties {
     }
 }
 
-/// One bootstrap voter: `ID@HOST:PORT` (the peer listener).
+/// One bootstrap voter: `ID@HOST:PORT` (the peer listener), optionally with its directory
+/// id as `ID@HOST:PORT:DIRECTORY_ID` (Kafka's `--initial-controllers` form).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoterSpec {
     /// Node id.
@@ -179,6 +180,8 @@ pub struct VoterSpec {
     pub host: String,
     /// Port of the peer listener.
     pub port: u16,
+    /// Directory id, when given.
+    pub directory_id: Option<Uuid>,
 }
 
 /// Parses `1@127.0.0.1:9094,2@host:9094,...`: ids unique, at least one voter.
@@ -188,8 +191,18 @@ pub fn parse_voters(s: &str) -> Result<Vec<VoterSpec>, MetaError> {
     };
     let mut out: Vec<VoterSpec> = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part.split_once('@').ok_or_else(|| bad(part, "no '@'"))?;
+        let (id, mut addr) = part.split_once('@').ok_or_else(|| bad(part, "no '@'"))?;
         let id: u64 = id.parse().map_err(|_| bad(part, "id is not a number"))?;
+        let mut directory_id = None;
+        if let Some((rest, last)) = addr.rsplit_once(':') {
+            if last.len() == 22 && last.parse::<u16>().is_err() {
+                let dir = crate::record::uuid_fmt::parse_kafka_uuid(last)
+                    .filter(|u| !u.is_nil())
+                    .ok_or_else(|| bad(part, "directory id is not a Kafka UUID"))?;
+                directory_id = Some(dir);
+                addr = rest;
+            }
+        }
         let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad(part, "no port"))?;
         let port: u16 = port
             .parse()
@@ -205,10 +218,18 @@ pub fn parse_voters(s: &str) -> Result<Vec<VoterSpec>, MetaError> {
             id,
             host: host.to_string(),
             port,
+            directory_id,
         });
     }
     if out.is_empty() {
         return Err(MetaError::Argument("--voters names no voter".into()));
+    }
+    let with_ids = out.iter().filter(|v| v.directory_id.is_some()).count();
+    if with_ids != 0 && with_ids != out.len() {
+        return Err(MetaError::Argument(
+            "--voters gives directory ids for some voters only: give one for every voter or for none"
+                .into(),
+        ));
     }
     Ok(out)
 }
@@ -221,10 +242,10 @@ pub fn bootstrap_voters(voters: &[VoterSpec], me: &MetaProperties) -> VotersReco
         .map(|v| {
             Voter::default()
                 .with_voter_id(BrokerId(v.id as i32))
-                .with_voter_directory_id(if v.id == me.node_id {
-                    me.directory_id
-                } else {
-                    Uuid::nil()
+                .with_voter_directory_id(match v.directory_id {
+                    Some(d) => d,
+                    None if v.id == me.node_id => me.directory_id,
+                    None => Uuid::nil(),
                 })
                 .with_endpoints(vec![Endpoint::default()
                     .with_name(StrBytes::from_static_str(CONTROLLER_LISTENER))
@@ -278,10 +299,15 @@ pub fn format(
     }
     // A node outside the bootstrap voters is allowed: it joins later as a learner.
     fs::create_dir_all(data_dir).map_err(io("create directory", data_dir))?;
+    // The directory id given for this node in --voters, else a new one.
     let meta = MetaProperties {
         cluster_id: cluster_id.to_string(),
         node_id,
-        directory_id: Uuid::new_v4(),
+        directory_id: voters
+            .iter()
+            .find(|v| v.id == node_id)
+            .and_then(|v| v.directory_id)
+            .unwrap_or_else(Uuid::new_v4),
     };
     let metadata_dir = data_dir.join(METADATA_DIR);
     fs::create_dir_all(data_dir.join(RAFT_DIR)).map_err(io("create directory", data_dir))?;
@@ -311,6 +337,46 @@ mod tests {
 
     fn cluster() -> String {
         random_id()
+    }
+
+    #[test]
+    fn voters_may_carry_directory_ids_for_all_or_none() {
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        let k = crate::record::uuid_fmt::kafka_uuid;
+        let v = parse_voters(&format!(
+            "1@127.0.0.1:9094:{},2@[::1]:9194:{}",
+            k(&a),
+            k(&b)
+        ))
+        .unwrap();
+        assert_eq!(v[0].directory_id, Some(a));
+        assert_eq!(
+            (v[1].host.as_str(), v[1].port, v[1].directory_id),
+            ("::1", 9194, Some(b))
+        );
+        assert!(
+            parse_voters(&format!("1@h:1:{},2@h:2", k(&a))).is_err(),
+            "some only"
+        );
+        assert!(
+            parse_voters("1@h:1:AAAAAAAAAAAAAAAAAAAAAA").is_err(),
+            "nil id"
+        );
+        assert!(
+            parse_voters("1@h:1:not-a-uuid-at-all-xx").is_err(),
+            "bad id"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let f = format(dir.path(), &cluster(), 2, &v, false).unwrap();
+        let Formatted::New(m) = f else {
+            panic!("not formatted")
+        };
+        assert_eq!(
+            m.directory_id, b,
+            "this node's directory id is the one given"
+        );
     }
 
     #[test]
@@ -367,7 +433,8 @@ mod tests {
             VoterSpec {
                 id: 3,
                 host: "::1".into(),
-                port: 9096
+                port: 9096,
+                directory_id: None,
             }
         );
         for bad in [

@@ -184,6 +184,10 @@ fn bootstrap_members(dir: &Path) -> anyhow::Result<BTreeMap<NodeId, KNode>> {
         .meta
         .voters
         .ok_or_else(|| anyhow!("{} holds no VotersRecord", path.display()))?;
+    // Directory ids go into the first membership entry only when --voters gave one for
+    // every voter (then every node was formatted with the same ids and writes the same
+    // entry); otherwise they start as "not yet known" and the leader fills them in.
+    let all_known = voters.voters.iter().all(|v| !v.voter_directory_id.is_nil());
     let mut out = BTreeMap::new();
     for v in voters.voters {
         let id = u64::try_from(v.voter_id.0).map_err(|_| anyhow!("voter id {}", v.voter_id.0))?;
@@ -191,14 +195,16 @@ fn bootstrap_members(dir: &Path) -> anyhow::Result<BTreeMap<NodeId, KNode>> {
             .endpoints
             .first()
             .ok_or_else(|| anyhow!("voter {id} has no endpoint"))?;
-        // Directory ids start as "not yet known" for every voter, so that every node
-        // writes the same first membership entry; the leader fills them in.
         out.insert(
             id,
             KNode {
                 peer_addr: format!("{}:{}", ep.host.as_str(), ep.port),
                 api_addr: String::new(),
-                directory_id: [0; 16],
+                directory_id: if all_known {
+                    *v.voter_directory_id.as_bytes()
+                } else {
+                    [0; 16]
+                },
             },
         );
     }
@@ -682,6 +688,37 @@ async fn reconcile_directories(node: &Node) {
                     }
                 }
                 Err(e) => tracing::warn!(id, error = %e, "cannot promote caught-up learner"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::meta::{format, parse_voters, random_id};
+    use crate::record::uuid_fmt::kafka_uuid;
+    use uuid::Uuid;
+
+    #[test]
+    fn bootstrap_membership_carries_directory_ids_only_when_all_were_given() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let with = parse_voters(&format!(
+            "1@127.0.0.1:9094:{},2@127.0.0.1:9194:{}",
+            kafka_uuid(&a),
+            kafka_uuid(&b)
+        ))
+        .unwrap();
+        let without = parse_voters("1@127.0.0.1:9094,2@127.0.0.1:9194").unwrap();
+        let cluster = random_id();
+        for (voters, expect) in [(with, [a, b]), (without, [Uuid::nil(), Uuid::nil()])] {
+            for node in [1u64, 2] {
+                let dir = tempfile::tempdir().unwrap();
+                format(dir.path(), &cluster, node, &voters, false).unwrap();
+                let m = bootstrap_members(&dir.path().join(METADATA_DIR)).unwrap();
+                let got: Vec<Uuid> = m.values().map(|n| n.directory()).collect();
+                assert_eq!(got, expect, "node {node} writes the same first membership");
+                assert_eq!(m[&2].peer_addr, "127.0.0.1:9194");
             }
         }
     }
