@@ -155,32 +155,25 @@ impl PeerConn {
             .body(bytes)
             .send()
             .await;
-        let resp = match res {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
-            Err(e) if e.is_timeout() => {
-                return Err(RPCError::Timeout(Timeout {
+        // Connection refused: Unreachable (openraft backs off); out of time: Timeout;
+        // anything else: Network (retried at once).
+        let transport = |e: reqwest::Error| {
+            if e.is_connect() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else if e.is_timeout() {
+                RPCError::Timeout(Timeout {
                     action,
                     id: self.net.me,
                     target: self.target,
                     timeout: ttl,
-                }))
+                })
+            } else {
+                RPCError::Network(NetworkError::new(&e))
             }
-            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
+        let resp = res.map_err(transport)?;
         let status = resp.status();
-        let body = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) if e.is_timeout() => {
-                return Err(RPCError::Timeout(Timeout {
-                    action,
-                    id: self.net.me,
-                    target: self.target,
-                    timeout: ttl,
-                }))
-            }
-            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
-        };
+        let body = resp.bytes().await.map_err(transport)?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]).to_string();
             return Err(RPCError::Network(NetworkError::new(&Msg(format!(
