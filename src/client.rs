@@ -22,8 +22,8 @@ use thiserror::Error;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of `POST /v1/quorum/voters`: the new node first catches up as a learner.
 pub const ADD_VOTER_TIMEOUT: Duration = Duration::from_secs(60);
-/// Content type of raw record batches.
-pub const RECORD_BATCHES: &str = "application/vnd.kafka.record-batches";
+/// Content type of raw record batches (the server's own constant).
+pub use crate::api::metadata::RECORD_BATCHES;
 
 /// What went wrong with a call.
 #[derive(Debug, Error)]

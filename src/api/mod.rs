@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use openraft::ServerState;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::node::server::Node;
@@ -123,23 +122,6 @@ fn body_rejection(rej: axum::extract::rejection::BytesRejection) -> ApiError {
         )
     } else {
         ApiError::invalid(format!("cannot read the request body: {rej}"))
-    }
-}
-
-/// A JSON body with the contract's errors: 413 over [`MAX_BODY`], 400 INVALID_REQUEST for
-/// malformed JSON or unknown fields.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::invalid(format!("request body: {e}")))
     }
 }
 

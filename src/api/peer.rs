@@ -26,6 +26,7 @@ use openraft::{EntryPayload, SnapshotSegmentId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::api::metadata::RECORD_BATCHES;
 use crate::image::load_checkpoint;
 use crate::node::server::{Node, Receiving};
 use crate::raft::network::{
@@ -114,10 +115,7 @@ async fn current_snapshot(State(node): State<Arc<Node>>) -> Response {
     match tokio::fs::read(&c.path).await {
         Ok(b) => (
             [
-                (
-                    header::CONTENT_TYPE,
-                    "application/vnd.kafka.record-batches".to_string(),
-                ),
+                (header::CONTENT_TYPE, RECORD_BATCHES.to_string()),
                 (header::CONTENT_DISPOSITION, c.id.file_name()),
             ],
             b,
