@@ -240,25 +240,32 @@ pub fn bootstrap_voters(voters: &[VoterSpec], me: &MetaProperties) -> VotersReco
     let voters = voters
         .iter()
         .map(|v| {
-            Voter::default()
-                .with_voter_id(BrokerId(v.id as i32))
-                .with_voter_directory_id(match v.directory_id {
-                    Some(d) => d,
-                    None if v.id == me.node_id => me.directory_id,
-                    None => Uuid::nil(),
-                })
-                .with_endpoints(vec![Endpoint::default()
-                    .with_name(StrBytes::from_static_str(CONTROLLER_LISTENER))
-                    .with_host(StrBytes::from_string(v.host.clone()))
-                    .with_port(v.port)])
-                .with_k_raft_version_feature(
-                    KRaftVersionFeature::default()
-                        .with_min_supported_version(0)
-                        .with_max_supported_version(1),
-                )
+            let dir = match v.directory_id {
+                Some(d) => d,
+                None if v.id == me.node_id => me.directory_id,
+                None => Uuid::nil(),
+            };
+            controller_voter(v.id, dir, &v.host, v.port)
         })
         .collect();
     VotersRecord::default().with_voters(voters)
+}
+
+/// One voter of a VotersRecord: a controller with its directory id, its peer listener as
+/// the CONTROLLER endpoint, and kraft.version 0-1.
+pub fn controller_voter(id: u64, directory_id: Uuid, host: &str, port: u16) -> Voter {
+    Voter::default()
+        .with_voter_id(BrokerId(i32::try_from(id).unwrap_or(i32::MAX)))
+        .with_voter_directory_id(directory_id)
+        .with_endpoints(vec![Endpoint::default()
+            .with_name(StrBytes::from_static_str(CONTROLLER_LISTENER))
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(port)])
+        .with_k_raft_version_feature(
+            KRaftVersionFeature::default()
+                .with_min_supported_version(0)
+                .with_max_supported_version(1),
+        )
 }
 
 /// What `kraftd format` did.

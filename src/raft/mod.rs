@@ -21,20 +21,17 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::BrokerId;
-use kafka_protocol::protocol::StrBytes;
 use openraft::{EntryPayload, Membership};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::node::config::Config;
-use crate::node::meta::CONTROLLER_LISTENER;
+use crate::node::meta::controller_voter;
 use crate::record::batch::{encode_batch, BatchSpec};
 use crate::record::control::ControlRecord;
 
 pub use kafka_protocol::messages::leader_change_message::LeaderChangeMessage;
-pub use kafka_protocol::messages::voters_record::{
-    Endpoint, KRaftVersionFeature, Voter, VotersRecord,
-};
+pub use kafka_protocol::messages::voters_record::VotersRecord;
 
 /// A controller's id (Kafka's node.id).
 pub type NodeId = u64;
@@ -162,18 +159,7 @@ pub fn voters_record(m: &KMembership) -> VotersRecord {
         .map(|id| {
             let node = m.get_node(&id).cloned().unwrap_or_default();
             let (host, port) = split_host_port(&node.peer_addr);
-            Voter::default()
-                .with_voter_id(BrokerId(i32::try_from(id).unwrap_or(i32::MAX)))
-                .with_voter_directory_id(node.directory())
-                .with_endpoints(vec![Endpoint::default()
-                    .with_name(StrBytes::from_static_str(CONTROLLER_LISTENER))
-                    .with_host(StrBytes::from_string(host))
-                    .with_port(port)])
-                .with_k_raft_version_feature(
-                    KRaftVersionFeature::default()
-                        .with_min_supported_version(0)
-                        .with_max_supported_version(1),
-                )
+            controller_voter(id, node.directory(), &host, port)
         })
         .collect();
     VotersRecord::default().with_version(0).with_voters(voters)
