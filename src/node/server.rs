@@ -282,21 +282,15 @@ async fn bridge_log_gap(
                     );
                     continue;
                 }
-                let path = ckpt_dir.join(sid.file_name());
-                let part = ckpt_dir.join(format!("{}.part", sid.file_name()));
-                let written = (|| -> anyhow::Result<()> {
-                    use std::io::Write;
-                    let mut f = std::fs::File::create(&part)?;
-                    f.write_all(&bytes)?;
-                    f.sync_all()?;
-                    std::fs::rename(&part, &path)?;
-                    crate::record::checkpoint::sync_dir(ckpt_dir)?;
-                    Ok(())
-                })();
-                if let Err(e) = written {
-                    tracing::error!(error = %e, "keeping the fetched checkpoint");
-                    continue;
-                }
+                let path = match crate::record::checkpoint::write_checkpoint_bytes(
+                    ckpt_dir, sid, &bytes,
+                ) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "keeping the fetched checkpoint");
+                        continue;
+                    }
+                };
                 tracing::info!(peer = id, file = %path.display(), "fetched a checkpoint from a peer");
                 drop(sm);
                 let (sm, notes) =

@@ -31,7 +31,8 @@ use crate::image::load_checkpoint;
 use crate::image::MetadataImage;
 use crate::record::batch::decode_batch;
 use crate::record::checkpoint::{
-    list_checkpoints, sync_dir, write_checkpoint, CheckpointMeta, CheckpointSummary, SnapshotId,
+    list_checkpoints, write_checkpoint, write_checkpoint_bytes, CheckpointMeta, CheckpointSummary,
+    SnapshotId,
 };
 use crate::record::{LogRecord, MetadataRecord};
 
@@ -491,21 +492,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let (image, summary) = load_checkpoint(bytes.clone(), Some(id.epoch))
             .map_err(|e| snap_err(Some(meta), io_other(e.to_string())))?;
         let dir = self.shared.dir.clone();
-        let path = dir.join(id.file_name());
-        let part = dir.join(format!("{}.part", id.file_name()));
-        let (p2, part2) = (path.clone(), part.clone());
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&part2)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&part2, &p2)?;
-            sync_dir(&dir).map_err(|e| io_other(e.to_string()))
-        })
-        .await
-        .map_err(|e| snap_err(Some(meta), io_other(e.to_string())))?
-        .map_err(|e| snap_err(Some(meta), e))?;
+        let path = tokio::task::spawn_blocking(move || write_checkpoint_bytes(&dir, id, &bytes))
+            .await
+            .map_err(|e| snap_err(Some(meta), io_other(e.to_string())))?
+            .map_err(|e| snap_err(Some(meta), io_other(e.to_string())))?;
         let end = u64::try_from(id.end_offset).unwrap_or(0);
         {
             let mut st = self.shared.write();

@@ -300,12 +300,7 @@ pub fn write_checkpoint(
     records: impl IntoIterator<Item = VersionedRecord>,
 ) -> Result<(PathBuf, CheckpointSummary), CheckpointError> {
     fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-    let path = dir.join(id.file_name());
-    let part = dir.join(format!(
-        "{}{}",
-        id.file_name().trim_end_matches(SUFFIX),
-        PART_SUFFIX
-    ));
+    let (path, part) = paths(dir, id);
     let file = File::create(&part).map_err(io_err("create", &part))?;
     let mut writer = io::BufWriter::with_capacity(1 << 20, file);
     let summary = encode_checkpoint(&mut writer, id, meta, records).map_err(|e| match e {
@@ -328,11 +323,37 @@ pub fn write_checkpoint(
         path: part.clone(),
         source: e.into_error(),
     })?;
-    file.sync_all().map_err(io_err("fsync", &part))?;
-    drop(file);
-    fs::rename(&part, &path).map_err(io_err("rename", &part))?;
-    sync_dir(dir)?;
+    publish(file, &part, &path, dir)?;
     Ok((path, summary))
+}
+
+/// Keeps a checkpoint received whole (from the leader or a peer) as `<dir>/<id>.checkpoint`,
+/// as durably as [`write_checkpoint`]. The caller has checked the bytes.
+pub fn write_checkpoint_bytes(
+    dir: &Path,
+    id: SnapshotId,
+    bytes: &[u8],
+) -> Result<PathBuf, CheckpointError> {
+    let (path, part) = paths(dir, id);
+    let mut file = File::create(&part).map_err(io_err("create", &part))?;
+    file.write_all(bytes).map_err(io_err("write", &part))?;
+    publish(file, &part, &path, dir)?;
+    Ok(path)
+}
+
+/// The final and the temporary path of checkpoint `id` in `dir`.
+fn paths(dir: &Path, id: SnapshotId) -> (PathBuf, PathBuf) {
+    let name = id.file_name();
+    let part = dir.join(format!("{}{}", name.trim_end_matches(SUFFIX), PART_SUFFIX));
+    (dir.join(name), part)
+}
+
+/// fsync the temporary file, rename it to its final name, fsync the directory.
+fn publish(file: File, part: &Path, path: &Path, dir: &Path) -> Result<(), CheckpointError> {
+    file.sync_all().map_err(io_err("fsync", part))?;
+    drop(file);
+    fs::rename(part, path).map_err(io_err("rename", part))?;
+    sync_dir(dir)
 }
 
 /// fsyncs a directory so a rename in it survives a crash.
