@@ -268,6 +268,23 @@ impl StateMachine {
         self.shared.clone()
     }
 
+    /// Makes `c` the current snapshot; the size and age counters of the snapshot policy
+    /// start again from it.
+    fn set_current(st: &mut SmState, c: CurrentSnapshot) {
+        st.current = Some(c);
+        st.bytes_since_snapshot = 0;
+        st.new_records_since = None;
+    }
+
+    /// After a new current snapshot (ending with entry `last` at offset `end`): tell the log
+    /// store where the entry after it starts, and delete checkpoints beyond retention.
+    fn anchor_and_retain(&self, last: Option<LogId>, end: u64) {
+        if let Some(l) = last {
+            lock(&self.book).snapshot_anchor(l.index, end);
+        }
+        self.retain();
+    }
+
     /// Deletes checkpoints beyond the newest `snapshots_to_keep`, never the current one.
     fn retain(&self) {
         let current = self.shared.read().current.as_ref().map(|c| c.id);
@@ -396,20 +413,15 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership: membership,
             snapshot_id: snapshot_id_string(&id),
         };
-        {
-            let mut st = self.shared.write();
-            st.current = Some(CurrentSnapshot {
+        Self::set_current(
+            &mut self.shared.write(),
+            CurrentSnapshot {
                 meta: smeta.clone(),
                 id,
                 path: path.clone(),
-            });
-            st.bytes_since_snapshot = 0;
-            st.new_records_since = None;
-        }
-        if let Some(l) = last_applied {
-            lock(&self.book).snapshot_anchor(l.index, end);
-        }
-        self.retain();
+            },
+        );
+        self.anchor_and_retain(last_applied, end);
         let f = tokio::fs::File::open(&path)
             .await
             .map_err(|e| StorageIOError::read_snapshot(Some(smeta.signature()), &e))?;
@@ -504,21 +516,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             st.end_offset = end;
             st.membership = meta.last_membership.clone();
             st.last_timestamp = summary.meta.last_contained_log_timestamp;
-            st.current = Some(CurrentSnapshot {
-                meta: meta.clone(),
-                id,
-                path: path.clone(),
-            });
-            st.bytes_since_snapshot = 0;
-            st.new_records_since = None;
             st.features_in_log = true;
+            Self::set_current(
+                &mut st,
+                CurrentSnapshot {
+                    meta: meta.clone(),
+                    id,
+                    path: path.clone(),
+                },
+            );
             self.shared.publish(&st);
         }
-        if let Some(l) = meta.last_log_id {
-            lock(&self.book).snapshot_anchor(l.index, end);
-        }
         tracing::info!(file = %path.display(), records = summary.records, "installed snapshot");
-        self.retain();
+        self.anchor_and_retain(meta.last_log_id, end);
         Ok(())
     }
 
