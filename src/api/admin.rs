@@ -52,13 +52,7 @@ async fn get_config(
 ) -> Result<Response, ApiError> {
     let res = configs::resource(&kind, &name).map_err(config_error)?;
     let st = node.sm.read();
-    if let crate::image::ConfigResource::Topic(t) = &res {
-        if st.image.topic_by_name(t.as_str()).is_none() {
-            return Err(config_error(ConfigError::UnknownTopic(format!(
-                "topic {t:?} does not exist"
-            ))));
-        }
-    }
+    configs::require_topic(&st.image, &res).map_err(config_error)?;
     let map = st.image.config(&res).cloned().unwrap_or_default();
     Ok(Json(json!(map)).into_response())
 }

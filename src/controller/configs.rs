@@ -75,6 +75,16 @@ fn valid_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// A topic resource must name an existing topic (broker resources need no broker).
+pub fn require_topic(image: &MetadataImage, res: &ConfigResource) -> Result<(), ConfigError> {
+    match res {
+        ConfigResource::Topic(t) if image.topic_by_name(t).is_none() => Err(
+            ConfigError::UnknownTopic(format!("topic {t:?} does not exist")),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The ConfigRecords for `patch` on `res`, checked against `image`.
 pub fn records(
     image: &MetadataImage,
@@ -84,13 +94,7 @@ pub fn records(
     if patch.set.is_empty() && patch.delete.is_empty() {
         return Err(ConfigError::Invalid("nothing to set or delete".into()));
     }
-    if let ConfigResource::Topic(t) = res {
-        if image.topic_by_name(t).is_none() {
-            return Err(ConfigError::UnknownTopic(format!(
-                "topic {t:?} does not exist"
-            )));
-        }
-    }
+    require_topic(image, res)?;
     let mut out = Vec::with_capacity(patch.set.len() + patch.delete.len());
     for (k, v) in &patch.set {
         if !valid_name(k) {
