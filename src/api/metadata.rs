@@ -130,8 +130,8 @@ async fn log(
     let m = node.raft.metrics().borrow().clone();
     let mut resp = if json_out {
         let mut records = Vec::new();
-        for b in &batches {
-            let buf = Bytes::from(b.bytes.clone());
+        for b in batches {
+            let buf = Bytes::from(b.bytes);
             let (batch, _) =
                 decode_batch(&buf).map_err(|e| ApiError::internal(format!("stored batch: {e}")))?;
             let control = batch.header.is_control();
