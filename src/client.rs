@@ -22,8 +22,19 @@ use thiserror::Error;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of `POST /v1/quorum/voters`: the new node first catches up as a learner.
 pub const ADD_VOTER_TIMEOUT: Duration = Duration::from_secs(60);
+pub use crate::api::brokers::BrokerView;
 /// Content type of raw record batches (the server's own constant).
 pub use crate::api::metadata::RECORD_BATCHES;
+pub use crate::controller::brokers::{
+    FeatureRange, Heartbeat, HeartbeatAnswer, Listener, Registration,
+};
+pub use crate::controller::partitions::{
+    AlterPartition, AlterPartitionAnswer, AlterPartitionData, AlterPartitionResult, AlterTopic,
+    ElectionRequest, ElectionResult, TopicPartition,
+};
+pub use crate::controller::topics::{
+    CreateTopic, CreatedTopic, PartitionView, TopicDescription, TopicSummary,
+};
 
 /// What went wrong with a call.
 #[derive(Debug, Error)]
@@ -533,6 +544,107 @@ impl Client {
         let rb = rb.timeout(ADD_VOTER_TIMEOUT.max(self.timeout));
         let a: VotersAnswer = Self::json(rb, m, u).await?;
         Ok(a.voters)
+    }
+
+    async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let (rb, m, u) = self.request(Method::POST, path);
+        Self::json(rb.json(body), m, u).await
+    }
+
+    async fn delete_path(&self, path: &str) -> Result<(), ClientError> {
+        let (rb, m, u) = self.request(Method::DELETE, path);
+        Self::send(rb, &m, &u).await.map(drop)
+    }
+
+    /// `POST /v1/brokers/{id}/registration`: returns the broker epoch.
+    pub async fn register_broker(&self, id: i32, r: &Registration) -> Result<i64, ClientError> {
+        #[derive(Deserialize)]
+        struct A {
+            broker_epoch: i64,
+        }
+        let a: A = self
+            .post_json(&format!("/v1/brokers/{id}/registration"), r)
+            .await?;
+        Ok(a.broker_epoch)
+    }
+
+    /// `POST /v1/brokers/{id}/heartbeat`.
+    pub async fn heartbeat(&self, id: i32, hb: &Heartbeat) -> Result<HeartbeatAnswer, ClientError> {
+        self.post_json(&format!("/v1/brokers/{id}/heartbeat"), hb)
+            .await
+    }
+
+    /// `GET /v1/brokers` from this node's committed image.
+    pub async fn brokers(&self) -> Result<Vec<BrokerView>, ClientError> {
+        self.get_json("/v1/brokers").await
+    }
+
+    /// `DELETE /v1/brokers/{id}`: unregisters a broker.
+    pub async fn unregister_broker(&self, id: i32) -> Result<(), ClientError> {
+        self.delete_path(&format!("/v1/brokers/{id}")).await
+    }
+
+    /// `POST /v1/partitions/alter`.
+    pub async fn alter_partition(
+        &self,
+        req: &AlterPartition,
+    ) -> Result<AlterPartitionAnswer, ClientError> {
+        self.post_json("/v1/partitions/alter", req).await
+    }
+
+    /// `POST /v1/topics`.
+    pub async fn create_topic(&self, req: &CreateTopic) -> Result<CreatedTopic, ClientError> {
+        self.post_json("/v1/topics", req).await
+    }
+
+    /// `GET /v1/topics` from this node's committed image.
+    pub async fn topics(&self) -> Result<Vec<TopicSummary>, ClientError> {
+        self.get_json("/v1/topics").await
+    }
+
+    /// `GET /v1/topics/{name}` from this node's committed image.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClientError> {
+        self.get_json(&format!("/v1/topics/{}", encode_segment(name)))
+            .await
+    }
+
+    /// `DELETE /v1/topics/{name}`.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        self.delete_path(&format!("/v1/topics/{}", encode_segment(name)))
+            .await
+    }
+
+    /// `POST /v1/topics/{name}/partitions`: grows the topic to `count` partitions.
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+    ) -> Result<Vec<PartitionView>, ClientError> {
+        #[derive(Deserialize)]
+        struct A {
+            partitions: Vec<PartitionView>,
+        }
+        let a: A = self
+            .post_json(
+                &format!("/v1/topics/{}/partitions", encode_segment(name)),
+                &serde_json::json!({ "count": count }),
+            )
+            .await?;
+        Ok(a.partitions)
+    }
+
+    /// `POST /v1/elections`.
+    pub async fn elect(&self, req: &ElectionRequest) -> Result<Vec<ElectionResult>, ClientError> {
+        #[derive(Deserialize)]
+        struct A {
+            partitions: Vec<ElectionResult>,
+        }
+        let a: A = self.post_json("/v1/elections", req).await?;
+        Ok(a.partitions)
     }
 
     fn config_path(kind: ConfigKind, name: &str) -> String {

@@ -71,9 +71,15 @@ struct ServeArgs {
     /// Peer listener HOST:PORT (Raft between controllers).
     #[arg(long)]
     peer_addr: Option<String>,
+    /// Brokers are fenced after this long without a heartbeat (broker.session.timeout.ms).
+    #[arg(long)]
+    broker_session_timeout_ms: Option<u64>,
     /// Settings file (TOML; keys as in the README).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Load and check the settings, print them as TOML, and exit without starting.
+    #[arg(long)]
+    check_config: bool,
     /// Any other setting: --set key=value (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -182,6 +188,9 @@ fn serve(a: ServeArgs, single_node_default: bool) -> ExitCode {
     if let Some(v) = &a.peer_addr {
         overrides.insert("peer_addr".to_string(), v.clone());
     }
+    if let Some(v) = a.broker_session_timeout_ms {
+        overrides.insert("broker_session_timeout_ms".to_string(), v.to_string());
+    }
     for kv in &a.set {
         match kv.split_once('=') {
             Some((k, v)) => {
@@ -202,6 +211,21 @@ fn serve(a: ServeArgs, single_node_default: bool) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+    if a.check_config {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        match toml::to_string(&config) {
+            Ok(t) => {
+                print!("{t}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("kraftd serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     init_logging(config.log_json);
     for w in warnings {
         tracing::warn!("{w}");

@@ -9,9 +9,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{forward, ApiError, RawBody};
+use super::{controller_error, forward, ApiError, RawBody};
 use crate::controller::configs::{self, ConfigError, ConfigPatch};
-use crate::controller::WriteError;
+use crate::controller::topics;
 use crate::node::server::Node;
 
 pub(super) fn routes() -> Router<Arc<Node>> {
@@ -30,19 +30,6 @@ fn config_error(e: ConfigError) -> ApiError {
         ConfigError::UnknownTopic(m) => {
             ApiError::new(StatusCode::NOT_FOUND, "UNKNOWN_TOPIC_OR_PARTITION", m)
         }
-    }
-}
-
-/// Maps a failed write.
-pub fn write_error(e: WriteError) -> ApiError {
-    match e {
-        WriteError::NotController { leader } => ApiError::not_controller(leader),
-        e @ WriteError::Timeout(_) => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "REQUEST_TIMED_OUT",
-            e.to_string(),
-        ),
-        WriteError::Internal(m) => ApiError::internal(m),
     }
 }
 
@@ -83,10 +70,10 @@ async fn patch_here(
     let res = configs::resource(kind, name).map_err(config_error)?;
     let patch: ConfigPatch = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
-    let records = {
-        let st = node.sm.read();
-        configs::records(&st.image, &res, &patch).map_err(config_error)?
-    };
-    let ack = node.controller.write(&records).await.map_err(write_error)?;
+    let ((), ack) = node
+        .controller
+        .submit(move |v| topics::alter_configs(v, &res, &patch))
+        .await
+        .map_err(controller_error)?;
     Ok(Json(json!({ "offset": ack.offset, "epoch": ack.epoch })).into_response())
 }

@@ -5,9 +5,11 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod brokers;
 pub mod metadata;
 pub mod peer;
 pub mod quorum;
+pub mod topics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use axum::{Json, Router};
 use openraft::ServerState;
 use serde_json::json;
 
+use crate::controller::ControllerError;
 use crate::node::server::Node;
 use crate::raft::NodeId;
 
@@ -133,6 +136,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(quorum::routes())
         .merge(metadata::routes())
         .merge(admin::routes())
+        .merge(brokers::routes())
+        .merge(topics::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
         })
@@ -246,4 +251,58 @@ impl ApiError {
         self.message = m;
         self
     }
+}
+
+/// The HTTP status of a Kafka error code the controller refuses with.
+pub fn status_of(code: &str) -> StatusCode {
+    match code {
+        "UNKNOWN_TOPIC_OR_PARTITION" | "UNKNOWN_TOPIC_ID" | "BROKER_ID_NOT_REGISTERED" => {
+            StatusCode::NOT_FOUND
+        }
+        "TOPIC_ALREADY_EXISTS"
+        | "DUPLICATE_BROKER_REGISTRATION"
+        | "STALE_BROKER_EPOCH"
+        | "FENCED_LEADER_EPOCH"
+        | "INVALID_UPDATE_VERSION"
+        | "INELIGIBLE_REPLICA" => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Maps a controller failure to its answer.
+pub fn controller_error(e: ControllerError) -> ApiError {
+    match e {
+        ControllerError::Refused { code, message } => ApiError::new(status_of(code), code, message),
+        ControllerError::NotController { leader } => ApiError::not_controller(leader),
+        e @ ControllerError::Timeout(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "REQUEST_TIMED_OUT",
+            e.to_string(),
+        ),
+        ControllerError::Internal(m) => ApiError::internal(m),
+    }
+}
+
+/// Parses a JSON body; unknown fields and type errors are 400 INVALID_REQUEST.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("request body: {e}")))
+}
+
+/// On a follower, forwards the request to the active controller and returns its answer;
+/// on the leader, None (handle it here).
+pub async fn forward_unless_leader(
+    node: &Node,
+    method: Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<Response> {
+    if node.is_leader() {
+        return None;
+    }
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or_else(|| uri.path());
+    Some(forward(node, method, path, headers, body.clone()).await)
 }

@@ -218,16 +218,50 @@ async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Value>, ApiErro
         api_addr: req.api.clone().unwrap_or(info.api_addr),
         directory_id: info.directory_id,
     };
-    node.raft
-        .add_learner(req.id, kn, true)
+    // The learner entry and the promotion are written while the controller writes nothing
+    // (it predicts offsets); catching up happens in between, without holding it.
+    node.controller
+        .exclusive(node.raft.add_learner(req.id, kn, false))
         .await
         .map_err(membership_error)?;
-    node.raft
-        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
+    wait_caught_up(node, req.id).await?;
+    node.controller
+        .exclusive(
+            node.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false),
+        )
         .await
         .map_err(membership_error)?;
     tracing::info!(id = req.id, peer = %req.peer, "added voter");
     Ok(voters_json(node))
+}
+
+/// Waits (up to a minute) until learner `id` has replicated the leader's log.
+async fn wait_caught_up(node: &Node, id: NodeId) -> Result<(), ApiError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = node.raft.metrics().borrow().clone();
+        let last = m.last_log_index;
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map(|l| l.index);
+        if matched.is_some() && matched >= last {
+            return Ok(());
+        }
+        if m.state != ServerState::Leader {
+            return Err(ApiError::not_controller(m.current_leader));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "REQUEST_TIMED_OUT",
+                format!("node {id} did not catch up within 60 s; it stays a learner"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn remove_voter(
@@ -263,8 +297,11 @@ async fn remove_voter(
         return ApiError::invalid("cannot remove the last voter").into_response();
     }
     match node
-        .raft
-        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+        .controller
+        .exclusive(
+            node.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
+        )
         .await
     {
         Ok(_) => {

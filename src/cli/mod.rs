@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_quorum;
 pub mod dev;
 pub mod dump;
+pub mod fleet;
 pub mod local_quorum;
 
 /// How a command prints its answer.

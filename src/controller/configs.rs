@@ -85,17 +85,25 @@ pub fn require_topic(image: &MetadataImage, res: &ConfigResource) -> Result<(), 
     }
 }
 
-/// The ConfigRecords for `patch` on `res`, checked against `image`.
-pub fn records(
-    image: &MetadataImage,
-    res: &ConfigResource,
-    patch: &ConfigPatch,
-) -> Result<Vec<VersionedRecord>, ConfigError> {
-    if patch.set.is_empty() && patch.delete.is_empty() {
-        return Err(ConfigError::Invalid("nothing to set or delete".into()));
+/// Values kraftd itself acts on must parse: booleans and positive integers.
+fn check_value(k: &str, v: &str) -> Result<(), ConfigError> {
+    let boolean = ["unclean.leader.election.enable"];
+    let positive = ["min.insync.replicas"];
+    if boolean.contains(&k) && v != "true" && v != "false" {
+        return Err(ConfigError::InvalidConfig(format!(
+            "{k} must be \"true\" or \"false\", got {v:?}"
+        )));
     }
-    require_topic(image, res)?;
-    let mut out = Vec::with_capacity(patch.set.len() + patch.delete.len());
+    if positive.contains(&k) && v.parse::<u32>().map_or(true, |n| n == 0) {
+        return Err(ConfigError::InvalidConfig(format!(
+            "{k} must be a positive integer, got {v:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks names and values of `patch` (not whether the resource exists).
+pub fn check_patch(_res: &ConfigResource, patch: &ConfigPatch) -> Result<(), ConfigError> {
     for (k, v) in &patch.set {
         if !valid_name(k) {
             return Err(ConfigError::InvalidConfig(format!(
@@ -108,7 +116,7 @@ pub fn records(
                 v.len()
             )));
         }
-        out.push(record(res, k, Some(v.clone())));
+        check_value(k, v)?;
     }
     for k in &patch.delete {
         if !valid_name(k) {
@@ -119,9 +127,27 @@ pub fn records(
         if patch.set.contains_key(k) {
             return Err(ConfigError::Invalid(format!("{k} is both set and deleted")));
         }
-        out.push(record(res, k, None));
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The ConfigRecords for `patch` on `res`, checked against `image`.
+pub fn records(
+    image: &MetadataImage,
+    res: &ConfigResource,
+    patch: &ConfigPatch,
+) -> Result<Vec<VersionedRecord>, ConfigError> {
+    if patch.set.is_empty() && patch.delete.is_empty() {
+        return Err(ConfigError::Invalid("nothing to set or delete".into()));
+    }
+    require_topic(image, res)?;
+    check_patch(res, patch)?;
+    let sets = patch
+        .set
+        .iter()
+        .map(|(k, v)| record(res, k, Some(v.clone())));
+    let deletes = patch.delete.iter().map(|k| record(res, k, None));
+    Ok(sets.chain(deletes).collect())
 }
 
 fn record(res: &ConfigResource, name: &str, value: Option<String>) -> VersionedRecord {

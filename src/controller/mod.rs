@@ -1,44 +1,77 @@
 //! The active controller: turns requests into metadata records and commits them.
 //!
-//! Writes go through one queue. The writer drains whatever has queued up into one record
-//! batch (group commit) and hands it to Raft; a small number of batches may be in flight at
-//! once, so while one is being made durable the next one fills up. Each request is answered
-//! when its batch is committed and applied, with the offset of its last record.
+//! One task, the controller loop, owns everything a request is checked against: the
+//! **view** (the committed image plus every record this controller has appended but not yet
+//! seen committed) and the brokers' heartbeat sessions. Requests reach it as jobs. A job
+//! checks its request against the view, emits records (which the view applies at once, so
+//! the next job sees them) and names its answer. The loop puts the records of every job
+//! that arrived together into one record batch (group commit), keeps up to two batches in
+//! flight, and answers each job once its batch is committed. A job that emits nothing is
+//! answered once everything before it is committed, so no answer reports uncommitted state.
+//!
+//! The view is cloned from the committed image once per leadership, when the new leader has
+//! applied its own first entry; it is never cloned per request. When a batch fails (the
+//! leader lost its leadership) the view is dropped and every pending job is answered
+//! NOT_CONTROLLER; the next leadership starts from the committed image again.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use openraft::error::ClientWriteError;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use openraft::ServerState;
+use tokio::sync::{mpsc, oneshot};
 
+use crate::image::MetadataImage;
+use crate::raft::log_store::LogStore;
+use crate::raft::state_machine::SmShared;
 use crate::raft::{data_batch, epoch_of, NodeId, Raft};
 use crate::record::metadata::{MetadataRecord, VersionedRecord};
 
+pub mod brokers;
 pub mod configs;
+pub mod partitions;
+pub mod placement;
+pub mod topics;
+
+use brokers::Sessions;
 
 /// Batches in flight at once: one being made durable while the next fills up.
 const IN_FLIGHT_BATCHES: usize = 2;
-/// Records in one batch, at most.
-const MAX_BATCH_RECORDS: usize = 5_000;
-/// Bytes of record values in one batch, at most.
+/// Records in one batch, at most (Kafka's limit is 10,000).
+pub const MAX_BATCH_RECORDS: usize = 5_000;
+/// Bytes of record values in one batch, at most (Kafka's limit is 8 MiB).
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// Requests queued before callers wait.
+/// Jobs queued before callers wait.
 const QUEUE_DEPTH: usize = 16_384;
+/// How long a job waits for this leader's view before it is answered NOT_CONTROLLER.
+const VIEW_WAIT: Duration = Duration::from_secs(5);
+/// How often sessions are checked for expiry.
+const TICK: Duration = Duration::from_millis(50);
 
 /// A committed write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteAck {
-    /// Offset of the request's last record.
+    /// Offset of the request's last record (or of the last record committed before its
+    /// answer, when it wrote none).
     pub offset: u64,
     /// Epoch it was written in.
     pub epoch: i32,
 }
 
-/// Why a write was not committed.
+/// Why a request was not carried out.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum WriteError {
+pub enum ControllerError {
+    /// The request was checked and refused; nothing was written.
+    #[error("{message}")]
+    Refused {
+        /// Kafka's error code, e.g. `TOPIC_ALREADY_EXISTS`.
+        code: &'static str,
+        /// For a person.
+        message: String,
+    },
     /// This node is not (or no longer) the active controller.
     #[error("this controller is not the active controller")]
     NotController {
@@ -48,23 +81,116 @@ pub enum WriteError {
     /// Not committed in time (e.g. the leader lost its majority). It may still commit.
     #[error("the write was not committed within {0:?}; it may still be committed later")]
     Timeout(Duration),
-    /// Raft failed.
+    /// Raft or the controller failed.
     #[error("{0}")]
     Internal(String),
 }
+
+impl ControllerError {
+    /// A refusal with a Kafka error code.
+    pub fn refused(code: &'static str, message: impl Into<String>) -> Self {
+        ControllerError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The old name of [`ControllerError`], for the write path's callers.
+pub type WriteError = ControllerError;
 
 /// How long a write waits for its commit before the caller is told it timed out (Kafka's
 /// request.timeout.ms is 30 s; a controller write that takes this long has lost its quorum).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
-struct WriteReq {
-    values: Vec<Bytes>,
-    reply: Option<oneshot::Sender<Result<WriteAck, WriteError>>>,
+/// What the active controller checks requests against.
+pub struct View {
+    image: MetadataImage,
+    /// Offset the next emitted record will get.
+    next_offset: u64,
+    term: u64,
+    /// Records emitted by the job being run.
+    staged: Vec<VersionedRecord>,
+    /// Broker heartbeat sessions (in memory, never replicated).
+    pub sessions: Sessions,
+    /// When the job runs.
+    pub now: Instant,
+    /// This cluster's id.
+    pub cluster_id: Arc<str>,
+    /// A random number per job, for placement.
+    pub random: u32,
+}
+
+impl View {
+    /// The committed image plus every record emitted so far.
+    pub fn image(&self) -> &MetadataImage {
+        &self.image
+    }
+
+    /// The offset the next emitted record will have.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// The epoch (term) of this leadership.
+    pub fn epoch(&self) -> i32 {
+        i32::try_from(self.term).unwrap_or(i32::MAX)
+    }
+
+    /// Emits a record: the view applies it now, and it is written with the job's batch.
+    /// Returns its offset. Jobs check their request before emitting, so a record the image
+    /// refuses is a controller bug; the loop then drops the view.
+    pub fn emit(&mut self, record: MetadataRecord) -> Result<u64, ControllerError> {
+        self.image.apply(&record).map_err(|e| {
+            ControllerError::Internal(format!(
+                "the controller built a record its image refuses: {e}"
+            ))
+        })?;
+        let offset = self.next_offset;
+        self.next_offset += 1;
+        self.staged.push(VersionedRecord::new(record));
+        Ok(offset)
+    }
+
+    /// Emits records already in versioned form (the raw write path).
+    fn emit_versioned(&mut self, records: &[VersionedRecord]) -> Result<(), ControllerError> {
+        for r in records {
+            self.image.apply(&r.record).map_err(|e| {
+                ControllerError::refused("INVALID_REQUEST", format!("record refused: {e}"))
+            })?;
+            self.next_offset += 1;
+            self.staged.push(r.clone());
+        }
+        Ok(())
+    }
+}
+
+type Completion = Box<dyn FnOnce(Result<WriteAck, ControllerError>) + Send>;
+
+/// What running a job left to do.
+enum Outcome {
+    /// The job answered already (a refusal).
+    Answered,
+    /// Answer once the job's records (or, with none, everything before it) are committed.
+    Await(Completion),
+}
+
+type Job = Box<dyn FnOnce(Result<&mut View, ControllerError>) -> Outcome + Send>;
+
+enum Event {
+    Job(Job),
+    /// Run something that appends entries of its own (a membership change) with no batch
+    /// in flight, then re-read where the log ends: broker epochs are offsets, so the
+    /// controller must know exactly where its next record lands.
+    Exclusive {
+        go: oneshot::Sender<()>,
+        done: oneshot::Receiver<()>,
+    },
 }
 
 /// The write path of a node.
 pub struct Controller {
-    tx: mpsc::Sender<WriteReq>,
+    tx: mpsc::Sender<Event>,
     last_submit_ms: AtomicU64,
 }
 
@@ -75,40 +201,85 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// What the loop needs from the node.
+pub struct LoopDeps {
+    /// Raft.
+    pub raft: Raft,
+    /// The committed image.
+    pub sm: Arc<SmShared>,
+    /// The log store (where the next entry starts).
+    pub log: LogStore,
+    /// This node.
+    pub node_id: NodeId,
+    /// The cluster id brokers must name.
+    pub cluster_id: String,
+    /// broker.session.timeout.ms.
+    pub session_timeout: Duration,
+}
+
 impl Controller {
-    /// Starts the writer task for `raft`.
-    pub fn start(raft: Raft) -> Arc<Controller> {
+    /// Starts the controller loop.
+    pub fn start(deps: LoopDeps) -> Arc<Controller> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let c = Arc::new(Controller {
             tx,
             last_submit_ms: AtomicU64::new(now_ms()),
         });
-        tokio::spawn(writer(raft, rx));
+        tokio::spawn(Loop::new(deps).run(rx));
         c
     }
 
-    /// Commits `records` as part of one batch; answers once they are applied here.
-    pub async fn write(&self, records: &[VersionedRecord]) -> Result<WriteAck, WriteError> {
-        let values = records
-            .iter()
-            .map(|r| r.to_bytes().map(Bytes::from))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| WriteError::Internal(format!("encoding records: {e}")))?;
+    /// Runs `op` against the view; answers with its result once its records are committed.
+    pub async fn submit<T, F>(&self, op: F) -> Result<(T, WriteAck), ControllerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut View) -> Result<T, ControllerError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |view| match view.and_then(op) {
+            Ok(t) => Outcome::Await(Box::new(move |r| {
+                let _ = tx.send(r.map(|ack| (t, ack)));
+            })),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                Outcome::Answered
+            }
+        });
         self.last_submit_ms.store(now_ms(), Ordering::Relaxed);
         self.tx
-            .send(WriteReq {
-                values,
-                reply: Some(tx),
-            })
+            .send(Event::Job(job))
             .await
-            .map_err(|_| WriteError::Internal("the writer has stopped".into()))?;
+            .map_err(|_| ControllerError::Internal("the controller has stopped".into()))?;
         match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
-            Ok(r) => {
-                r.map_err(|_| WriteError::Internal("the writer dropped the request".into()))?
-            }
-            Err(_) => Err(WriteError::Timeout(WRITE_TIMEOUT)),
+            Ok(r) => r.map_err(|_| {
+                ControllerError::Internal("the controller dropped the request".into())
+            })?,
+            Err(_) => Err(ControllerError::Timeout(WRITE_TIMEOUT)),
         }
+    }
+
+    /// Commits `records` as they are (checked only by the image's replay rules).
+    pub async fn write(&self, records: &[VersionedRecord]) -> Result<WriteAck, ControllerError> {
+        let records = records.to_vec();
+        self.submit(move |v| v.emit_versioned(&records))
+            .await
+            .map(|((), ack)| ack)
+    }
+
+    /// Runs `fut` (a membership change) while the controller writes nothing.
+    pub async fn exclusive<T, Fut: std::future::Future<Output = T>>(&self, fut: Fut) -> T {
+        let (go_tx, go_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let ev = Event::Exclusive {
+            go: go_tx,
+            done: done_rx,
+        };
+        if self.tx.send(ev).await.is_ok() {
+            let _ = go_rx.await;
+        }
+        let out = fut.await;
+        let _ = done_tx.send(());
+        out
     }
 
     /// Appends a NoOpRecord if nothing was submitted for `idle`; does not wait for it.
@@ -117,90 +288,459 @@ impl Controller {
         if now_ms().saturating_sub(last) < idle.as_millis() as u64 {
             return;
         }
-        let Ok(v) = VersionedRecord::new(MetadataRecord::NoOp).to_bytes() else {
-            return;
-        };
         self.last_submit_ms.store(now_ms(), Ordering::Relaxed);
-        let _ = self.tx.try_send(WriteReq {
-            values: vec![Bytes::from(v)],
-            reply: None,
-        });
+        let job: Job = Box::new(
+            |view| match view.and_then(|v| v.emit(MetadataRecord::NoOp)) {
+                Ok(_) => Outcome::Await(Box::new(|_| {})),
+                Err(_) => Outcome::Answered,
+            },
+        );
+        let _ = self.tx.try_send(Event::Job(job));
     }
 }
 
-async fn writer(raft: Raft, mut rx: mpsc::Receiver<WriteReq>) {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT_BATCHES));
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else {
-            return;
-        };
-        let mut reqs = vec![first];
-        let mut records = reqs[0].values.len();
-        let mut bytes: usize = reqs[0].values.iter().map(|v| v.len()).sum();
-        while records < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(r) => {
-                    records += r.values.len();
-                    bytes += r.values.iter().map(|v| v.len()).sum::<usize>();
-                    reqs.push(r);
-                }
-                Err(_) => break,
-            }
+/// A batch being filled or waiting for a slot.
+#[derive(Default)]
+struct Open {
+    values: Vec<Bytes>,
+    bytes: usize,
+    /// (records of the batch up to and including the job's last one, answer).
+    replies: Vec<(usize, Completion)>,
+    predicted_base: u64,
+}
+
+struct InFlight {
+    seq: u64,
+    replies: Vec<(usize, Completion)>,
+    records: usize,
+    predicted_base: u64,
+}
+
+struct Done {
+    seq: u64,
+    result: Result<(u64, i32), ControllerError>,
+}
+
+struct Loop {
+    deps: LoopDeps,
+    view: Option<View>,
+    open: Open,
+    ready: VecDeque<Open>,
+    in_flight: VecDeque<InFlight>,
+    deferred: VecDeque<(Instant, Job)>,
+    seq: u64,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: Option<mpsc::UnboundedReceiver<Done>>,
+    cluster_id: Arc<str>,
+}
+
+impl Loop {
+    fn new(deps: LoopDeps) -> Loop {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let cluster_id: Arc<str> = deps.cluster_id.as_str().into();
+        Loop {
+            deps,
+            view: None,
+            open: Open::default(),
+            ready: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            deferred: VecDeque::new(),
+            seq: 0,
+            done_tx,
+            done_rx: Some(done_rx),
+            cluster_id,
         }
-        let values: Vec<Bytes> = reqs.iter().flat_map(|r| r.values.iter().cloned()).collect();
-        let batch = match data_batch(&values, now_ms() as i64) {
-            Ok(b) => b,
-            Err(e) => {
-                fail_all(
-                    reqs,
-                    WriteError::Internal(format!("encoding the batch: {e}")),
-                );
-                continue;
-            }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+        let Some(mut done_rx) = self.done_rx.take() else {
+            return;
         };
-        let pending = match raft.client_write_ff(batch).await {
-            Ok(p) => p,
-            Err(e) => {
-                fail_all(reqs, WriteError::Internal(format!("raft stopped: {e}")));
-                continue;
-            }
-        };
-        tokio::spawn(async move {
-            let _permit = permit;
-            match pending.await {
-                Ok(Ok(resp)) => {
-                    let epoch = epoch_of(&resp.log_id);
-                    let mut end = resp.data.base_offset;
-                    for r in reqs {
-                        end += r.values.len() as u64;
-                        if let Some(tx) = r.reply {
-                            let _ = tx.send(Ok(WriteAck {
-                                offset: end.saturating_sub(1),
-                                epoch,
-                            }));
+        let mut applied = self.deps.sm.subscribe();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let accepting = self.ready.is_empty();
+            tokio::select! {
+                ev = rx.recv(), if accepting => {
+                    let Some(ev) = ev else { return };
+                    self.handle(ev, &mut done_rx).await;
+                    // Group commit: take whatever else has queued up.
+                    while self.ready.is_empty() {
+                        match rx.try_recv() {
+                            Ok(ev) => self.handle(ev, &mut done_rx).await,
+                            Err(_) => break,
                         }
                     }
                 }
-                Ok(Err(ClientWriteError::ForwardToLeader(f))) => fail_all(
-                    reqs,
-                    WriteError::NotController {
-                        leader: f.leader_id,
-                    },
-                ),
-                Ok(Err(e)) => fail_all(reqs, WriteError::Internal(e.to_string())),
-                Err(_) => fail_all(reqs, WriteError::NotController { leader: None }),
+                Some(d) = done_rx.recv() => self.completed(d),
+                _ = tick.tick() => self.on_tick(),
+                r = applied.changed() => {
+                    if r.is_err() { return; }
+                    self.retry_deferred();
+                }
             }
+            self.flush();
+        }
+    }
+
+    /// The leader now, and whether it is us in a term we can build a view for.
+    fn leadership(&self) -> (Option<NodeId>, Option<u64>) {
+        let m = self.deps.raft.metrics();
+        let m = m.borrow();
+        let ours = m.state == ServerState::Leader && m.current_leader == Some(self.deps.node_id);
+        (m.current_leader, ours.then_some(m.current_term))
+    }
+
+    /// Makes sure the view belongs to the current leadership. Err: not the leader. Ok(false):
+    /// the leader, but not ready yet (its first entry is not applied, or batches of an
+    /// earlier leadership are still in flight).
+    fn ensure_view(&mut self) -> Result<bool, ControllerError> {
+        let (leader, term) = self.leadership();
+        let Some(term) = term else {
+            if self.view.is_some() {
+                self.drop_view(leader);
+            }
+            return Err(ControllerError::NotController { leader });
+        };
+        if self.view.as_ref().is_some_and(|v| v.term == term) {
+            return Ok(true);
+        }
+        if self.view.is_some() {
+            self.drop_view(Some(self.deps.node_id));
+        }
+        if !self.in_flight.is_empty() || self.deps.sm.applied().epoch as u64 != term {
+            return Ok(false);
+        }
+        let (image, applied_end) = {
+            let st = self.deps.sm.read();
+            (st.image.clone(), st.end_offset)
+        };
+        let next_offset = self
+            .deps
+            .log
+            .appended_end()
+            .unwrap_or(applied_end)
+            .max(applied_end);
+        let now = Instant::now();
+        let sessions = Sessions::fresh(&image, now, self.deps.session_timeout);
+        tracing::info!(
+            term,
+            next_offset,
+            brokers = image.broker_count(),
+            "active controller: built the view from the committed image; every broker gets a fresh session"
+        );
+        self.view = Some(View {
+            image,
+            next_offset,
+            term,
+            staged: Vec::new(),
+            sessions,
+            now,
+            cluster_id: self.cluster_id.clone(),
+            random: 0,
+        });
+        Ok(true)
+    }
+
+    async fn handle(&mut self, ev: Event, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
+        match ev {
+            Event::Exclusive { go, done } => {
+                // Everything staged goes out now; wait until none of it is in flight.
+                let open = std::mem::take(&mut self.open);
+                if !open.values.is_empty() {
+                    self.ready.push_back(open);
+                }
+                while let Some(b) = self.ready.pop_front() {
+                    self.submit(b);
+                }
+                while !self.in_flight.is_empty() {
+                    match tokio::time::timeout(WRITE_TIMEOUT, done_rx.recv()).await {
+                        Ok(Some(d)) => self.completed(d),
+                        _ => break,
+                    }
+                }
+                let _ = go.send(());
+                let _ = tokio::time::timeout(Duration::from_secs(60), done).await;
+                if let (Some(v), Some(end)) = (self.view.as_mut(), self.deps.log.appended_end()) {
+                    v.next_offset = end;
+                }
+            }
+            Event::Job(job) => match self.ensure_view() {
+                Ok(true) => {
+                    self.retry_deferred();
+                    self.run_job(job);
+                }
+                Ok(false) => self.deferred.push_back((Instant::now(), job)),
+                Err(e) => {
+                    if let Outcome::Await(c) = job(Err(e.clone())) {
+                        c(Err(e));
+                    }
+                }
+            },
+        }
+    }
+
+    fn run_job(&mut self, job: Job) {
+        let Some(view) = self.view.as_mut() else {
+            return;
+        };
+        view.now = Instant::now();
+        view.random = uuid::Uuid::new_v4().as_u128() as u32;
+        let outcome = job(Ok(view));
+        let staged = std::mem::take(&mut view.staged);
+        match outcome {
+            Outcome::Answered => {
+                if !staged.is_empty() {
+                    // A job that emitted and then failed left the view ahead of the log.
+                    tracing::error!("a refused request had emitted records; rebuilding the view");
+                    let leader = Some(self.deps.node_id);
+                    self.drop_view(leader);
+                }
+            }
+            Outcome::Await(c) => {
+                if staged.is_empty() {
+                    self.attach(c);
+                } else {
+                    self.stage(staged, c);
+                }
+            }
+        }
+    }
+
+    /// Adds a job's records to the open batch (starting new batches when full) and its
+    /// answer to the batch that holds its last record.
+    fn stage(&mut self, records: Vec<VersionedRecord>, c: Completion) {
+        let first_offset = self
+            .view
+            .as_ref()
+            .map(|v| v.next_offset - records.len() as u64)
+            .unwrap_or(0);
+        for (i, r) in records.iter().enumerate() {
+            let value = match r.to_bytes() {
+                Ok(v) => Bytes::from(v),
+                Err(e) => {
+                    c(Err(ControllerError::Internal(format!(
+                        "encoding a record: {e}"
+                    ))));
+                    let leader = Some(self.deps.node_id);
+                    self.drop_view(leader);
+                    return;
+                }
+            };
+            if self.open.values.len() >= MAX_BATCH_RECORDS
+                || self.open.bytes + value.len() > MAX_BATCH_BYTES
+            {
+                let full = std::mem::take(&mut self.open);
+                self.ready.push_back(full);
+            }
+            if self.open.values.is_empty() {
+                self.open.predicted_base = first_offset + i as u64;
+            }
+            self.open.bytes += value.len();
+            self.open.values.push(value);
+        }
+        let n = self.open.values.len();
+        self.open.replies.push((n, c));
+    }
+
+    /// Answers a job that emitted nothing once everything before it is committed.
+    fn attach(&mut self, c: Completion) {
+        if !self.open.values.is_empty() {
+            let n = self.open.values.len();
+            self.open.replies.push((n, c));
+        } else if let Some(b) = self.ready.back_mut() {
+            let n = b.values.len();
+            b.replies.push((n, c));
+        } else if let Some(b) = self.in_flight.back_mut() {
+            b.replies.push((b.records, c));
+        } else {
+            let (offset, epoch) = match &self.view {
+                Some(v) => (v.next_offset.saturating_sub(1), v.epoch()),
+                None => (0, 0),
+            };
+            c(Ok(WriteAck { offset, epoch }));
+        }
+    }
+
+    /// Hands ready batches to Raft while slots are free.
+    fn flush(&mut self) {
+        if !self.open.values.is_empty() && self.ready.is_empty() {
+            let b = std::mem::take(&mut self.open);
+            self.ready.push_back(b);
+        }
+        while self.in_flight.len() < IN_FLIGHT_BATCHES {
+            let Some(b) = self.ready.pop_front() else {
+                break;
+            };
+            self.submit(b);
+        }
+    }
+
+    fn submit(&mut self, b: Open) {
+        let batch = match data_batch(&b.values, now_ms() as i64) {
+            Ok(batch) => batch,
+            Err(e) => {
+                for (_, c) in b.replies {
+                    c(Err(ControllerError::Internal(format!(
+                        "encoding the batch: {e}"
+                    ))));
+                }
+                let leader = Some(self.deps.node_id);
+                self.drop_view(leader);
+                return;
+            }
+        };
+        self.seq += 1;
+        let seq = self.seq;
+        self.in_flight.push_back(InFlight {
+            seq,
+            replies: b.replies,
+            records: b.values.len(),
+            predicted_base: b.predicted_base,
+        });
+        let raft = self.deps.raft.clone();
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let result = match raft.client_write_ff(batch).await {
+                Err(e) => Err(ControllerError::Internal(format!("raft stopped: {e}"))),
+                Ok(pending) => match pending.await {
+                    Ok(Ok(resp)) => Ok((resp.data.base_offset, epoch_of(&resp.log_id))),
+                    Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                        Err(ControllerError::NotController {
+                            leader: f.leader_id,
+                        })
+                    }
+                    Ok(Err(e)) => Err(ControllerError::Internal(e.to_string())),
+                    Err(_) => Err(ControllerError::NotController { leader: None }),
+                },
+            };
+            let _ = done.send(Done { seq, result });
         });
     }
-}
 
-fn fail_all(reqs: Vec<WriteReq>, e: WriteError) {
-    for r in reqs {
-        if let Some(tx) = r.reply {
-            let _ = tx.send(Err(e.clone()));
+    fn completed(&mut self, d: Done) {
+        let Some(pos) = self.in_flight.iter().position(|b| b.seq == d.seq) else {
+            return;
+        };
+        let Some(b) = self.in_flight.remove(pos) else {
+            return;
+        };
+        match d.result {
+            Ok((base, epoch)) => {
+                if base != b.predicted_base {
+                    // Another entry (a membership change) went in first: later offsets move
+                    // by the same amount.
+                    let delta = base as i64 - b.predicted_base as i64;
+                    tracing::debug!(
+                        predicted = b.predicted_base,
+                        actual = base,
+                        "a batch landed at another offset than predicted"
+                    );
+                    if let Some(v) = self.view.as_mut() {
+                        v.next_offset = (v.next_offset as i64 + delta).max(0) as u64;
+                    }
+                    for o in self.in_flight.iter_mut() {
+                        o.predicted_base = (o.predicted_base as i64 + delta).max(0) as u64;
+                    }
+                    for o in self.ready.iter_mut().chain(std::iter::once(&mut self.open)) {
+                        o.predicted_base = (o.predicted_base as i64 + delta).max(0) as u64;
+                    }
+                }
+                for (n, c) in b.replies {
+                    c(Ok(WriteAck {
+                        offset: base + n as u64 - 1,
+                        epoch,
+                    }));
+                }
+            }
+            Err(e) => {
+                for (_, c) in b.replies {
+                    c(Err(e.clone()));
+                }
+                let leader = match &e {
+                    ControllerError::NotController { leader } => *leader,
+                    _ => None,
+                };
+                if self.view.is_some() {
+                    tracing::warn!(error = %e, "a batch was not committed; dropping the controller's view");
+                    self.drop_view(leader);
+                }
+            }
+        }
+        self.retry_deferred();
+    }
+
+    /// Drops the view and answers every job whose records are not in flight NOT_CONTROLLER.
+    fn drop_view(&mut self, leader: Option<NodeId>) {
+        self.view = None;
+        let e = ControllerError::NotController { leader };
+        let open = std::mem::take(&mut self.open);
+        for b in self.ready.drain(..).chain(std::iter::once(open)) {
+            for (_, c) in b.replies {
+                c(Err(e.clone()));
+            }
+        }
+    }
+
+    fn retry_deferred(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        match self.ensure_view() {
+            Ok(true) => {
+                while let Some((_, job)) = self.deferred.pop_front() {
+                    self.run_job(job);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                for (_, job) in self.deferred.drain(..) {
+                    if let Outcome::Await(c) = job(Err(e.clone())) {
+                        c(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        // Jobs that waited too long for this leader's view give up.
+        while self
+            .deferred
+            .front()
+            .is_some_and(|(t, _)| t.elapsed() > VIEW_WAIT)
+        {
+            if let Some((_, job)) = self.deferred.pop_front() {
+                let e = ControllerError::NotController { leader: None };
+                if let Outcome::Await(c) = job(Err(e.clone())) {
+                    c(Err(e));
+                }
+            }
+        }
+        self.retry_deferred();
+        match self.ensure_view() {
+            Ok(true) => {}
+            _ => return,
+        }
+        let Some(view) = self.view.as_mut() else {
+            return;
+        };
+        view.now = Instant::now();
+        let expired = view.sessions.expired(view.now);
+        if expired.is_empty() {
+            return;
+        }
+        let result = brokers::fence_expired(view, &expired);
+        let staged = std::mem::take(&mut view.staged);
+        match result {
+            Ok(()) if !staged.is_empty() => self.stage(staged, Box::new(|_| {})),
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "fencing expired brokers failed; rebuilding the view");
+                let leader = Some(self.deps.node_id);
+                self.drop_view(leader);
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use axum::serve::ListenerExt;
 use openraft::{ChangeMembers, ServerState};
 use tokio::net::TcpListener;
 
-use crate::controller::Controller;
+use crate::controller::{Controller, LoopDeps};
 use crate::node::config::Config;
 use crate::node::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
 use crate::raft::log_store::LogStore;
@@ -390,7 +390,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     }
-    let controller = Controller::start(raft.clone());
+    let controller = Controller::start(LoopDeps {
+        raft: raft.clone(),
+        sm: shared.clone(),
+        log: log.clone(),
+        node_id: meta.node_id,
+        cluster_id: meta.cluster_id.clone(),
+        session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+    });
     let node = Arc::new(Node {
         raft: raft.clone(),
         sm: shared,
@@ -620,8 +627,11 @@ async fn reconcile_directories(node: &Node) {
         let ids: BTreeSet<NodeId> = demote.keys().copied().collect();
         if voters.len() > ids.len() {
             match node
-                .raft
-                .change_membership(ChangeMembers::RemoveVoters(ids.clone()), true)
+                .controller
+                .exclusive(
+                    node.raft
+                        .change_membership(ChangeMembers::RemoveVoters(ids.clone()), true),
+                )
                 .await
             {
                 Ok(_) => {
@@ -637,8 +647,11 @@ async fn reconcile_directories(node: &Node) {
     if !fill.is_empty() {
         let ids: BTreeSet<_> = fill.keys().copied().collect();
         match node
-            .raft
-            .change_membership(ChangeMembers::SetNodes(fill), true)
+            .controller
+            .exclusive(
+                node.raft
+                    .change_membership(ChangeMembers::SetNodes(fill), true),
+            )
             .await
         {
             Ok(_) => tracing::info!(?ids, "recorded directory ids"),
@@ -671,8 +684,11 @@ async fn reconcile_directories(node: &Node) {
             .map(|l| l.index);
         if matched.is_some_and(|i| i + 16 >= last) {
             match node
-                .raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .controller
+                .exclusive(
+                    node.raft
+                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
+                )
                 .await
             {
                 Ok(_) => {

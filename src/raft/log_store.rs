@@ -192,6 +192,11 @@ impl LogStore {
         self.book.clone()
     }
 
+    /// Offset after the newest appended entry (committed or not), if known.
+    pub fn appended_end(&self) -> Option<u64> {
+        lock(&self.book).last.map(|(_, end)| end)
+    }
+
     fn cf(&self, name: &str) -> SResult<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(name)

@@ -1,0 +1,144 @@
+//! Topic calls and elections. Reads come from this node's committed image; writes are
+//! forwarded to the active controller.
+
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{controller_error, forward_unless_leader, parse_body, ApiError, RawBody};
+use crate::controller::partitions::{self, ElectionRequest};
+use crate::controller::topics::{self, CreateTopic, TopicSummary};
+use crate::node::server::Node;
+
+pub(super) fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/v1/topics", get(list).post(create))
+        .route("/v1/topics/{name}", get(describe).delete(delete_topic))
+        .route("/v1/topics/{name}/partitions", post(add_partitions))
+        .route("/v1/elections", post(elect))
+}
+
+fn unknown_topic(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "UNKNOWN_TOPIC_OR_PARTITION",
+        format!("topic {name:?} does not exist"),
+    )
+}
+
+async fn list(State(node): State<Arc<Node>>) -> Json<Vec<TopicSummary>> {
+    let st = node.sm.read();
+    Json(st.image.topics().map(topics::summary).collect())
+}
+
+async fn describe(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let st = node.sm.read();
+    let t = st
+        .image
+        .topic_by_name(&name)
+        .ok_or_else(|| unknown_topic(&name))?;
+    Ok(Json(topics::describe(&st.image, t)).into_response())
+}
+
+async fn create(
+    State(node): State<Arc<Node>>,
+    OriginalUri(uri): OriginalUri,
+    method: Method,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
+        return r;
+    }
+    let run = async {
+        let req: CreateTopic = parse_body(&body)?;
+        let (created, _) = node
+            .controller
+            .submit(move |v| topics::create(v, &req))
+            .await
+            .map_err(controller_error)?;
+        Ok::<_, ApiError>((StatusCode::CREATED, Json(created)).into_response())
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn delete_topic(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    method: Method,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
+        return r;
+    }
+    let run = async {
+        node.controller
+            .submit(move |v| topics::delete(v, &name))
+            .await
+            .map_err(controller_error)?;
+        Ok::<_, ApiError>(StatusCode::NO_CONTENT.into_response())
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPartitions {
+    count: i32,
+}
+
+async fn add_partitions(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    method: Method,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
+        return r;
+    }
+    let run = async {
+        let req: AddPartitions = parse_body(&body)?;
+        let (added, _) = node
+            .controller
+            .submit(move |v| topics::add_partitions(v, &name, req.count))
+            .await
+            .map_err(controller_error)?;
+        Ok::<_, ApiError>(Json(json!({ "partitions": added })).into_response())
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn elect(
+    State(node): State<Arc<Node>>,
+    OriginalUri(uri): OriginalUri,
+    method: Method,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
+        return r;
+    }
+    let run = async {
+        let req: ElectionRequest = parse_body(&body)?;
+        let (results, _) = node
+            .controller
+            .submit(move |v| partitions::elect(v, &req))
+            .await
+            .map_err(controller_error)?;
+        Ok::<_, ApiError>(Json(json!({ "partitions": results })).into_response())
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}

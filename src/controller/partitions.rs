@@ -1,0 +1,647 @@
+//! Partition leadership and ISR (Kafka's ReplicationControlManager and
+//! PartitionChangeBuilder): leader elections, ISR changes from fencing, AlterPartition, and
+//! preferred and unclean elections on request.
+//!
+//! A broker may lead or join an ISR when it is registered, unfenced and not in controlled
+//! shutdown. The leader is the first replica, in replica order, that is in the ISR and may
+//! lead. A fenced broker leaves every ISR, except that the last member stays (Kafka's
+//! KIP-841): the partition then has no leader (-1) until that broker returns, or until an
+//! unclean election picks another live replica with ISR = [it] and LeaderRecoveryState
+//! RECOVERING.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ControllerError, View};
+use crate::image::{ConfigResource, MetadataImage, Partition};
+use crate::record::metadata::{MetadataRecord, PartitionChangeRecord, NO_LEADER, NO_LEADER_CHANGE};
+
+/// Topic config that allows unclean leader election.
+pub const UNCLEAN: &str = "unclean.leader.election.enable";
+
+/// LeaderRecoveryState: recovered.
+pub const RECOVERED: i8 = 0;
+/// LeaderRecoveryState: an unclean leader that has not reported recovery yet.
+pub const RECOVERING: i8 = 1;
+
+/// May `b` lead or be in an ISR?
+pub fn eligible(image: &MetadataImage, b: i32) -> bool {
+    image
+        .broker(b)
+        .is_some_and(|r| !r.fenced && !r.in_controlled_shutdown)
+}
+
+/// Is unclean election enabled for `topic` (topic config, else the cluster default)?
+pub fn unclean_allowed(image: &MetadataImage, topic: &str) -> bool {
+    let v = image
+        .config_value(&ConfigResource::Topic(topic.to_string()), UNCLEAN)
+        .or_else(|| image.config_value(&ConfigResource::cluster_default(), UNCLEAN));
+    v == Some("true")
+}
+
+/// How a change picks the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Election {
+    /// Keep the leader if it may still lead, else the first eligible ISR member.
+    Keep,
+    /// The first replica if it may lead, else as `Keep`.
+    Preferred,
+    /// As `Keep`; with no eligible ISR member, the first live replica (ISR = [it]).
+    Unclean,
+}
+
+/// The PartitionChangeRecord that moves `p` to `target_isr` with the leader `election`
+/// picks, never choosing `exclude`; None when nothing would change.
+pub fn build_change(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    p: &Partition,
+    target_isr: &[i32],
+    election: Election,
+    exclude: Option<i32>,
+) -> Option<PartitionChangeRecord> {
+    let ok = |b: i32| b >= 0 && Some(b) != exclude && eligible(image, b);
+    let in_isr_ok = |b: i32| ok(b) && target_isr.contains(&b);
+    let replicas = p.replicas();
+    let first_in_isr = replicas.iter().copied().find(|&b| in_isr_ok(b));
+    let mut leader = match election {
+        Election::Preferred if replicas.first().is_some_and(|&b| in_isr_ok(b)) => replicas[0],
+        _ if in_isr_ok(p.leader()) => p.leader(),
+        _ => first_in_isr.unwrap_or(NO_LEADER),
+    };
+    let mut isr = target_isr.to_vec();
+    let mut recovery = p.leader_recovery_state();
+    if leader == NO_LEADER && election == Election::Unclean {
+        if let Some(b) = replicas.iter().copied().find(|&b| ok(b)) {
+            leader = b;
+            isr = vec![b];
+            recovery = RECOVERING;
+        }
+    }
+    let isr_changed = isr.as_slice() != p.isr();
+    let leader_changed = leader != p.leader();
+    let recovery_changed = recovery != p.leader_recovery_state();
+    if !isr_changed && !leader_changed && !recovery_changed {
+        return None;
+    }
+    Some(PartitionChangeRecord {
+        partition_id: p.id(),
+        topic_id,
+        isr: isr_changed.then_some(isr),
+        leader: if leader_changed {
+            leader
+        } else {
+            NO_LEADER_CHANGE
+        },
+        leader_recovery_state: if recovery_changed { recovery } else { -1 },
+        ..PartitionChangeRecord::default()
+    })
+}
+
+/// Takes broker `id` out of every ISR (but a last place) and moves its leaderships.
+/// Returns the number of partitions changed.
+pub fn remove_broker(view: &mut View, id: i32) -> Result<usize, ControllerError> {
+    let image = view.image();
+    let mut changes = Vec::new();
+    for t in image.topics() {
+        let election = if unclean_allowed(image, t.name()) {
+            Election::Unclean
+        } else {
+            Election::Keep
+        };
+        for p in t.partitions() {
+            if p.leader() != id && !p.isr().contains(&id) {
+                continue;
+            }
+            let mut isr: Vec<i32> = p.isr().iter().copied().filter(|&b| b != id).collect();
+            if isr.is_empty() {
+                isr = p.isr().to_vec();
+            }
+            if let Some(c) = build_change(image, t.id(), p, &isr, election, Some(id)) {
+                changes.push(c);
+            }
+        }
+    }
+    let n = changes.len();
+    for c in changes {
+        view.emit(MetadataRecord::PartitionChange(c))?;
+    }
+    Ok(n)
+}
+
+/// Elects leaders for leaderless partitions where someone may now lead (after a broker was
+/// unfenced). Returns the number of partitions changed.
+pub fn elect_leaderless(view: &mut View) -> Result<usize, ControllerError> {
+    let image = view.image();
+    let mut changes = Vec::new();
+    for t in image.topics() {
+        let election = if unclean_allowed(image, t.name()) {
+            Election::Unclean
+        } else {
+            Election::Keep
+        };
+        for p in t.partitions().iter().filter(|p| !p.has_leader()) {
+            if let Some(c) = build_change(image, t.id(), p, p.isr(), election, None) {
+                changes.push(c);
+            }
+        }
+    }
+    elect_in_topic_done(view, changes)
+}
+
+fn elect_in_topic_done(
+    view: &mut View,
+    changes: Vec<PartitionChangeRecord>,
+) -> Result<usize, ControllerError> {
+    let n = changes.len();
+    for c in changes {
+        view.emit(MetadataRecord::PartitionChange(c))?;
+    }
+    Ok(n)
+}
+
+/// Unclean elections for the leaderless partitions of `topic` (after unclean election was
+/// enabled for it).
+pub fn elect_unclean_in_topic(view: &mut View, topic: &str) -> Result<usize, ControllerError> {
+    let image = view.image();
+    let Some(t) = image.topic_by_name(topic) else {
+        return Ok(0);
+    };
+    let changes: Vec<_> = t
+        .partitions()
+        .iter()
+        .filter(|p| !p.has_leader())
+        .filter_map(|p| build_change(image, t.id(), p, p.isr(), Election::Unclean, None))
+        .collect();
+    elect_in_topic_done(view, changes)
+}
+
+/// Number of partitions broker `id` leads.
+pub fn leaderships(image: &MetadataImage, id: i32) -> usize {
+    image
+        .topics()
+        .flat_map(|t| t.partitions())
+        .filter(|p| p.leader() == id)
+        .count()
+}
+
+// ---- AlterPartition ----
+
+/// `POST /v1/partitions/alter`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlterPartition {
+    /// The partition leader asking.
+    pub broker_id: i32,
+    /// Its epoch.
+    pub broker_epoch: i64,
+    /// Changes by topic.
+    pub topics: Vec<AlterTopic>,
+}
+
+/// The changes of one topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlterTopic {
+    /// Topic id (Kafka's base64 form or a hyphenated UUID).
+    pub topic_id: String,
+    /// Changes by partition.
+    pub partitions: Vec<AlterPartitionData>,
+}
+
+/// One partition's requested ISR.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlterPartitionData {
+    /// Partition id.
+    pub partition: i32,
+    /// The leader epoch the leader knows.
+    pub leader_epoch: i32,
+    /// The partition epoch the leader knows.
+    pub partition_epoch: i32,
+    /// The ISR it asks for.
+    pub new_isr: Vec<i32>,
+    /// 0 recovered, 1 recovering (an unclean leader reports 0 once recovered).
+    #[serde(default)]
+    pub leader_recovery_state: Option<i8>,
+}
+
+/// The answer for one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartitionResult {
+    /// Partition id.
+    pub partition: i32,
+    /// Kafka error code when refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The partition's state after the change (when accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<i32>,
+    /// Leader epoch after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_epoch: Option<i32>,
+    /// Partition epoch after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_epoch: Option<i32>,
+    /// ISR after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isr: Option<Vec<i32>>,
+    /// Leader recovery state after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_recovery_state: Option<i8>,
+}
+
+/// The answer for one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterTopicResult {
+    /// Topic id as given.
+    pub topic_id: String,
+    /// Results by partition.
+    pub partitions: Vec<AlterPartitionResult>,
+}
+
+/// The answer to AlterPartition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartitionAnswer {
+    /// Results by topic.
+    pub topics: Vec<AlterTopicResult>,
+}
+
+impl AlterPartitionResult {
+    fn error(partition: i32, code: &str, message: String) -> Self {
+        AlterPartitionResult {
+            partition,
+            error: Some(code.to_string()),
+            message: Some(message),
+            leader: None,
+            leader_epoch: None,
+            partition_epoch: None,
+            isr: None,
+            leader_recovery_state: None,
+        }
+    }
+
+    fn state(p: &Partition) -> Self {
+        AlterPartitionResult {
+            partition: p.id(),
+            error: None,
+            message: None,
+            leader: Some(p.leader()),
+            leader_epoch: Some(p.leader_epoch()),
+            partition_epoch: Some(p.partition_epoch()),
+            isr: Some(p.isr().to_vec()),
+            leader_recovery_state: Some(p.leader_recovery_state()),
+        }
+    }
+}
+
+/// Parses a topic id in Kafka's base64 form or as a hyphenated UUID.
+pub fn parse_topic_id(s: &str) -> Option<Uuid> {
+    crate::record::uuid_fmt::parse_kafka_uuid(s).or_else(|| Uuid::parse_str(s).ok())
+}
+
+/// Checks one partition's change in Kafka's order; Ok holds the record (None: no change).
+fn check_alter(
+    image: &MetadataImage,
+    broker: i32,
+    topic_id: Uuid,
+    p: &Partition,
+    d: &AlterPartitionData,
+) -> Result<Option<PartitionChangeRecord>, (&'static str, String)> {
+    let part = p.id();
+    if d.leader_epoch != p.leader_epoch() {
+        return Err((
+            "FENCED_LEADER_EPOCH",
+            format!(
+                "partition {part}: leader epoch {} is not the current {}",
+                d.leader_epoch,
+                p.leader_epoch()
+            ),
+        ));
+    }
+    if p.leader() != broker {
+        return Err((
+            "INVALID_REQUEST",
+            format!(
+                "partition {part}: broker {broker} is not its leader (the leader is {})",
+                p.leader()
+            ),
+        ));
+    }
+    if d.partition_epoch != p.partition_epoch() {
+        return Err((
+            "INVALID_UPDATE_VERSION",
+            format!(
+                "partition {part}: partition epoch {} is not the current {}",
+                d.partition_epoch,
+                p.partition_epoch()
+            ),
+        ));
+    }
+    let recovery = d.leader_recovery_state.unwrap_or(p.leader_recovery_state());
+    if !(RECOVERED..=RECOVERING).contains(&recovery) {
+        return Err((
+            "INVALID_REQUEST",
+            format!("partition {part}: leader_recovery_state {recovery} is neither 0 nor 1"),
+        ));
+    }
+    if recovery == RECOVERING && p.leader_recovery_state() == RECOVERED {
+        return Err((
+            "INVALID_REQUEST",
+            format!("partition {part}: a recovered partition cannot go back to RECOVERING"),
+        ));
+    }
+    if recovery == RECOVERING && d.new_isr.len() > 1 {
+        return Err((
+            "INVALID_REQUEST",
+            format!("partition {part}: the ISR cannot grow while the leader is RECOVERING"),
+        ));
+    }
+    let mut seen = Vec::with_capacity(d.new_isr.len());
+    for &b in &d.new_isr {
+        if seen.contains(&b) {
+            return Err((
+                "INVALID_REQUEST",
+                format!("partition {part}: broker {b} is listed twice in new_isr"),
+            ));
+        }
+        seen.push(b);
+        if !p.replicas().contains(&b) {
+            return Err((
+                "INVALID_REQUEST",
+                format!(
+                    "partition {part}: new_isr member {b} is not a replica {:?}",
+                    p.replicas()
+                ),
+            ));
+        }
+    }
+    if !d.new_isr.contains(&broker) {
+        return Err((
+            "INVALID_REQUEST",
+            format!(
+                "partition {part}: new_isr {:?} leaves out the leader {broker}",
+                d.new_isr
+            ),
+        ));
+    }
+    if let Some(&b) = d
+        .new_isr
+        .iter()
+        .find(|&&b| b != broker && !eligible(image, b))
+    {
+        let why = match image.broker(b) {
+            None => "not registered",
+            Some(r) if r.fenced => "fenced",
+            Some(_) => "in controlled shutdown",
+        };
+        return Err((
+            "INELIGIBLE_REPLICA",
+            format!("partition {part}: broker {b} cannot join the ISR: it is {why}"),
+        ));
+    }
+    let isr_changed = d.new_isr.as_slice() != p.isr();
+    let recovery_changed = recovery != p.leader_recovery_state();
+    if !isr_changed && !recovery_changed {
+        return Ok(None);
+    }
+    Ok(Some(PartitionChangeRecord {
+        partition_id: part,
+        topic_id,
+        isr: isr_changed.then(|| d.new_isr.clone()),
+        leader_recovery_state: if recovery_changed { recovery } else { -1 },
+        ..PartitionChangeRecord::default()
+    }))
+}
+
+/// AlterPartition: checks every partition in Kafka's order and changes the valid ones.
+/// A wrong broker epoch refuses the whole request.
+pub fn alter(
+    view: &mut View,
+    req: &AlterPartition,
+) -> Result<AlterPartitionAnswer, ControllerError> {
+    match view.image().broker(req.broker_id) {
+        Some(b) if b.broker_epoch == req.broker_epoch => {}
+        Some(b) => {
+            return Err(ControllerError::refused(
+                "STALE_BROKER_EPOCH",
+                format!(
+                    "broker {} has epoch {}, not {}",
+                    req.broker_id, b.broker_epoch, req.broker_epoch
+                ),
+            ))
+        }
+        None => {
+            return Err(ControllerError::refused(
+                "STALE_BROKER_EPOCH",
+                format!("broker {} is not registered", req.broker_id),
+            ))
+        }
+    }
+    let mut out = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let mut results = Vec::with_capacity(t.partitions.len());
+        let topic_id = parse_topic_id(&t.topic_id).filter(|id| view.image().topic(id).is_some());
+        for (i, d) in t.partitions.iter().enumerate() {
+            let Some(topic_id) = topic_id else {
+                results.push(AlterPartitionResult::error(
+                    d.partition,
+                    "UNKNOWN_TOPIC_ID",
+                    format!("no topic has id {}", t.topic_id),
+                ));
+                continue;
+            };
+            if t.partitions[..i].iter().any(|o| o.partition == d.partition) {
+                results.push(AlterPartitionResult::error(
+                    d.partition,
+                    "INVALID_REQUEST",
+                    format!("partition {} is given twice", d.partition),
+                ));
+                continue;
+            }
+            let image = view.image();
+            let Some(p) = image.partition(&topic_id, d.partition) else {
+                results.push(AlterPartitionResult::error(
+                    d.partition,
+                    "UNKNOWN_TOPIC_OR_PARTITION",
+                    format!("topic {} has no partition {}", t.topic_id, d.partition),
+                ));
+                continue;
+            };
+            match check_alter(image, req.broker_id, topic_id, p, d) {
+                Err((code, msg)) => {
+                    results.push(AlterPartitionResult::error(d.partition, code, msg))
+                }
+                Ok(change) => {
+                    if let Some(c) = change {
+                        view.emit(MetadataRecord::PartitionChange(c))?;
+                    }
+                    let p = view
+                        .image()
+                        .partition(&topic_id, d.partition)
+                        .ok_or_else(|| {
+                            ControllerError::Internal("the partition vanished".into())
+                        })?;
+                    results.push(AlterPartitionResult::state(p));
+                }
+            }
+        }
+        out.push(AlterTopicResult {
+            topic_id: t.topic_id.clone(),
+            partitions: results,
+        });
+    }
+    Ok(AlterPartitionAnswer { topics: out })
+}
+
+// ---- elections on request ----
+
+/// `POST /v1/elections`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElectionRequest {
+    /// `preferred` or `unclean`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The partitions; absent means every partition.
+    #[serde(default)]
+    pub partitions: Option<Vec<TopicPartition>>,
+}
+
+/// A topic name and partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition id.
+    pub partition: i32,
+}
+
+/// The result of one partition's election.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElectionResult {
+    /// Topic name.
+    pub topic: String,
+    /// Partition id.
+    pub partition: i32,
+    /// Kafka error code when nothing was elected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The leader after the election.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<i32>,
+    /// The leader epoch after the election.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_epoch: Option<i32>,
+}
+
+/// Runs preferred or unclean elections.
+pub fn elect(
+    view: &mut View,
+    req: &ElectionRequest,
+) -> Result<Vec<ElectionResult>, ControllerError> {
+    let election = match req.kind.as_str() {
+        "preferred" => Election::Preferred,
+        "unclean" => Election::Unclean,
+        other => {
+            return Err(ControllerError::refused(
+                "INVALID_REQUEST",
+                format!("election type {other:?} is neither \"preferred\" nor \"unclean\""),
+            ))
+        }
+    };
+    let all = req.partitions.is_none();
+    let targets: Vec<TopicPartition> = match &req.partitions {
+        Some(v) => v.clone(),
+        None => view
+            .image()
+            .topics()
+            .flat_map(|t| {
+                t.partitions().iter().map(|p| TopicPartition {
+                    topic: t.name().to_string(),
+                    partition: p.id(),
+                })
+            })
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for tp in targets {
+        let err = |code: &str, msg: String| ElectionResult {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            error: Some(code.to_string()),
+            message: Some(msg),
+            leader: None,
+            leader_epoch: None,
+        };
+        let image = view.image();
+        let Some(t) = image.topic_by_name(&tp.topic) else {
+            out.push(err(
+                "UNKNOWN_TOPIC_OR_PARTITION",
+                format!("topic {:?} does not exist", tp.topic),
+            ));
+            continue;
+        };
+        let topic_id = t.id();
+        let Some(p) = t.partition(tp.partition) else {
+            out.push(err(
+                "UNKNOWN_TOPIC_OR_PARTITION",
+                format!("topic {:?} has no partition {}", tp.topic, tp.partition),
+            ));
+            continue;
+        };
+        let needed = match election {
+            Election::Preferred => p.replicas().first() != Some(&p.leader()),
+            _ => !p.has_leader(),
+        };
+        if !needed {
+            if !all {
+                out.push(err(
+                    "ELECTION_NOT_NEEDED",
+                    format!("leader {} is already the {} choice", p.leader(), req.kind),
+                ));
+            }
+            continue;
+        }
+        let change = build_change(image, topic_id, p, p.isr(), election, None);
+        let wanted_leader = |c: &PartitionChangeRecord| match election {
+            Election::Preferred => p.replicas().first() == Some(&c.leader),
+            _ => c.leader >= 0,
+        };
+        match change.filter(wanted_leader) {
+            None => {
+                let code = if election == Election::Preferred {
+                    "PREFERRED_LEADER_NOT_AVAILABLE"
+                } else {
+                    "ELIGIBLE_LEADERS_NOT_AVAILABLE"
+                };
+                if !all {
+                    out.push(err(code, "no replica that may lead is available".into()));
+                }
+            }
+            Some(c) => {
+                view.emit(MetadataRecord::PartitionChange(c))?;
+                let p = view
+                    .image()
+                    .partition(&topic_id, tp.partition)
+                    .ok_or_else(|| ControllerError::Internal("the partition vanished".into()))?;
+                out.push(ElectionResult {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    error: None,
+                    message: None,
+                    leader: Some(p.leader()),
+                    leader_epoch: Some(p.leader_epoch()),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
