@@ -91,6 +91,9 @@ enum BenchCommand {
     Snapshot(cli::bench::SnapshotArgs),
     /// Start a local three-node quorum; print write latency, throughput and failover time.
     Quorum(cli::bench_quorum::QuorumArgs),
+    /// Start a local three-node quorum; print topic creations/s, the heartbeat load of
+    /// simulated brokers, and commit propagation to long-polling brokers.
+    Controller(cli::bench_controller::ControllerArgs),
 }
 
 fn main() -> ExitCode {
@@ -162,6 +165,15 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("kraftd bench quorum: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Bench {
+            bench: BenchCommand::Controller(a),
+        }) => match cli::bench_controller::controller(&a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kraftd bench controller: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -2,6 +2,7 @@
 //! multi-process quorum they and the tests run.
 
 pub mod bench;
+pub mod bench_controller;
 pub mod bench_quorum;
 pub mod dev;
 pub mod dump;

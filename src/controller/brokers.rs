@@ -409,7 +409,7 @@ pub fn heartbeat(
         if fenced {
             should_shutdown = true;
         } else {
-            let leads = partitions::leaderships(view.image(), id);
+            let leads = partitions::leaderships(view, id);
             let seen = shutdown_offset.is_none_or(|o| hb.current_metadata_offset >= o as i64);
             if leads == 0 && seen {
                 fence(view, id, epoch, "controlled shutdown complete")?;

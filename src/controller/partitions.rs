@@ -101,55 +101,50 @@ pub fn build_change(
 /// Takes broker `id` out of every ISR (but a last place) and moves its leaderships.
 /// Returns the number of partitions changed.
 pub fn remove_broker(view: &mut View, id: i32) -> Result<usize, ControllerError> {
-    let image = view.image();
     let mut changes = Vec::new();
-    for t in image.topics() {
+    for key in view.index.isr_of(id) {
+        let Some((t, p)) = view.partition_at(key) else {
+            continue;
+        };
+        let image = view.image();
         let election = if unclean_allowed(image, t.name()) {
             Election::Unclean
         } else {
             Election::Keep
         };
-        for p in t.partitions() {
-            if p.leader() != id && !p.isr().contains(&id) {
-                continue;
-            }
-            let mut isr: Vec<i32> = p.isr().iter().copied().filter(|&b| b != id).collect();
-            if isr.is_empty() {
-                isr = p.isr().to_vec();
-            }
-            if let Some(c) = build_change(image, t.id(), p, &isr, election, Some(id)) {
-                changes.push(c);
-            }
+        let mut isr: Vec<i32> = p.isr().iter().copied().filter(|&b| b != id).collect();
+        if isr.is_empty() {
+            isr = p.isr().to_vec();
+        }
+        if let Some(c) = build_change(image, t.id(), p, &isr, election, Some(id)) {
+            changes.push(c);
         }
     }
-    let n = changes.len();
-    for c in changes {
-        view.emit(MetadataRecord::PartitionChange(c))?;
-    }
-    Ok(n)
+    emit_all(view, changes)
 }
 
 /// Elects leaders for leaderless partitions where someone may now lead (after a broker was
 /// unfenced). Returns the number of partitions changed.
 pub fn elect_leaderless(view: &mut View) -> Result<usize, ControllerError> {
-    let image = view.image();
     let mut changes = Vec::new();
-    for t in image.topics() {
+    for key in view.index.leaderless() {
+        let Some((t, p)) = view.partition_at(key) else {
+            continue;
+        };
+        let image = view.image();
         let election = if unclean_allowed(image, t.name()) {
             Election::Unclean
         } else {
             Election::Keep
         };
-        for p in t.partitions().iter().filter(|p| !p.has_leader()) {
-            if let Some(c) = build_change(image, t.id(), p, p.isr(), election, None) {
-                changes.push(c);
-            }
+        if let Some(c) = build_change(image, t.id(), p, p.isr(), election, None) {
+            changes.push(c);
         }
     }
-    elect_in_topic_done(view, changes)
+    emit_all(view, changes)
 }
 
-fn elect_in_topic_done(
+fn emit_all(
     view: &mut View,
     changes: Vec<PartitionChangeRecord>,
 ) -> Result<usize, ControllerError> {
@@ -173,15 +168,16 @@ pub fn elect_unclean_in_topic(view: &mut View, topic: &str) -> Result<usize, Con
         .filter(|p| !p.has_leader())
         .filter_map(|p| build_change(image, t.id(), p, p.isr(), Election::Unclean, None))
         .collect();
-    elect_in_topic_done(view, changes)
+    emit_all(view, changes)
 }
 
 /// Number of partitions broker `id` leads.
-pub fn leaderships(image: &MetadataImage, id: i32) -> usize {
-    image
-        .topics()
-        .flat_map(|t| t.partitions())
-        .filter(|p| p.leader() == id)
+pub fn leaderships(view: &View, id: i32) -> usize {
+    view.index
+        .isr_of(id)
+        .into_iter()
+        .filter_map(|k| view.partition_at(k))
+        .filter(|(_, p)| p.leader() == id)
         .count()
 }
 

@@ -86,23 +86,34 @@ pub fn place(
     let fenced: Vec<&Candidate> = brokers.iter().filter(|b| b.fenced).collect();
     let mut order = leaders.clone();
     order.extend(rack_alternating(&fenced));
-    let rack_of: BTreeMap<i32, Option<&str>> =
-        brokers.iter().map(|b| (b.id, b.rack.as_deref())).collect();
-    let racks = rack_of
-        .values()
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
+    // Racks as small numbers, looked up by position in `order`.
+    let mut rack_ids: BTreeMap<Option<&str>, usize> = BTreeMap::new();
+    let by_id: std::collections::HashMap<i32, &Candidate> =
+        brokers.iter().map(|b| (b.id, b)).collect();
+    let rack_at: Vec<usize> = order
+        .iter()
+        .map(|id| {
+            let rack = by_id.get(id).and_then(|b| b.rack.as_deref());
+            let n = rack_ids.len();
+            *rack_ids.entry(rack).or_insert(n)
+        })
+        .collect();
+    let racks = rack_ids.len();
+    let pos_of: std::collections::HashMap<i32, usize> =
+        order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let unfenced_n = leaders.len();
+    let n = order.len();
     let mut out = Vec::with_capacity(count as usize);
     for i in 0..count {
         let p = (first_partition + i) as usize;
         let turn = start as usize + p;
         let leader = leaders[turn % unfenced_n];
+        let pos = pos_of.get(&leader).copied().unwrap_or(0);
         let mut replicas = Vec::with_capacity(replication_factor);
+        let mut chosen = vec![pos];
         replicas.push(leader);
-        let mut used_racks = vec![rack_of[&leader]];
+        let mut used_racks = vec![rack_at[pos]];
         // Start the followers further from the leader on every full rotation.
-        let pos = order.iter().position(|&b| b == leader).unwrap_or(0);
         let shift = if unfenced_n > 1 {
             1 + (turn / unfenced_n) % (unfenced_n - 1)
         } else {
@@ -111,22 +122,22 @@ pub fn place(
         // Pass 0: unfenced brokers on new racks; 1: unfenced on any rack; 2: anyone.
         for pass in 0..3 {
             let mut k = 0;
-            while replicas.len() < replication_factor && k < order.len() {
-                let b = order[(pos + shift + k) % order.len()];
+            while replicas.len() < replication_factor && k < n {
+                let idx = (pos + shift + k) % n;
                 k += 1;
-                if replicas.contains(&b) {
+                if chosen.contains(&idx) {
                     continue;
                 }
-                let idx = order.iter().position(|&x| x == b).unwrap_or(0);
                 let is_unfenced = idx < unfenced_n;
-                let rack = rack_of[&b];
+                let rack = rack_at[idx];
                 let ok = match pass {
                     0 => is_unfenced && (!used_racks.contains(&rack) || used_racks.len() >= racks),
                     1 => is_unfenced,
                     _ => true,
                 };
                 if ok {
-                    replicas.push(b);
+                    chosen.push(idx);
+                    replicas.push(order[idx]);
                     if !used_racks.contains(&rack) {
                         used_racks.push(rack);
                     }
