@@ -91,12 +91,13 @@ async fn phases(q: &mut LocalQuorum, args: &ControllerArgs) -> anyhow::Result<()
     )
     .await?;
     wait_active(&lc, 10).await?;
+    // Propagation first: the heartbeat phase leaves 2,000 brokers to be fenced later.
+    if args.pollers > 0 && args.commits > 0 {
+        propagation(&clients, &lc, args).await?;
+    }
     if args.brokers > 0 && args.heartbeat_secs > 0 {
         let pid = q.node(leader)?.pid().context("leader pid")?;
         heartbeats(q.cluster_id(), &lc, pid, args).await?;
-    }
-    if args.pollers > 0 && args.commits > 0 {
-        propagation(&clients, &lc, args).await?;
     }
     if args.topic_clients > 0 && args.topic_secs > 0 {
         topic_creation(&lc, args).await;
