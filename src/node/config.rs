@@ -24,6 +24,10 @@ pub struct Config {
     pub api_addr: String,
     /// Peer listener for Raft RPCs between controllers.
     pub peer_addr: String,
+    /// The API address other controllers and clients are told (HOST:PORT, a host name is
+    /// fine); empty = the address the API listener is bound to. Needed when binding
+    /// 0.0.0.0 (containers): followers forward writes to the leader's advertised address.
+    pub advertised_api_addr: String,
     /// Take a snapshot once this many bytes of log were applied since the last one.
     pub snapshot_max_bytes: u64,
     /// ... or once this long has passed with new records since the last one.
@@ -55,6 +59,7 @@ impl Default for Config {
             data_dir: PathBuf::from("kraftd-data"),
             api_addr: "127.0.0.1:9093".into(),
             peer_addr: "127.0.0.1:9094".into(),
+            advertised_api_addr: String::new(),
             snapshot_max_bytes: 20 * 1024 * 1024,
             snapshot_interval_ms: 3_600_000,
             snapshots_to_keep: 3,
@@ -165,6 +170,19 @@ impl Config {
             if addr.parse::<std::net::SocketAddr>().is_err() {
                 return bad(format!(
                     "{name} {addr:?} is not HOST:PORT with an IP address"
+                ));
+            }
+        }
+        if !self.advertised_api_addr.is_empty() {
+            let port = self
+                .advertised_api_addr
+                .rsplit_once(':')
+                .and_then(|(host, port)| (!host.is_empty()).then_some(port))
+                .and_then(|p| p.parse::<u16>().ok());
+            if port.is_none_or(|p| p == 0) {
+                return bad(format!(
+                    "advertised_api_addr {:?} is not HOST:PORT",
+                    self.advertised_api_addr
                 ));
             }
         }

@@ -363,7 +363,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let peer_listener = TcpListener::bind(&config.peer_addr)
         .await
         .with_context(|| format!("binding the peer listener {}", config.peer_addr))?;
-    let api_addr = api_listener.local_addr()?.to_string();
+    let bound_api = api_listener.local_addr()?;
+    let api_addr = if config.advertised_api_addr.is_empty() {
+        if bound_api.ip().is_unspecified() {
+            tracing::warn!(
+                bound = %bound_api,
+                "the API listener is bound to a wildcard address and advertised_api_addr is not set: followers cannot forward writes to this node when it leads"
+            );
+        }
+        bound_api.to_string()
+    } else {
+        config.advertised_api_addr.clone()
+    };
     let peer_addr = peer_listener.local_addr()?.to_string();
 
     let http = http_client();

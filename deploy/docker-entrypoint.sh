@@ -1,0 +1,87 @@
+#!/bin/sh
+# Entrypoint of the kraftd image: formats the data directory on first start, then runs
+# `kraftd serve` as PID 1 (it stops cleanly on SIGTERM).
+#
+#   (no arguments) | serve [SERVE FLAGS...]   format if needed, then serve
+#   anything else                              run kraftd with those arguments, e.g.
+#                                              `random-uuid`, `dump FILE`, `--help`
+#
+# Read only by this script (and removed from the environment before kraftd starts, so
+# `serve` does not warn about KRAFTD_* variables that are not settings):
+#   KRAFTD_CLUSTER_ID   cluster id (`kraftd random-uuid`); the same on every controller
+#   KRAFTD_NODE_ID      this controller's node id, or `auto`: the ordinal at the end of
+#                       the host name plus one (StatefulSet pod kraftd-0 is node 1)
+#   KRAFTD_VOTERS       bootstrap voters, ID@HOST:PEER_PORT,... (as `kraftd format --voters`)
+#   KRAFTD_CONFIG_FILE  settings file; default /etc/kraftd/kraftd.toml, used if present
+# The three format variables are needed only while the data directory is unformatted.
+# On later starts they are checked against meta.properties when given, so a volume is
+# never silently served under another cluster id or node id.
+#
+# Settings of `serve` come from KRAFTD_<SETTING> variables (the image sets KRAFTD_DATA_DIR,
+# KRAFTD_API_ADDR and KRAFTD_PEER_ADDR), the settings file, or serve flags.
+set -eu
+
+say() { echo "kraftd-entrypoint: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+if [ "$#" -eq 0 ]; then
+  set -- serve
+fi
+if [ "$1" != serve ]; then
+  exec kraftd "$@"
+fi
+shift
+
+data_dir="${KRAFTD_DATA_DIR:-/var/lib/kraftd}"
+cluster_id="${KRAFTD_CLUSTER_ID:-}"
+node_id="${KRAFTD_NODE_ID:-}"
+voters="${KRAFTD_VOTERS:-}"
+
+config="${KRAFTD_CONFIG_FILE:-/etc/kraftd/kraftd.toml}"
+if [ -n "${KRAFTD_CONFIG_FILE:-}" ] && [ ! -f "$config" ]; then
+  die "KRAFTD_CONFIG_FILE=$config does not exist"
+fi
+
+if [ "$node_id" = auto ]; then
+  # HOSTNAME is set by Docker and Kubernetes, though POSIX sh does not promise it.
+  # shellcheck disable=SC3028
+  host="${HOSTNAME:-$(cat /proc/sys/kernel/hostname)}"
+  ordinal="${host##*-}"
+  case "$ordinal" in
+    '' | *[!0-9]*)
+      die "KRAFTD_NODE_ID=auto needs a host name ending in -ORDINAL (a StatefulSet pod), not '$host'"
+      ;;
+  esac
+  node_id=$((ordinal + 1))
+  say "host $host: node id $node_id"
+fi
+
+meta="$data_dir/meta.properties"
+if [ -f "$meta" ]; then
+  have_cluster="$(sed -n 's/^cluster\.id=//p' "$meta")"
+  have_node="$(sed -n 's/^node\.id=//p' "$meta")"
+  if [ -n "$cluster_id" ] && [ "$cluster_id" != "$have_cluster" ]; then
+    die "$data_dir belongs to cluster $have_cluster, but KRAFTD_CLUSTER_ID is $cluster_id: refusing to start"
+  fi
+  if [ -n "$node_id" ] && [ "$node_id" != "$have_node" ]; then
+    die "$data_dir belongs to node $have_node, but this is node $node_id: refusing to start"
+  fi
+  say "$data_dir is formatted: node $have_node of cluster $have_cluster"
+else
+  [ -n "$cluster_id" ] || die "$data_dir is not formatted and KRAFTD_CLUSTER_ID is not set"
+  [ -n "$node_id" ] || die "$data_dir is not formatted and KRAFTD_NODE_ID is not set"
+  [ -n "$voters" ] || die "$data_dir is not formatted and KRAFTD_VOTERS is not set"
+  # --ignore-formatted: if another start formatted it in the meantime, keep that.
+  kraftd format --data-dir "$data_dir" --cluster-id "$cluster_id" --node-id "$node_id" \
+    --voters "$voters" --ignore-formatted
+fi
+
+unset KRAFTD_CLUSTER_ID KRAFTD_NODE_ID KRAFTD_VOTERS KRAFTD_CONFIG_FILE
+# The directory just formatted is the one served, whatever a settings file says.
+KRAFTD_DATA_DIR="$data_dir"
+export KRAFTD_DATA_DIR
+
+if [ -f "$config" ]; then
+  exec kraftd serve --config "$config" "$@"
+fi
+exec kraftd serve "$@"
