@@ -28,7 +28,7 @@ pub(super) fn routes() -> Router<Arc<Node>> {
 }
 
 /// One broker as `GET /v1/brokers` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BrokerView {
     /// Broker id.
     pub id: i32,

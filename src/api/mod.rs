@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod brokers;
 pub mod metadata;
+pub mod openapi;
 pub mod peer;
 pub mod quorum;
 pub mod topics;
@@ -133,6 +134,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::serve))
         .merge(quorum::routes())
         .merge(metadata::routes())
         .merge(admin::routes())

@@ -36,7 +36,7 @@ pub fn security_protocol_name(id: i16) -> String {
 }
 
 /// A listener in a registration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     /// Listener name, e.g. `PLAINTEXT`.
@@ -50,7 +50,7 @@ pub struct Listener {
 }
 
 /// A supported feature range in a registration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureRange {
     /// Feature name, e.g. `metadata.version`.
@@ -62,7 +62,7 @@ pub struct FeatureRange {
 }
 
 /// `POST /v1/brokers/{id}/registration`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     /// Must be this cluster's id.
@@ -80,7 +80,7 @@ pub struct Registration {
 }
 
 /// `POST /v1/brokers/{id}/heartbeat`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The epoch registration returned.
@@ -96,7 +96,7 @@ pub struct Heartbeat {
 }
 
 /// The answer to a heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatAnswer {
     /// The broker has applied the log up to its own registration.
     pub is_caught_up: bool,

@@ -14,7 +14,7 @@ pub const MAX_NAME: usize = 255;
 pub const MAX_VALUE: usize = 32_767;
 
 /// The body of a config change.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigPatch {
     /// Names to set, with their values.

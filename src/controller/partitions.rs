@@ -184,7 +184,7 @@ pub fn leaderships(view: &View, id: i32) -> usize {
 // ---- AlterPartition ----
 
 /// `POST /v1/partitions/alter`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlterPartition {
     /// The partition leader asking.
@@ -196,7 +196,7 @@ pub struct AlterPartition {
 }
 
 /// The changes of one topic.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlterTopic {
     /// Topic id (Kafka's base64 form or a hyphenated UUID).
@@ -206,7 +206,7 @@ pub struct AlterTopic {
 }
 
 /// One partition's requested ISR.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlterPartitionData {
     /// Partition id.
@@ -223,7 +223,7 @@ pub struct AlterPartitionData {
 }
 
 /// The answer for one partition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlterPartitionResult {
     /// Partition id.
     pub partition: i32,
@@ -251,7 +251,7 @@ pub struct AlterPartitionResult {
 }
 
 /// The answer for one topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlterTopicResult {
     /// Topic id as given.
     pub topic_id: String,
@@ -260,7 +260,7 @@ pub struct AlterTopicResult {
 }
 
 /// The answer to AlterPartition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlterPartitionAnswer {
     /// Results by topic.
     pub topics: Vec<AlterTopicResult>,
@@ -496,7 +496,7 @@ pub fn alter(
 // ---- elections on request ----
 
 /// `POST /v1/elections`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ElectionRequest {
     /// `preferred` or `unclean`.
@@ -508,7 +508,7 @@ pub struct ElectionRequest {
 }
 
 /// A topic name and partition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicPartition {
     /// Topic name.
@@ -518,7 +518,7 @@ pub struct TopicPartition {
 }
 
 /// The result of one partition's election.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ElectionResult {
     /// Topic name.
     pub topic: String,

@@ -24,7 +24,7 @@ pub const MAX_NEW_PARTITIONS: usize = 4_000;
 pub const MAX_REPLICATION_FACTOR: usize = 64;
 
 /// `POST /v1/topics`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTopic {
     /// Topic name.
@@ -44,7 +44,7 @@ pub struct CreateTopic {
 }
 
 /// One partition as the topic calls show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartitionView {
     /// Partition id.
     pub partition: i32,
@@ -78,7 +78,7 @@ impl PartitionView {
 }
 
 /// The answer to a topic creation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedTopic {
     /// Topic name.
     pub name: String,
@@ -89,7 +89,7 @@ pub struct CreatedTopic {
 }
 
 /// One topic with every partition (`GET /v1/topics/{name}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TopicDescription {
     /// Topic name.
     pub name: String,
@@ -102,7 +102,7 @@ pub struct TopicDescription {
 }
 
 /// One line of `GET /v1/topics`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TopicSummary {
     /// Topic name.
     pub name: String,
