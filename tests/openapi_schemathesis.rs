@@ -36,7 +36,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
 
         eprintln!("step 1: the node holds brokers, a topic with configs, and a snapshot");
         let (fleet, _) = Fleet::start(
-            &[c.clone()],
+            std::slice::from_ref(&c),
             s.q.cluster_id(),
             &[1, 2, 3],
             |b| Some(format!("r{b}")),
