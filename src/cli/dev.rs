@@ -1,8 +1,8 @@
 //! `kraftd dev`: a local three-node quorum as child processes, for trying kraftd out.
 //!
 //! The nodes live in `./kraftd-dev/` (or `--base-dir`): formatted on the first run, reused on
-//! later runs, so what was written survives. Ports are fixed (API 9093/9193/9293, peer
-//! 9094/9194/9294) so the README's commands work as printed. Ctrl-C (or SIGTERM) stops every
+//! later runs, so what was written survives. Ports are fixed by default (API 9093/9193/9293,
+//! peer 9094/9194/9294) so the README's commands work as printed; `--port-base` moves them. Ctrl-C (or SIGTERM) stops every
 //! node: SIGTERM, a bounded wait, then SIGKILL.
 
 use anyhow::Context;
@@ -10,9 +10,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::local_quorum::{LocalQuorum, QuorumOptions, StopOutcome, STOP_GRACE};
-
-/// Fixed `(api, peer)` ports of the dev quorum's three nodes.
-pub const DEV_PORTS: [(u16, u16); 3] = [(9093, 9094), (9193, 9194), (9293, 9294)];
 
 /// `kraftd dev` arguments.
 #[derive(Debug, clap::Args)]
@@ -23,6 +20,23 @@ pub struct DevArgs {
     /// How long to wait for the quorum to elect a leader and be ready.
     #[arg(long, default_value_t = 60)]
     pub ready_timeout_secs: u64,
+    /// First API port: node N listens on API port BASE+100*(N-1) and peer port one above
+    /// (the default gives 9093/9094, 9193/9194, 9293/9294).
+    #[arg(long, default_value_t = 9093)]
+    pub port_base: u16,
+}
+
+/// `(api, peer)` ports of the three nodes from `base`.
+fn dev_ports(base: u16) -> anyhow::Result<Vec<(u16, u16)>> {
+    (0..3u16)
+        .map(|i| {
+            let api = base
+                .checked_add(100 * i)
+                .filter(|p| *p < u16::MAX)
+                .context("--port-base is too high")?;
+            Ok((api, api + 1))
+        })
+        .collect()
 }
 
 /// Runs the dev quorum until Ctrl-C.
@@ -37,10 +51,14 @@ pub fn run(args: &DevArgs) -> anyhow::Result<()> {
 
 async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the kraftd executable")?;
+    let ports = dev_ports(args.port_base)?;
     let opts = QuorumOptions {
-        ports: Some(DEV_PORTS.to_vec()),
         reuse_formatted: true,
-        ..QuorumOptions::new(exe, &args.base_dir, DEV_PORTS.len())
+        ..QuorumOptions::new(exe, &args.base_dir, ports.len())
+    };
+    let opts = QuorumOptions {
+        ports: Some(ports),
+        ..opts
     };
     let fresh = !args.base_dir.join("node1").join("meta.properties").exists();
     let mut q = LocalQuorum::start(opts).await?;
@@ -89,15 +107,17 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         Some(Ok(leader)) => {
             let api = q.node(leader)?.api_addr;
             println!("ready: node {leader} (API {api}) is the leader. Try:");
-            let first = DEV_PORTS[0].0;
+            let api_of = |i: u16| args.port_base + 100 * i;
+            let first = api_of(0);
+            println!("  kraftd quorum status --api localhost:{first}");
             println!("  curl -s localhost:{first}/v1/quorum/status");
             println!(
                 "  curl -s -X PATCH localhost:{first}/v1/configs/broker/1 -H 'content-type: application/json' -d '{{\"set\": {{\"log.retention.ms\": \"60000\"}}}}'"
             );
-            println!("  curl -s localhost:{}/v1/configs/broker/1", DEV_PORTS[1].0);
+            println!("  curl -s localhost:{}/v1/configs/broker/1", api_of(1));
             println!(
                 "  curl -s -H 'accept: application/json' 'localhost:{}/v1/metadata/log?offset=0'",
-                DEV_PORTS[2].0
+                api_of(2)
             );
             println!("Ctrl-C stops all three nodes.");
         }
