@@ -138,11 +138,27 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(admin::routes())
         .merge(brokers::routes())
         .merge(topics::routes())
+        .route("/metrics", get(metrics))
+        // A route layer sees the matched route template; unknown paths are not counted.
+        .route_layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
+}
+
+/// Prometheus text format (version 0.0.4).
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    let body = crate::telemetry::render(&node);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

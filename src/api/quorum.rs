@@ -130,6 +130,8 @@ async fn replication(
 /// Takes a checkpoint of this node now.
 async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
     let target = node.sm.applied().index;
+    node.sm
+        .set_snapshot_reason("an operator asked for one (POST /v1/quorum/snapshot)");
     node.raft
         .trigger()
         .snapshot()
