@@ -10,6 +10,7 @@ pub mod metadata;
 pub mod peer;
 pub mod quorum;
 pub mod topics;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,6 +140,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(brokers::routes())
         .merge(topics::routes())
         .route("/metrics", get(metrics))
+        .route("/ui", get(ui::page))
         // A route layer sees the matched route template; unknown paths are not counted.
         .route_layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .fallback(|| async {
