@@ -548,12 +548,17 @@ async fn watch_leadership(raft: Raft) {
             (m.current_leader, m.current_term, m.state)
         };
         if state == ServerState::Leader && new_state != ServerState::Leader {
-            let reason = if new_term > term {
+            let reason = if new_state == ServerState::Shutdown {
+                "this node is shutting down".to_string()
+            } else if new_term > term {
                 format!("a higher term {new_term} was seen")
+            } else if let Some(l) = new_leader.filter(|l| *l != me) {
+                // openraft orders the leaders of one term by node id.
+                format!("node {l} won the same term with a higher vote")
             } else {
-                "it left the voters or stopped".to_string()
+                "this node is no longer a voter".to_string()
             };
-            tracing::warn!(term, new_term, new_leader = ?new_leader, reason = %reason, "lost leadership");
+            tracing::warn!(term, new_term, new_leader, reason = %reason, "lost leadership");
         }
         if new_leader != leader || new_term != term {
             match new_leader {
@@ -564,7 +569,7 @@ async fn watch_leadership(raft: Raft) {
                     if leader.is_some() && new_state == ServerState::Candidate {
                         tracing::info!(
                             term = new_term,
-                            previous_leader = ?leader,
+                            previous_leader = leader,
                             "standing for election: no word from the leader within the election timeout"
                         );
                     }
@@ -582,16 +587,16 @@ async fn watch_leadership(raft: Raft) {
                     if l == me {
                         tracing::info!(
                             term = new_term,
-                            previous_leader = ?previous,
-                            election_ms = ?election_ms,
+                            previous_leader = previous,
+                            election_ms,
                             "gained leadership: won the election"
                         );
                     } else {
                         tracing::info!(
                             leader = l,
                             term = new_term,
-                            previous_leader = ?previous,
-                            election_ms = ?election_ms,
+                            previous_leader = previous,
+                            election_ms,
                             "new leader known"
                         );
                     }
