@@ -126,7 +126,7 @@ fn describe() {
     describe_histogram!(
         ELECTION_LATENCY,
         metrics::Unit::Seconds,
-        "Time from this node losing a known leader to knowing a new one (Kafka: kafka.server:type=raft-metrics election-latency-avg/max)"
+        "Time from this node losing its known leader (standing for election, or seeing a higher term) to knowing a new one; the election timeout before that is not included (Kafka: kafka.server:type=raft-metrics election-latency-avg/max)"
     );
     describe_gauge!(
         FENCED_BROKERS,
