@@ -14,3 +14,4 @@ pub mod image;
 pub mod node;
 pub mod raft;
 pub mod record;
+pub mod telemetry;

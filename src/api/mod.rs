@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod peer;
 pub mod quorum;
 pub mod topics;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,11 +141,28 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(admin::routes())
         .merge(brokers::routes())
         .merge(topics::routes())
+        .route("/metrics", get(metrics))
+        .route("/ui", get(ui::page))
+        // A route layer sees the matched route template; unknown paths are not counted.
+        .route_layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
+}
+
+/// Prometheus text format (version 0.0.4).
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    let body = crate::telemetry::render(&node);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

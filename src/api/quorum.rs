@@ -37,6 +37,11 @@ fn end_of(node: &Node, index: Option<u64>) -> Option<u64> {
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
+    Json(status_json(&node).await)
+}
+
+/// `/v1/quorum/status` of this node.
+pub(crate) async fn status_json(node: &Node) -> Value {
     let m = node.raft.metrics().borrow().clone();
     let applied = node.sm.applied();
     let log_start = node.log.log_start().map(|(_, s)| s).unwrap_or(0);
@@ -54,11 +59,11 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     let observers: Vec<NodeId> = membership.learner_ids().collect();
     let (mut max_lag, mut max_lag_ms) = (0u64, 0u64);
     if m.state == ServerState::Leader {
-        let last_end = end_of(&node, m.last_log_index).unwrap_or(applied.end_offset);
+        let last_end = end_of(node, m.last_log_index).unwrap_or(applied.end_offset);
         let now = now_ms();
         if let Ok(f) = node.followers.lock() {
             for t in f.values() {
-                let fe = end_of(&node, t.matched).unwrap_or(0);
+                let fe = end_of(node, t.matched).unwrap_or(0);
                 max_lag = max_lag.max(last_end.saturating_sub(fe));
                 if t.last_caught_up_ms > 0 {
                     max_lag_ms = max_lag_ms.max(now.saturating_sub(t.last_caught_up_ms));
@@ -66,7 +71,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
             }
         }
     }
-    Json(json!({
+    json!({
         "cluster_id": node.meta.cluster_id,
         "node_id": node.id(),
         "leader_id": m.current_leader,
@@ -77,7 +82,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "max_follower_lag_time_ms": max_lag_ms,
         "voters": voters,
         "observers": observers,
-    }))
+    })
 }
 
 async fn replication(
@@ -95,10 +100,15 @@ async fn replication(
         )
         .await;
     }
+    Json(Value::Array(replication_rows(&node))).into_response()
+}
+
+/// `/v1/quorum/replication` as the leader sees it (call on the leader).
+pub(crate) fn replication_rows(node: &Node) -> Vec<Value> {
     let m = node.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership().clone();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-    let last_end = end_of(&node, m.last_log_index).unwrap_or(0);
+    let last_end = end_of(node, m.last_log_index).unwrap_or(0);
     let now = now_ms();
     let mut out = vec![json!({
         "node_id": node.id(),
@@ -114,7 +124,7 @@ async fn replication(
             continue;
         }
         let t = tracks.get(id).cloned().unwrap_or_default();
-        let end = end_of(&node, t.matched).unwrap_or(0);
+        let end = end_of(node, t.matched).unwrap_or(0);
         out.push(json!({
             "node_id": id,
             "log_end_offset": end,
@@ -124,12 +134,14 @@ async fn replication(
             "status": if voters.contains(id) { "Follower" } else { "Observer" },
         }));
     }
-    Json(Value::Array(out)).into_response()
+    out
 }
 
 /// Takes a checkpoint of this node now.
 async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
     let target = node.sm.applied().index;
+    node.sm
+        .set_snapshot_reason("an operator asked for one (POST /v1/quorum/snapshot)");
     node.raft
         .trigger()
         .snapshot()

@@ -468,6 +468,7 @@ pub fn fence_expired(view: &mut View, ids: &[i32]) -> Result<(), ControllerError
             epoch,
             "session expired (no heartbeat within broker.session.timeout.ms)",
         )?;
+        crate::telemetry::heartbeat_timed_out();
     }
     Ok(())
 }

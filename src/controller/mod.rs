@@ -420,6 +420,8 @@ struct Open {
 
 struct InFlight {
     seq: u64,
+    /// When the batch went to Raft (commit latency).
+    submitted: Instant,
     replies: Vec<(usize, Completion)>,
     records: usize,
     predicted_base: u64,
@@ -706,6 +708,7 @@ impl Loop {
         let seq = self.seq;
         self.in_flight.push_back(InFlight {
             seq,
+            submitted: Instant::now(),
             replies: b.replies,
             records: b.values.len(),
             predicted_base: b.predicted_base,
@@ -739,6 +742,7 @@ impl Loop {
         };
         match d.result {
             Ok((base, epoch)) => {
+                crate::telemetry::commit_latency(b.submitted.elapsed());
                 if base != b.predicted_base {
                     // Another entry (a membership change) went in first: later offsets move
                     // by the same amount.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use axum::serve::ListenerExt;
+use metrics_exporter_prometheus::PrometheusHandle;
 use openraft::{ChangeMembers, ServerState};
 use tokio::net::TcpListener;
 
@@ -339,6 +340,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             data_dir.display()
         )
     })?;
+    let metrics = crate::telemetry::install();
     let ckpt_dir = data_dir.join(METADATA_DIR);
     let log = LogStore::open(&data_dir.join(RAFT_DIR)).with_context(|| {
         format!(
@@ -439,7 +441,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(async move { axum::serve(peer_listener.tap_io(nodelay), peer_app).await });
     let api_task =
         tokio::spawn(async move { axum::serve(api_listener.tap_io(nodelay), api_app).await });
-    tokio::spawn(background(node.clone()));
+    tokio::spawn(background(node.clone(), metrics));
+    tokio::spawn(watch_leadership(raft.clone()));
 
     shutdown_signal().await;
     tracing::info!("stopping");
@@ -477,7 +480,7 @@ async fn shutdown_signal() {
 
 /// Background duties, every 100 ms: idle NoOps and directory ids (leader), replication
 /// tracking (leader), snapshots by size or age (every node).
-async fn background(node: Arc<Node>) {
+async fn background(node: Arc<Node>, metrics: &'static PrometheusHandle) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let noop_every = Duration::from_millis(node.config.noop_interval_ms.max(1));
@@ -485,8 +488,14 @@ async fn background(node: Arc<Node>) {
     let mut last_snapshot_request: Option<Instant> = None;
     let mut last_dir_fill: Option<Instant> = None;
     let mut features_written_in_term: Option<u64> = None;
+    let mut last_upkeep = Instant::now();
     loop {
         tick.tick().await;
+        if last_upkeep.elapsed() > Duration::from_secs(5) {
+            // Bounds the recorder's histogram buffers when nobody scrapes.
+            last_upkeep = Instant::now();
+            metrics.run_upkeep();
+        }
         if node.raft.metrics().borrow().running_state.is_err() {
             tracing::error!("raft stopped with a fatal error; exiting");
             std::process::exit(70);
@@ -502,17 +511,110 @@ async fn background(node: Arc<Node>) {
         }
         let due = {
             let st = node.sm.read();
-            st.bytes_since_snapshot >= node.config.snapshot_max_bytes
-                || st
-                    .new_records_since
-                    .is_some_and(|t| t.elapsed() >= snapshot_every)
+            if st.bytes_since_snapshot >= node.config.snapshot_max_bytes {
+                Some(format!(
+                    "{} bytes of log applied since the last checkpoint (snapshot_max_bytes {})",
+                    st.bytes_since_snapshot, node.config.snapshot_max_bytes
+                ))
+            } else {
+                st.new_records_since
+                    .filter(|t| t.elapsed() >= snapshot_every)
+                    .map(|t| {
+                        format!(
+                            "new records for {} ms since the last checkpoint (snapshot_interval_ms {})",
+                            t.elapsed().as_millis(),
+                            node.config.snapshot_interval_ms
+                        )
+                    })
+            }
         };
-        if due && last_snapshot_request.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+        if let Some(reason) = due
+            .filter(|_| last_snapshot_request.is_none_or(|t| t.elapsed() > Duration::from_secs(1)))
+        {
             last_snapshot_request = Some(Instant::now());
+            node.sm.set_snapshot_reason(reason);
             if let Err(e) = node.raft.trigger().snapshot().await {
                 tracing::warn!(error = %e, "cannot trigger a snapshot");
             }
         }
+    }
+}
+
+/// Logs every leadership change once, with the term, the previous leader and the reason,
+/// and records the election latency: from this node losing its known leader (it stood for
+/// election, or saw a higher term) to knowing the next one. It follows Raft's metrics
+/// channel rather than the 100 ms tick because an election on a quiet quorum takes a few
+/// milliseconds, so the leaderless moment falls between two ticks.
+async fn watch_leadership(raft: Raft) {
+    let mut rx = raft.metrics();
+    let (mut leader, mut term, mut state) = {
+        let m = rx.borrow();
+        (m.current_leader, m.current_term, m.state)
+    };
+    let me = rx.borrow().id;
+    let mut lost_at: Option<(Instant, Option<NodeId>)> = None;
+    while rx.changed().await.is_ok() {
+        let (new_leader, new_term, new_state) = {
+            let m = rx.borrow();
+            (m.current_leader, m.current_term, m.state)
+        };
+        if state == ServerState::Leader && new_state != ServerState::Leader {
+            let reason = if new_state == ServerState::Shutdown {
+                "this node is shutting down".to_string()
+            } else if new_term > term {
+                format!("a higher term {new_term} was seen")
+            } else if let Some(l) = new_leader.filter(|l| *l != me) {
+                // openraft orders the leaders of one term by node id.
+                format!("node {l} won the same term with a higher vote")
+            } else {
+                "this node is no longer a voter".to_string()
+            };
+            tracing::warn!(term, new_term, new_leader, reason = %reason, "lost leadership");
+        }
+        if new_leader != leader || new_term != term {
+            match new_leader {
+                None => {
+                    if lost_at.is_none() {
+                        lost_at = Some((Instant::now(), leader));
+                    }
+                    if leader.is_some() && new_state == ServerState::Candidate {
+                        tracing::info!(
+                            term = new_term,
+                            previous_leader = leader,
+                            "standing for election: no word from the leader within the election timeout"
+                        );
+                    }
+                }
+                Some(l) => {
+                    let seen_lost = lost_at.take();
+                    let (since, previous) = seen_lost.unwrap_or((Instant::now(), leader));
+                    let elapsed = since.elapsed();
+                    let election_ms = seen_lost.map(|_| elapsed.as_millis() as u64);
+                    // Counted when a known leader was lost first: not the first leader after
+                    // start-up, nor a leader replaced with no leaderless moment seen here.
+                    if seen_lost.is_some() && previous.is_some() {
+                        crate::telemetry::election_latency(elapsed);
+                    }
+                    if l == me {
+                        tracing::info!(
+                            term = new_term,
+                            previous_leader = previous,
+                            election_ms,
+                            "gained leadership: won the election"
+                        );
+                    } else {
+                        tracing::info!(
+                            leader = l,
+                            term = new_term,
+                            previous_leader = previous,
+                            election_ms,
+                            "new leader known"
+                        );
+                    }
+                }
+            }
+        }
+        (leader, term, state) = (new_leader, new_term, new_state);
     }
 }
 

@@ -104,6 +104,8 @@ pub struct SmShared {
     pub dir: PathBuf,
     /// Checkpoints kept.
     pub snapshots_to_keep: usize,
+    /// Why the next checkpoint is taken (logged with it), set by whoever triggers it.
+    snapshot_reason: std::sync::Mutex<Option<String>>,
 }
 
 impl SmShared {
@@ -114,6 +116,13 @@ impl SmShared {
 
     fn write(&self) -> RwLockWriteGuard<'_, SmState> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records why the next checkpoint is taken; it is logged when it is written.
+    pub fn set_snapshot_reason(&self, reason: impl Into<String>) {
+        if let Ok(mut r) = self.snapshot_reason.lock() {
+            *r = Some(reason.into());
+        }
     }
 
     /// Watches the applied position (long polls, readiness).
@@ -258,6 +267,7 @@ impl StateMachine {
             applied: tx,
             dir: dir.to_path_buf(),
             snapshots_to_keep: snapshots_to_keep.max(1),
+            snapshot_reason: std::sync::Mutex::new(None),
         });
         shared.publish(&shared.read());
         Ok((StateMachine { shared, book }, notes))
@@ -401,11 +411,19 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 .await
                 .map_err(|e| snap_err(None, io_other(e.to_string())))?
                 .map_err(|e| snap_err(None, io_other(e.to_string())))?;
+        let reason = self
+            .shared
+            .snapshot_reason
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .unwrap_or_else(|| "requested by raft".into());
         tracing::info!(
             file = %path.display(),
             bytes = summary.bytes,
             records = summary.records,
             ms = started.elapsed().as_millis() as u64,
+            reason = %reason,
             "wrote checkpoint"
         );
         let smeta = SnapshotMeta {
@@ -527,7 +545,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             );
             self.shared.publish(&st);
         }
-        tracing::info!(file = %path.display(), records = summary.records, "installed snapshot");
+        tracing::info!(
+            file = %path.display(),
+            records = summary.records,
+            reason = "the leader sent its checkpoint: this node lacked log entries the leader no longer holds",
+            "installed snapshot"
+        );
         self.anchor_and_retain(meta.last_log_id, end);
         Ok(())
     }
