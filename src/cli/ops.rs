@@ -22,7 +22,7 @@ use crate::client::{
     Client, ClientError, ConfigChange, ConfigKind, CreateTopic, ElectionRequest, ElectionResult,
     NewVoter, PartitionView, TopicPartition,
 };
-use crate::record::checkpoint::SnapshotId;
+use crate::record::checkpoint::{CheckpointError, SnapshotId};
 
 /// Default `--api`: the API listener of a controller started with the defaults.
 pub const DEFAULT_API: &str = "http://127.0.0.1:9093";
@@ -1079,15 +1079,19 @@ async fn load_image(conn: &Conn, snapshot: Option<PathBuf>) -> Result<Value, Cli
                 .and_then(|n| n.to_str())
                 .and_then(SnapshotId::parse_file_name);
             let image = tokio::task::spawn_blocking(move || {
-                crate::image::load_checkpoint_file(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|(img, _)| serde_json::to_value(&img).map_err(|e| e.to_string()))
+                let (img, _) = crate::image::load_checkpoint_file(&path).map_err(|e| match e {
+                    CheckpointError::Io { .. } => {
+                        CliError::new(Failure::Failed, "IO_ERROR", e.to_string())
+                    }
+                    _ => {
+                        CliError::new(Failure::Failed, "CORRUPT_SNAPSHOT", format!("{shown}: {e}"))
+                    }
+                })?;
+                serde_json::to_value(&img)
+                    .map_err(|e| CliError::new(Failure::Failed, "IO_ERROR", e.to_string()))
             })
             .await
-            .map_err(|e| CliError::new(Failure::Failed, "IO_ERROR", e.to_string()))?
-            .map_err(|e| {
-                CliError::new(Failure::Failed, "CORRUPT_SNAPSHOT", format!("{shown}: {e}"))
-            })?;
+            .map_err(|e| CliError::new(Failure::Failed, "IO_ERROR", e.to_string()))??;
             (
                 id.map_or(-1, |i| i.end_offset),
                 id.map_or(-1, |i| i64::from(i.epoch)),
@@ -1098,7 +1102,7 @@ async fn load_image(conn: &Conn, snapshot: Option<PathBuf>) -> Result<Value, Cli
     let mut all = Map::new();
     all.insert("offset".into(), json!(offset));
     all.insert("epoch".into(), json!(epoch));
-    if let Value::Object(fields) = image {
+    if let Value::Object(fields) = shell::in_order(image) {
         all.extend(fields);
     }
     Ok(Value::Object(all))

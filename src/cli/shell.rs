@@ -4,14 +4,34 @@
 
 use serde_json::{Map, Value};
 
-/// The browsable tree of an image's JSON: brokers keyed by id, topics by name, and a
-/// topic's partitions (by id) beside its own fields; everything else as it is.
+/// The image's sections in the order `ls /` lists them.
+pub const SECTIONS: [&str; 5] = ["features", "brokers", "topics", "configs", "producer_ids"];
+
+/// The image's fields in [`SECTIONS`] order, then any others as they came (a JSON map's
+/// order does not survive every client, and `ls /` should not depend on it).
+pub fn in_order(image: Value) -> Value {
+    let Value::Object(mut fields) = image else {
+        return image;
+    };
+    let mut out = Map::new();
+    for name in SECTIONS {
+        if let Some(v) = fields.shift_remove(name) {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out.extend(fields);
+    Value::Object(out)
+}
+
+/// The browsable tree of an image's JSON: sections in [`SECTIONS`] order, brokers keyed
+/// by id, topics by name, and a topic's partitions (by id) beside its own fields;
+/// everything else as it is.
 pub fn tree(image: &Value) -> Value {
-    let Value::Object(fields) = image else {
+    let Value::Object(fields) = in_order(image.clone()) else {
         return image.clone();
     };
     let mut out = Map::new();
-    for (name, v) in fields {
+    for (name, v) in &fields {
         let node = match name.as_str() {
             "brokers" => keyed(v, "broker_id", |b| b.clone()),
             "topics" => keyed(v, "name", topic_node),
@@ -131,9 +151,25 @@ mod tests {
             vec![
                 "features/",
                 "brokers/",
-                "producer_ids: null",
                 "topics/",
-                "configs/"
+                "configs/",
+                "producer_ids: null"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_root_order_does_not_depend_on_the_answers_order() {
+        let shuffled = json!({"configs": {}, "producer_ids": null, "topics": [], "brokers": [],
+            "features": {}});
+        assert_eq!(
+            listing(&tree(&shuffled)),
+            vec![
+                "features/",
+                "brokers/",
+                "topics/",
+                "configs/",
+                "producer_ids: null"
             ]
         );
     }
