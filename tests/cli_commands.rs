@@ -91,10 +91,12 @@ fn topics_configs_brokers_and_elections_through_the_cli() {
         let leader = s.leader().await;
         let follower = s.q.ids().into_iter().find(|&i| i != leader).unwrap();
         let c = s.client(leader);
-        // A follower's address: reads come from its image, writes are forwarded.
-        let api = url(&s, follower);
-        // host:port works as well as a URL.
-        let bare = api.trim_start_matches("http://").to_string();
+        // Reads go to the leader, which has applied every write it acknowledged; a
+        // follower (as host:port, not a URL) forwards the writes sent to it, and its reads
+        // may trail the leader's.
+        let api = url(&s, leader);
+        let via_follower = url(&s, follower).trim_start_matches("http://").to_string();
+        let fc = s.client(follower);
 
         eprintln!("step 1: three brokers heartbeat; brokers list shows them active");
         let clients: Vec<Client> = s.q.ids().iter().map(|&i| s.client(i)).collect();
@@ -109,7 +111,7 @@ fn topics_configs_brokers_and_elections_through_the_cli() {
         .unwrap();
         let epoch = |id: i32| brokers.iter().find(|b| b.id == id).unwrap().epoch;
         eventually("three active brokers", Duration::from_secs(10), || async {
-            let b = c.brokers().await.map_err(err_text)?;
+            let b = fc.brokers().await.map_err(err_text)?;
             if b.len() == 3 && b.iter().all(|b| b.state == "active") {
                 Ok(())
             } else {
@@ -117,7 +119,7 @@ fn topics_configs_brokers_and_elections_through_the_cli() {
             }
         })
         .await;
-        let table = ok(&bare, &["brokers", "list"]).await;
+        let table = ok(&via_follower, &["brokers", "list"]).await;
         assert_has(
             &table,
             &[
@@ -138,7 +140,7 @@ fn topics_configs_brokers_and_elections_through_the_cli() {
 
         eprintln!("step 2: topics create, by count and by explicit assignments");
         let table = ok(
-            &api,
+            &via_follower,
             &[
                 "topics",
                 "create",
@@ -678,6 +680,50 @@ fn quorum_snapshots_and_the_metadata_view_through_the_cli() {
         let first: i64 = r.stdout.split(' ').next().unwrap().parse().unwrap();
         assert!(first >= newest.end_offset, "{r:?}");
         assert_eq!(r.stdout.lines().count(), 3, "{r:?}");
+
+        eprintln!("step 9b: metadata tail with no --from waits (long poll) for new records");
+        let mut follow = tokio::process::Command::new(env!("CARGO_BIN_EXE_kraftd"));
+        follow
+            .args([
+                "metadata",
+                "tail",
+                "--max-records",
+                "2",
+                "--output",
+                "json",
+                "--api",
+            ])
+            .arg(&api)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let hw = c.quorum_status().await.unwrap().high_watermark;
+        let child = follow.spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A third write in case the tail started late and missed the first.
+        let mut acked = Vec::new();
+        for (k, v) in [("live.a", "1"), ("live.b", "2"), ("live.c", "3")] {
+            acked.push(write_config(&c, k, v).await.offset);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .expect("tail stops after two records")
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let recs: Vec<Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        for r in &recs {
+            assert!(r["offset"].as_i64().unwrap() >= hw, "{recs:?}");
+            assert!(
+                acked.contains(&r["offset"].as_i64().unwrap()),
+                "{recs:?} {acked:?}"
+            );
+            assert_eq!(r["type"], "CONFIG_RECORD");
+        }
 
         eprintln!("step 10: quorum add-voter and remove-voter with a fourth node");
         s.q.add_node(4).await.unwrap();
