@@ -299,7 +299,8 @@ pub struct NewVoter {
     pub id: u64,
     /// Its peer listener.
     pub peer: String,
-    /// Its API listener.
+    /// Its API listener; empty: the one the node itself reports.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api: String,
 }
 
@@ -743,12 +744,29 @@ impl Client {
         offset: i64,
         max_bytes: Option<u64>,
     ) -> Result<JsonLogFetch, ClientError> {
+        self.follow_log_json(offset, max_bytes, None).await
+    }
+
+    /// [`Client::fetch_log_json`] as a long poll: waits up to `max_wait` when nothing is
+    /// new; the call's timeout is the client's plus `max_wait`.
+    pub async fn follow_log_json(
+        &self,
+        offset: i64,
+        max_bytes: Option<u64>,
+        max_wait: Option<Duration>,
+    ) -> Result<JsonLogFetch, ClientError> {
         let mut path = format!("/v1/metadata/log?offset={offset}");
         if let Some(b) = max_bytes {
             path.push_str(&format!("&max_bytes={b}"));
         }
+        if let Some(w) = max_wait {
+            path.push_str(&format!("&max_wait_ms={}", w.as_millis()));
+        }
         let (rb, m, u) = self.request(Method::GET, &path);
-        Self::json(rb.header(ACCEPT, "application/json"), m, u).await
+        let rb = rb
+            .timeout(self.timeout + max_wait.unwrap_or_default())
+            .header(ACCEPT, "application/json");
+        Self::json(rb, m, u).await
     }
 
     /// `GET /v1/metadata/snapshots`, newest first.

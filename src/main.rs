@@ -57,6 +57,8 @@ enum Command {
         #[command(subcommand)]
         bench: BenchCommand,
     },
+    #[command(flatten)]
+    Admin(cli::ops::AdminCommand),
 }
 
 /// `kraftd serve`: every setting also comes from `--config FILE` (TOML) and `KRAFTD_*`.
@@ -177,6 +179,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Admin(cmd)) => cli::ops::main(cmd),
         Some(Command::Dev(a)) => match cli::dev::run(&a) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

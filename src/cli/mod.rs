@@ -1,4 +1,5 @@
-//! Operator tools behind the `kraftd` binary: `dump`, `bench`, `dev`, and the local
+//! Operator tools behind the `kraftd` binary: `dump`, `bench`, `dev`, the admin commands
+//! (`ops`: quorum, snapshot, topics, brokers, configs, elect; `metadata`), and the local
 //! multi-process quorum they and the tests run.
 
 pub mod bench;
@@ -8,6 +9,10 @@ pub mod dev;
 pub mod dump;
 pub mod fleet;
 pub mod local_quorum;
+pub mod metadata;
+pub mod ops;
+pub mod shell;
+pub mod table;
 
 /// How a command prints its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
