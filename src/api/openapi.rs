@@ -366,6 +366,14 @@ fn add_partitions() {}
     responses((status = 200, description = "Per-partition results", body = ElectionsDoc)))]
 fn elections() {}
 
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+fn metrics() {}
+
+#[utoipa::path(get, path = "/ui", tag = "health",
+    responses((status = 200, description = "The status page (HTML, refreshes itself)", body = String, content_type = "text/html")))]
+fn ui() {}
+
 #[utoipa::path(get, path = "/openapi.json", tag = "health",
     responses((status = 200, description = "This document", body = serde_json::Value)))]
 fn openapi_json() {}
@@ -413,7 +421,7 @@ impl Modify for ErrorAnswers {
         description = "A KRaft-style controller quorum: brokers register, heartbeat, report ISR changes and follow the metadata log; operators inspect the quorum, the image and the files."
     ),
     paths(
-        healthz, readyz, openapi_json,
+        healthz, readyz, metrics, ui, openapi_json,
         quorum_status, quorum_replication, quorum_snapshot, add_voter, remove_voter,
         metadata_log, snapshots, snapshot_file, metadata_image,
         get_config, patch_config,

@@ -1,0 +1,171 @@
+//! A newcomer's path, as the README gives it: `kraftd` with no arguments (what `cargo run
+//! --release` runs) brings up a self-formatting node that answers `kraftd quorum status`,
+//! and `kraftd dev` brings up three. Both run in a scratch directory as their working
+//! directory; ports are moved off the defaults (by `KRAFTD_API_ADDR`/`KRAFTD_PEER_ADDR` and
+//! `--port-base`) so the test never collides with a quorum someone runs by hand.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_kraftd");
+
+/// Stops a child with SIGTERM (as Ctrl-C would), then waits (bounded); kills it otherwise.
+struct Stop(Child);
+
+impl Stop {
+    fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill(2) on a pid we own.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.0.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `kraftd quorum status --output json` against `api`, until it answers with a leader.
+fn wait_status(api: &str, cwd: &Path, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = Command::new(EXE)
+            .current_dir(cwd)
+            .args(["quorum", "status", "--api", api, "--output", "json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if v["leader_id"].is_u64() {
+                return v;
+            }
+            last = String::from_utf8_lossy(&out.stdout).into_owned();
+        } else {
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("kraftd quorum status --api {api} gave no leader within {within:?}; last: {last}");
+}
+
+fn port_free(p: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", p)).is_ok()
+}
+
+#[test]
+fn kraftd_with_no_arguments_starts_a_node_that_answers_quorum_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let api = format!("127.0.0.1:{}", ports[0]);
+    eprintln!("step 1: `kraftd` in {} (API {api})", dir.path().display());
+    let mut node = Stop(
+        Command::new(EXE)
+            .current_dir(dir.path())
+            .env("KRAFTD_API_ADDR", &api)
+            .env("KRAFTD_PEER_ADDR", format!("127.0.0.1:{}", ports[1]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eprintln!("step 2: `kraftd quorum status` answers with node 1 as the leader");
+    let st = wait_status(&api, dir.path(), Duration::from_secs(30));
+    assert_eq!(st["leader_id"], 1, "{st}");
+    assert!(dir.path().join("kraftd-data/meta.properties").exists());
+    eprintln!("step 3: SIGTERM stops it cleanly");
+    let status = node
+        .terminate(Duration::from_secs(15))
+        .expect("the node did not stop");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn kraftd_dev_brings_up_three_nodes_and_stops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // A base whose six ports (base, base+1, base+100, ...) are free right now.
+    let base = (0..200)
+        .map(|i| 20_000 + 211 * i as u16)
+        .find(|b| {
+            [0u16, 1, 100, 101, 200, 201]
+                .iter()
+                .all(|o| port_free(b + o))
+        })
+        .expect("no free port base");
+    eprintln!(
+        "step 1: `kraftd dev --port-base {base}` in {}",
+        dir.path().display()
+    );
+    let mut dev = Stop(
+        Command::new(EXE)
+            .current_dir(dir.path())
+            .args(["dev", "--port-base", &base.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = dev.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                eprintln!("  | {line}");
+                let ready = line.starts_with("ready:");
+                seen.push(line);
+                if ready {
+                    break;
+                }
+            }
+            Err(_) => panic!("kraftd dev printed no ready line within 60 s: {seen:?}"),
+        }
+    }
+    eprintln!("step 2: `kraftd quorum status` against each node shows three voters and one leader");
+    let mut leaders = Vec::new();
+    for i in 0..3u16 {
+        let api = format!("127.0.0.1:{}", base + 100 * i);
+        let st = wait_status(&api, dir.path(), Duration::from_secs(30));
+        assert_eq!(st["voters"].as_array().map(Vec::len), Some(3), "{st}");
+        leaders.push(st["leader_id"].clone());
+    }
+    assert!(leaders.iter().all(|l| *l == leaders[0]), "{leaders:?}");
+    eprintln!("step 3: SIGTERM stops all three");
+    let status = dev
+        .terminate(Duration::from_secs(30))
+        .expect("kraftd dev did not stop");
+    assert!(status.success(), "{status:?}");
+    for o in [0u16, 1, 100, 101, 200, 201] {
+        assert!(
+            port_free(base + o),
+            "port {} still taken after dev stopped",
+            base + o
+        );
+    }
+}
