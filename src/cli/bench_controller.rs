@@ -244,6 +244,24 @@ async fn heartbeats(
         share
     );
     fleet.stop().await;
+    // Unregister them, so the next phase neither places replicas on them nor pays for
+    // fencing 2,000 brokers when their sessions run out.
+    let ids = Arc::new(Mutex::new(ids));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (c, ids) = (leader.clone(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(id) = ids.lock().ok().and_then(|mut v| v.pop()) else {
+                    return;
+                };
+                let _ = c.unregister_broker(id).await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
     Ok(())
 }
 
