@@ -517,25 +517,9 @@ fn quorum_snapshots_and_the_metadata_view_through_the_cli() {
         eprintln!(
             "step 4: brokers and a topic; metadata image (JSON equals the API's, table summarizes)"
         );
-        let clients: Vec<Client> = s.q.ids().iter().map(|&i| s.client(i)).collect();
-        let (fleet, _) = Fleet::start(
-            &clients,
-            s.q.cluster_id(),
-            &[1, 2, 3],
-            |_| None,
-            Duration::from_millis(300),
-        )
-        .await
-        .unwrap();
-        eventually("three active brokers", Duration::from_secs(10), || async {
-            let b = c.brokers().await.map_err(err_text)?;
-            if b.iter().filter(|b| b.state == "active").count() == 3 {
-                Ok(())
-            } else {
-                Err(format!("{b:?}"))
-            }
-        })
-        .await;
+        let (fleet, _) = s
+            .start_brokers(&[1, 2, 3], |_| None, Duration::from_millis(300))
+            .await;
         ok(
             &api,
             &[

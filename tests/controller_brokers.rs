@@ -447,20 +447,10 @@ fn alter_partition_refuses_stale_and_ineligible_changes_and_applies_valid_ones()
         let mut s = Scenario::start(3, &[]).await;
         let leader = s.leader().await;
         let c = s.client(leader);
-        let clients: Vec<Client> = s.q.ids().iter().map(|&i| s.client(i)).collect();
-        let (fleet, brokers) = Fleet::start(
-            &clients,
-            s.q.cluster_id(),
-            &[1, 2, 3],
-            |_| None,
-            Duration::from_millis(300),
-        )
-        .await
-        .unwrap();
+        let (fleet, brokers) = s
+            .start_brokers(&[1, 2, 3], |_| None, Duration::from_millis(300))
+            .await;
         let epoch = |id: i32| brokers.iter().find(|b| b.id == id).unwrap().epoch;
-        for id in 1..=3 {
-            wait_state(&c, id, "active", Duration::from_secs(10)).await;
-        }
         create_assigned(&c, "isr", vec![vec![1, 2, 3]]).await;
         let topic_id = c.describe_topic("isr").await.unwrap().topic_id;
         let p = topic(&c, "isr").await[0].clone();
@@ -572,20 +562,10 @@ fn a_partition_whose_last_isr_member_is_fenced_goes_offline_until_an_unclean_ele
         let mut s = Scenario::start(3, &[]).await;
         let leader = s.leader().await;
         let c = s.client(leader);
-        let clients: Vec<Client> = s.q.ids().iter().map(|&i| s.client(i)).collect();
-        let (fleet, brokers) = Fleet::start(
-            &clients,
-            s.q.cluster_id(),
-            &[1, 2, 3],
-            |_| None,
-            Duration::from_millis(300),
-        )
-        .await
-        .unwrap();
+        let (fleet, brokers) = s
+            .start_brokers(&[1, 2, 3], |_| None, Duration::from_millis(300))
+            .await;
         let epoch = |id: i32| brokers.iter().find(|b| b.id == id).unwrap().epoch;
-        for id in 1..=3 {
-            wait_state(&c, id, "active", Duration::from_secs(10)).await;
-        }
         for name in ["by-request", "by-config"] {
             create_assigned(&c, name, vec![vec![1, 2, 3]]).await;
             let d = c.describe_topic(name).await.unwrap();
@@ -692,20 +672,10 @@ fn controlled_shutdown_moves_leaderships_away_before_should_shutdown() {
         let mut s = Scenario::start(3, &[]).await;
         let leader = s.leader().await;
         let c = s.client(leader);
-        let clients: Vec<Client> = s.q.ids().iter().map(|&i| s.client(i)).collect();
-        let (fleet, brokers) = Fleet::start(
-            &clients,
-            s.q.cluster_id(),
-            &[1, 2, 3],
-            |_| None,
-            Duration::from_millis(300),
-        )
-        .await
-        .unwrap();
+        let (fleet, brokers) = s
+            .start_brokers(&[1, 2, 3], |_| None, Duration::from_millis(300))
+            .await;
         let epoch1 = brokers[0].epoch;
-        for id in 1..=3 {
-            wait_state(&c, id, "active", Duration::from_secs(10)).await;
-        }
         let parts = create(&c, "shutdown", 12, 3).await;
         let led = parts.iter().filter(|p| p.leader == 1).count();
         eprintln!(

@@ -140,29 +140,10 @@ fn sixty_four_clients_creating_clashing_topics_create_each_name_exactly_once() {
         let mut s = Scenario::start(3, &[]).await;
         let leader = s.leader().await;
         let clients: Vec<Client> = s.q.ids().iter().map(|&i| s.client(i)).collect();
-        let (fleet, _) = Fleet::start(
-            &clients,
-            s.q.cluster_id(),
-            &[1, 2, 3, 4],
-            |_| None,
-            Duration::from_millis(500),
-        )
-        .await
-        .unwrap();
+        let (fleet, _) = s
+            .start_brokers(&[1, 2, 3, 4], |_| None, Duration::from_millis(500))
+            .await;
         let c = s.client(leader);
-        eventually(
-            "four brokers are active",
-            Duration::from_secs(15),
-            || async {
-                let b = c.brokers().await.map_err(err_text)?;
-                if b.iter().all(|b| b.state == "active") && b.len() == 4 {
-                    Ok(())
-                } else {
-                    Err(format!("{b:?}"))
-                }
-            },
-        )
-        .await;
         let seed = s.rng.next();
         eprintln!("step 1: 64 clients create 8 topics each from a pool of 100 names, through every controller (seed {seed})");
         let results = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -9,7 +9,6 @@ use common::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kraftd::cli::fleet::Fleet;
 use kraftd::client::{ConfigChange, ConfigKind, CreateTopic};
 
 /// schemathesis: $KRAFTD_SCHEMATHESIS, else the venv `scripts/test` makes.
@@ -35,24 +34,13 @@ fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
         let api = s.q.node(id).unwrap().api_addr;
 
         eprintln!("step 1: the node holds brokers, a topic with configs, and a snapshot");
-        let (fleet, _) = Fleet::start(
-            std::slice::from_ref(&c),
-            s.q.cluster_id(),
-            &[1, 2, 3],
-            |b| Some(format!("r{b}")),
-            Duration::from_millis(500),
-        )
-        .await
-        .unwrap();
-        eventually("three active brokers", Duration::from_secs(15), || async {
-            let b = c.brokers().await.map_err(err_text)?;
-            if b.iter().filter(|b| b.state == "active").count() == 3 {
-                Ok(())
-            } else {
-                Err(format!("{b:?}"))
-            }
-        })
-        .await;
+        let (fleet, _) = s
+            .start_brokers(
+                &[1, 2, 3],
+                |b| Some(format!("r{b}")),
+                Duration::from_millis(500),
+            )
+            .await;
         c.create_topic(&CreateTopic {
             name: "orders".into(),
             partitions: Some(6),

@@ -12,7 +12,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kraftd::cli::fleet::Fleet;
 use kraftd::client::CreateTopic;
 
 const RACK: &str = "rack<b>&";
@@ -68,25 +67,14 @@ fn the_status_page_shows_the_quorum_lag_and_a_fenced_broker_in_a_browser() {
         let c = s.client(leader);
 
         eprintln!("step 1: three brokers register and heartbeat; a topic over all three");
-        let (fleet, _) = Fleet::start(
-            std::slice::from_ref(&c),
-            s.q.cluster_id(),
-            &[1, 2, 3],
-            // A rack with HTML in it must reach the page as text.
-            |id| (id == 2).then(|| RACK.to_string()),
-            Duration::from_millis(200),
-        )
-        .await
-        .unwrap();
-        eventually("three active brokers", CONVERGE, || async {
-            let b = c.brokers().await.map_err(err_text)?;
-            if b.len() == 3 && b.iter().all(|b| b.state == "active") {
-                Ok(())
-            } else {
-                Err(format!("{b:?}"))
-            }
-        })
-        .await;
+        let (fleet, _) = s
+            .start_brokers(
+                &[1, 2, 3],
+                // A rack with HTML in it must reach the page as text.
+                |id| (id == 2).then(|| RACK.to_string()),
+                Duration::from_millis(200),
+            )
+            .await;
         c.create_topic(&CreateTopic {
             name: "orders".into(),
             partitions: Some(6),

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{controller_error, forward, ApiError, RawBody};
+use super::{controller_error, parse_body, ApiError, LeaderRequest};
 use crate::controller::configs::{self, ConfigError, ConfigPatch};
 use crate::controller::topics;
 use crate::node::server::Node;
@@ -47,33 +47,17 @@ async fn get_config(
 async fn patch_config(
     State(node): State<Arc<Node>>,
     Path((kind, name)): Path<(String, String)>,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    req: LeaderRequest,
 ) -> Response {
-    if !node.is_leader() {
-        let path = format!("/v1/configs/{kind}/{name}");
-        return forward(&node, method, &path, &headers, body).await;
-    }
-    match patch_here(&node, &kind, &name, &body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn patch_here(
-    node: &Node,
-    kind: &str,
-    name: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let res = configs::resource(kind, name).map_err(config_error)?;
-    let patch: ConfigPatch = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
-    let ((), ack) = node
-        .controller
-        .submit(move |v| topics::alter_configs(v, &res, &patch))
-        .await
-        .map_err(controller_error)?;
-    Ok(Json(json!({ "offset": ack.offset, "epoch": ack.epoch })).into_response())
+    req.on_leader(&node, |node, body| async move {
+        let res = configs::resource(&kind, &name).map_err(config_error)?;
+        let patch: ConfigPatch = parse_body(&body)?;
+        let ((), ack) = node
+            .controller
+            .submit(move |v| topics::alter_configs(v, &res, &patch))
+            .await
+            .map_err(controller_error)?;
+        Ok(Json(json!({ "offset": ack.offset, "epoch": ack.epoch })).into_response())
+    })
+    .await
 }

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{controller_error, forward_unless_leader, parse_body, ApiError, RawBody};
+use super::{controller_error, parse_body, ApiError, LeaderRequest};
 use crate::controller::brokers::{self, security_protocol_name, Heartbeat, Listener, Registration};
 use crate::controller::partitions::{self, AlterPartition};
 use crate::image::BrokerRegistration;
@@ -102,15 +102,9 @@ async fn one(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Result<Re
 async fn register(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    req: LeaderRequest,
 ) -> Response {
-    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
-        return r;
-    }
-    let run = async {
+    req.on_leader(&node, |node, body| async move {
         let id = broker_id(&id)?;
         let req: Registration = parse_body(&body)?;
         let (epoch, _) = node
@@ -118,23 +112,17 @@ async fn register(
             .submit(move |v| brokers::register(v, id, &req))
             .await
             .map_err(controller_error)?;
-        Ok::<_, ApiError>(Json(json!({ "broker_epoch": epoch })).into_response())
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        Ok(Json(json!({ "broker_epoch": epoch })).into_response())
+    })
+    .await
 }
 
 async fn heartbeat(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    req: LeaderRequest,
 ) -> Response {
-    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
-        return r;
-    }
-    let run = async {
+    req.on_leader(&node, |node, body| async move {
         let id = broker_id(&id)?;
         let req: Heartbeat = parse_body(&body)?;
         let (answer, _) = node
@@ -142,51 +130,36 @@ async fn heartbeat(
             .submit(move |v| brokers::heartbeat(v, id, &req))
             .await
             .map_err(controller_error)?;
-        Ok::<_, ApiError>(Json(answer).into_response())
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        Ok(Json(answer).into_response())
+    })
+    .await
 }
 
 async fn unregister(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    req: LeaderRequest,
 ) -> Response {
-    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
-        return r;
-    }
-    let run = async {
+    req.on_leader(&node, |node, _body| async move {
         let id = broker_id(&id)?;
         node.controller
             .submit(move |v| brokers::unregister(v, id))
             .await
             .map_err(controller_error)?;
-        Ok::<_, ApiError>(StatusCode::NO_CONTENT.into_response())
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
 }
 
-async fn alter_partition(
-    State(node): State<Arc<Node>>,
-    OriginalUri(uri): OriginalUri,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> Response {
-    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
-        return r;
-    }
-    let run = async {
+async fn alter_partition(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
+    req.on_leader(&node, |node, body| async move {
         let req: AlterPartition = parse_body(&body)?;
         let (answer, _) = node
             .controller
             .submit(move |v| partitions::alter(v, &req))
             .await
             .map_err(controller_error)?;
-        Ok::<_, ApiError>(Json(answer).into_response())
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        Ok(Json(answer).into_response())
+    })
+    .await
 }

@@ -308,21 +308,54 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("request body: {e}")))
 }
 
-/// On a follower, forwards the request to the active controller and returns its answer;
-/// on the leader, None (handle it here).
-pub async fn forward_unless_leader(
-    node: &Node,
+/// A write request as it arrived (method, path, headers, body within [`MAX_BODY`]), so a
+/// follower can forward it to the active controller unchanged. Must be the last extractor.
+pub struct LeaderRequest {
     method: Method,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Option<Response> {
-    if node.is_leader() {
-        return None;
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for LeaderRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let method = req.method().clone();
+        let uri = req
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map(|u| u.0.clone())
+            .unwrap_or_else(|| req.uri().clone());
+        let headers = req.headers().clone();
+        let RawBody(body) = RawBody::from_request(req, state).await?;
+        Ok(LeaderRequest {
+            method,
+            uri,
+            headers,
+            body,
+        })
     }
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or_else(|| uri.path());
-    Some(forward(node, method, path, headers, body.clone()).await)
+}
+
+impl LeaderRequest {
+    /// On the leader, runs `handle` with the body; on a follower, forwards the request to
+    /// the active controller and returns its answer.
+    pub async fn on_leader<F, Fut>(self, node: &Arc<Node>, handle: F) -> Response
+    where
+        F: FnOnce(Arc<Node>, Bytes) -> Fut,
+        Fut: std::future::Future<Output = Result<Response, ApiError>>,
+    {
+        if !node.is_leader() {
+            let path = self
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or_else(|| self.uri.path());
+            return forward(node, self.method, path, &self.headers, self.body).await;
+        }
+        handle(node.clone(), self.body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    }
 }

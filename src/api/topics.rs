@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{controller_error, forward_unless_leader, parse_body, ApiError, RawBody};
+use super::{controller_error, parse_body, ApiError, LeaderRequest};
 use crate::controller::partitions::{self, ElectionRequest};
 use crate::controller::topics::{self, CreateTopic, TopicSummary};
 use crate::node::server::Node;
@@ -49,47 +49,32 @@ async fn describe(
     Ok(Json(topics::describe(&st.image, t)).into_response())
 }
 
-async fn create(
-    State(node): State<Arc<Node>>,
-    OriginalUri(uri): OriginalUri,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> Response {
-    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
-        return r;
-    }
-    let run = async {
+async fn create(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
+    req.on_leader(&node, |node, body| async move {
         let req: CreateTopic = parse_body(&body)?;
         let (created, _) = node
             .controller
             .submit(move |v| topics::create(v, &req))
             .await
             .map_err(controller_error)?;
-        Ok::<_, ApiError>((StatusCode::CREATED, Json(created)).into_response())
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        Ok((StatusCode::CREATED, Json(created)).into_response())
+    })
+    .await
 }
 
 async fn delete_topic(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    req: LeaderRequest,
 ) -> Response {
-    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
-        return r;
-    }
-    let run = async {
+    req.on_leader(&node, |node, _body| async move {
         node.controller
             .submit(move |v| topics::delete(v, &name))
             .await
             .map_err(controller_error)?;
-        Ok::<_, ApiError>(StatusCode::NO_CONTENT.into_response())
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -101,44 +86,29 @@ struct AddPartitions {
 async fn add_partitions(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    req: LeaderRequest,
 ) -> Response {
-    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
-        return r;
-    }
-    let run = async {
+    req.on_leader(&node, |node, body| async move {
         let req: AddPartitions = parse_body(&body)?;
         let (added, _) = node
             .controller
             .submit(move |v| topics::add_partitions(v, &name, req.count))
             .await
             .map_err(controller_error)?;
-        Ok::<_, ApiError>(Json(json!({ "partitions": added })).into_response())
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        Ok(Json(json!({ "partitions": added })).into_response())
+    })
+    .await
 }
 
-async fn elect(
-    State(node): State<Arc<Node>>,
-    OriginalUri(uri): OriginalUri,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> Response {
-    if let Some(r) = forward_unless_leader(&node, method, &uri, &headers, &body).await {
-        return r;
-    }
-    let run = async {
+async fn elect(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
+    req.on_leader(&node, |node, body| async move {
         let req: ElectionRequest = parse_body(&body)?;
         let (results, _) = node
             .controller
             .submit(move |v| partitions::elect(v, &req))
             .await
             .map_err(controller_error)?;
-        Ok::<_, ApiError>(Json(json!({ "partitions": results })).into_response())
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        Ok(Json(json!({ "partitions": results })).into_response())
+    })
+    .await
 }

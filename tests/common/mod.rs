@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use kraftd::cli::fleet::{Fleet, SimBroker};
 use kraftd::cli::local_quorum::{LocalQuorum, QuorumOptions};
 use kraftd::client::{Client, ClientError, ConfigKind, QuorumStatus};
 use kraftd::record::batch::BatchIter;
@@ -142,6 +143,38 @@ impl Scenario {
 
     pub async fn status(&self, id: u64) -> QuorumStatus {
         self.client(id).quorum_status().await.unwrap()
+    }
+
+    /// Registers brokers `ids` (racks by `rack_of`) through every node in turn, heartbeats
+    /// them every `interval`, and waits until the leader sees all of them active.
+    pub async fn start_brokers(
+        &mut self,
+        ids: &[i32],
+        rack_of: impl Fn(i32) -> Option<String>,
+        interval: Duration,
+    ) -> (Fleet, Vec<SimBroker>) {
+        let clients: Vec<Client> = self.q.ids().iter().map(|&i| self.client(i)).collect();
+        let (fleet, brokers) = Fleet::start(&clients, self.q.cluster_id(), ids, rack_of, interval)
+            .await
+            .unwrap();
+        let leader = self.leader().await;
+        let c = self.client(leader);
+        let want: Vec<i32> = ids.to_vec();
+        eventually("the brokers are active", CONVERGE, || async {
+            let b = c.brokers().await.map_err(err_text)?;
+            let active: Vec<i32> = b
+                .iter()
+                .filter(|b| b.state == "active")
+                .map(|b| b.id)
+                .collect();
+            if want.iter().all(|id| active.contains(id)) {
+                Ok(())
+            } else {
+                Err(format!("{b:?}"))
+            }
+        })
+        .await;
+        (fleet, brokers)
     }
 }
 
