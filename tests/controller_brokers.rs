@@ -740,3 +740,39 @@ fn controlled_shutdown_moves_leaderships_away_before_should_shutdown() {
         fleet.stop().await;
     });
 }
+
+#[test]
+fn the_high_watermark_keeps_moving_while_brokers_only_heartbeat() {
+    run("noops_under_heartbeats", async {
+        let mut s = Scenario::start(3, &[]).await;
+        let leader = s.leader().await;
+        let c = s.client(leader);
+        eprintln!("step 1: three brokers heartbeat every 100 ms and nothing else is written");
+        let (fleet, _) = s
+            .start_brokers(&[1, 2, 3], |_| None, Duration::from_millis(100))
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let from = c.quorum_status().await.unwrap().high_watermark;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let to = c.quorum_status().await.unwrap().high_watermark;
+        eprintln!("step 2: the idle NoOps still move the high watermark: {from} -> {to}");
+        assert!(to >= from + 2, "high watermark {from} -> {to} in 3 s");
+        let log = c.fetch_log_json(from, Some(1 << 20)).await.unwrap();
+        let kinds: Vec<&str> = log
+            .records
+            .iter()
+            .filter(|r| r.offset < to)
+            .map(|r| r.kind.as_str())
+            .collect();
+        // The leader may also record the voters' directory ids once (a VotersRecord).
+        let noops = kinds.iter().filter(|k| **k == "NO_OP_RECORD").count();
+        assert!(noops >= 2, "{kinds:?}");
+        assert!(
+            kinds
+                .iter()
+                .all(|k| *k == "NO_OP_RECORD" || *k == "VotersRecord"),
+            "{kinds:?}"
+        );
+        fleet.stop().await;
+    });
+}

@@ -105,7 +105,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
             .current_dir(scratch.path())
             .args(["run", &format!("http://{api}/openapi.json")])
             .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
-            .args(["--max-examples", "30", "--request-timeout", "20"])
+            .args(["--max-examples", "30", "--request-timeout", "40"])
             .args(["--exclude-operation-id", "add_voter"])
             .args(["--phases", "examples,coverage,fuzzing"])
             .args(["--seed", &seed.to_string()])

@@ -267,7 +267,7 @@ fn remove_voter() {}
     params(
         ("offset" = u64, Query, description = "First offset wanted"),
         ("max_bytes" = Option<u64>, Query, description = "Answer size limit (default 1 MiB)"),
-        ("max_wait_ms" = Option<u64>, Query, description = "Long poll: wait this long for new records"),
+        ("max_wait_ms" = Option<u64>, Query, description = "Long poll: wait up to this long for new records (at most 30000)"),
     ),
     responses(
         (status = 200, description = "Committed batches from the one holding `offset`",

@@ -300,7 +300,9 @@ enum Event {
 /// The write path of a node.
 pub struct Controller {
     tx: mpsc::Sender<Event>,
-    last_submit_ms: AtomicU64,
+    /// When a batch was last handed to Raft (ms since the epoch). Requests that write
+    /// nothing, such as heartbeats, do not count: the idle NoOp must still go out.
+    last_append_ms: Arc<AtomicU64>,
 }
 
 fn now_ms() -> u64 {
@@ -330,11 +332,12 @@ impl Controller {
     /// Starts the controller loop.
     pub fn start(deps: LoopDeps) -> Arc<Controller> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let last_append_ms = Arc::new(AtomicU64::new(now_ms()));
         let c = Arc::new(Controller {
             tx,
-            last_submit_ms: AtomicU64::new(now_ms()),
+            last_append_ms: last_append_ms.clone(),
         });
-        tokio::spawn(Loop::new(deps).run(rx));
+        tokio::spawn(Loop::new(deps, last_append_ms).run(rx));
         c
     }
 
@@ -354,7 +357,6 @@ impl Controller {
                 Outcome::Answered
             }
         });
-        self.last_submit_ms.store(now_ms(), Ordering::Relaxed);
         self.tx
             .send(Event::Job(job))
             .await
@@ -393,11 +395,12 @@ impl Controller {
 
     /// Appends a NoOpRecord if nothing was submitted for `idle`; does not wait for it.
     pub fn noop_if_idle(&self, idle: Duration) {
-        let last = self.last_submit_ms.load(Ordering::Relaxed);
+        let last = self.last_append_ms.load(Ordering::Relaxed);
         if now_ms().saturating_sub(last) < idle.as_millis() as u64 {
             return;
         }
-        self.last_submit_ms.store(now_ms(), Ordering::Relaxed);
+        // Counted now, so the next tick does not queue a second one.
+        self.last_append_ms.store(now_ms(), Ordering::Relaxed);
         let job: Job = Box::new(
             |view| match view.and_then(|v| v.emit(MetadataRecord::NoOp)) {
                 Ok(_) => Outcome::Await(Box::new(|_| {})),
@@ -443,10 +446,11 @@ struct Loop {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: Option<mpsc::UnboundedReceiver<Done>>,
     cluster_id: Arc<str>,
+    last_append_ms: Arc<AtomicU64>,
 }
 
 impl Loop {
-    fn new(deps: LoopDeps) -> Loop {
+    fn new(deps: LoopDeps, last_append_ms: Arc<AtomicU64>) -> Loop {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let cluster_id: Arc<str> = deps.cluster_id.as_str().into();
         Loop {
@@ -460,6 +464,7 @@ impl Loop {
             done_tx,
             done_rx: Some(done_rx),
             cluster_id,
+            last_append_ms,
         }
     }
 
@@ -691,6 +696,7 @@ impl Loop {
     }
 
     fn submit(&mut self, b: Open) {
+        self.last_append_ms.store(now_ms(), Ordering::Relaxed);
         let batch = match data_batch(&b.values, now_ms() as i64) {
             Ok(batch) => batch,
             Err(e) => {
