@@ -695,17 +695,7 @@ impl Client {
         max_bytes: Option<u64>,
         max_wait: Option<Duration>,
     ) -> Result<LogFetch, ClientError> {
-        let mut path = format!("/v1/metadata/log?offset={offset}");
-        if let Some(b) = max_bytes {
-            path.push_str(&format!("&max_bytes={b}"));
-        }
-        if let Some(w) = max_wait {
-            path.push_str(&format!("&max_wait_ms={}", w.as_millis()));
-        }
-        let (rb, m, u) = self.request(Method::GET, &path);
-        let rb = rb
-            .timeout(self.timeout + max_wait.unwrap_or_default())
-            .header(ACCEPT, RECORD_BATCHES);
+        let (rb, m, u) = self.log_request(offset, max_bytes, max_wait, RECORD_BATCHES);
         let resp = Self::send(rb, &m, &u).await?;
         let headers = resp.headers().clone();
         let decode = |detail: String| ClientError::Decode {
@@ -755,6 +745,19 @@ impl Client {
         max_bytes: Option<u64>,
         max_wait: Option<Duration>,
     ) -> Result<JsonLogFetch, ClientError> {
+        let (rb, m, u) = self.log_request(offset, max_bytes, max_wait, "application/json");
+        Self::json(rb, m, u).await
+    }
+
+    /// `GET /v1/metadata/log` in the form `accept` names; a long poll's wait is added to
+    /// the call's timeout.
+    fn log_request(
+        &self,
+        offset: i64,
+        max_bytes: Option<u64>,
+        max_wait: Option<Duration>,
+        accept: &str,
+    ) -> (RequestBuilder, Method, String) {
         let mut path = format!("/v1/metadata/log?offset={offset}");
         if let Some(b) = max_bytes {
             path.push_str(&format!("&max_bytes={b}"));
@@ -765,8 +768,8 @@ impl Client {
         let (rb, m, u) = self.request(Method::GET, &path);
         let rb = rb
             .timeout(self.timeout + max_wait.unwrap_or_default())
-            .header(ACCEPT, "application/json");
-        Self::json(rb, m, u).await
+            .header(ACCEPT, accept);
+        (rb, m, u)
     }
 
     /// `GET /v1/metadata/snapshots`, newest first.
