@@ -209,14 +209,19 @@ impl View {
     /// Returns its offset. Jobs check their request before emitting, so a record the image
     /// refuses is a controller bug; the loop then drops the view.
     pub fn emit(&mut self, record: MetadataRecord) -> Result<u64, ControllerError> {
-        self.apply(&record).map_err(|e| {
+        self.stage(VersionedRecord::new(record)).map_err(|e| {
             ControllerError::Internal(format!(
                 "the controller built a record its image refuses: {e}"
             ))
-        })?;
+        })
+    }
+
+    /// Applies `record` and stages it for the job's batch; returns its offset.
+    fn stage(&mut self, record: VersionedRecord) -> Result<u64, crate::image::ImageError> {
+        self.apply(&record.record)?;
         let offset = self.next_offset;
         self.next_offset += 1;
-        self.staged.push(VersionedRecord::new(record));
+        self.staged.push(record);
         Ok(offset)
     }
 
@@ -264,11 +269,9 @@ impl View {
     /// Emits records already in versioned form (the raw write path).
     fn emit_versioned(&mut self, records: &[VersionedRecord]) -> Result<(), ControllerError> {
         for r in records {
-            self.apply(&r.record).map_err(|e| {
+            self.stage(r.clone()).map_err(|e| {
                 ControllerError::refused("INVALID_REQUEST", format!("record refused: {e}"))
             })?;
-            self.next_offset += 1;
-            self.staged.push(r.clone());
         }
         Ok(())
     }
@@ -337,7 +340,8 @@ impl Controller {
             tx,
             last_append_ms: last_append_ms.clone(),
         });
-        tokio::spawn(Loop::new(deps, last_append_ms).run(rx));
+        let (lp, done_rx) = Loop::new(deps, last_append_ms);
+        tokio::spawn(lp.run(rx, done_rx));
         c
     }
 
@@ -444,16 +448,19 @@ struct Loop {
     deferred: VecDeque<(Instant, Job)>,
     seq: u64,
     done_tx: mpsc::UnboundedSender<Done>,
-    done_rx: Option<mpsc::UnboundedReceiver<Done>>,
     cluster_id: Arc<str>,
     last_append_ms: Arc<AtomicU64>,
 }
 
 impl Loop {
-    fn new(deps: LoopDeps, last_append_ms: Arc<AtomicU64>) -> Loop {
+    /// The loop, and the receiver of its batches' outcomes (which `run` owns).
+    fn new(
+        deps: LoopDeps,
+        last_append_ms: Arc<AtomicU64>,
+    ) -> (Loop, mpsc::UnboundedReceiver<Done>) {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let cluster_id: Arc<str> = deps.cluster_id.as_str().into();
-        Loop {
+        let l = Loop {
             deps,
             view: None,
             open: Open::default(),
@@ -462,16 +469,17 @@ impl Loop {
             deferred: VecDeque::new(),
             seq: 0,
             done_tx,
-            done_rx: Some(done_rx),
             cluster_id,
             last_append_ms,
-        }
+        };
+        (l, done_rx)
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
-        let Some(mut done_rx) = self.done_rx.take() else {
-            return;
-        };
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Event>,
+        mut done_rx: mpsc::UnboundedReceiver<Done>,
+    ) {
         let mut applied = self.deps.sm.subscribe();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
