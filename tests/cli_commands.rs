@@ -9,9 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kraftd::cli::fleet::Fleet;
-use kraftd::client::{
-    AlterPartition, AlterPartitionData, AlterTopic, Client, ConfigKind, Heartbeat,
-};
+use kraftd::client::{AlterPartition, AlterPartitionData, AlterTopic, Client, ConfigKind};
 use serde_json::{json, Value};
 
 /// What one run of the binary gave.
@@ -301,21 +299,8 @@ fn topics_configs_brokers_and_elections_through_the_cli() {
         .await;
 
         eprintln!("step 7: broker 1 is fenced, comes back and rejoins pinned's ISR; a preferred election makes it leader again");
-        fleet.pause(1, true);
-        // Let a heartbeat already under way land before the fencing one.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let fenced = c
-            .heartbeat(
-                1,
-                &Heartbeat {
-                    broker_epoch: epoch(1),
-                    current_metadata_offset: i64::MAX,
-                    want_fence: true,
-                    want_shutdown: false,
-                },
-            )
-            .await
-            .unwrap();
+        // fence() waits for a heartbeat already under way to land first.
+        let fenced = fleet.fence(&c, 1).await.unwrap().unwrap();
         assert!(fenced.is_fenced);
         let p = c.describe_topic("pinned").await.unwrap();
         assert_eq!(

@@ -457,19 +457,7 @@ fn alter_partition_refuses_stale_and_ineligible_changes_and_applies_valid_ones()
         assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2, 3]));
 
         eprintln!("step 1: broker 3 asks to be fenced: it leaves the ISR (partition epoch + 1)");
-        fleet.pause(3, true);
-        let a = c
-            .heartbeat(
-                3,
-                &Heartbeat {
-                    broker_epoch: epoch(3),
-                    current_metadata_offset: i64::MAX,
-                    want_fence: true,
-                    want_shutdown: false,
-                },
-            )
-            .await
-            .unwrap();
+        let a = fleet.fence(&c, 3).await.unwrap().unwrap();
         assert!(a.is_fenced);
         let p = topic(&c, "isr").await[0].clone();
         assert_eq!((p.isr.clone(), p.partition_epoch), (vec![1, 2], 1));
@@ -579,18 +567,7 @@ fn a_partition_whose_last_isr_member_is_fenced_goes_offline_until_an_unclean_ele
         }
 
         eprintln!("step 2: broker 1, the last ISR member, is fenced: both partitions go offline (leader -1), ISR keeps it");
-        fleet.pause(1, true);
-        c.heartbeat(
-            1,
-            &Heartbeat {
-                broker_epoch: epoch(1),
-                current_metadata_offset: i64::MAX,
-                want_fence: true,
-                want_shutdown: false,
-            },
-        )
-        .await
-        .unwrap();
+        fleet.fence(&c, 1).await.unwrap().unwrap();
         for name in ["by-request", "by-config"] {
             let p = topic(&c, name).await[0].clone();
             assert_eq!((p.leader, p.isr.clone()), (-1, vec![1]), "{name}");

@@ -71,6 +71,15 @@ pub struct SimBroker {
     pub incarnation: Uuid,
 }
 
+/// One simulated broker's heartbeat controls.
+struct Control {
+    broker: SimBroker,
+    /// Heartbeats paused (a broker that "goes silent").
+    paused: AtomicBool,
+    /// Held while a heartbeat is under way, so a pause can wait for it to land.
+    beating: tokio::sync::Mutex<()>,
+}
+
 /// Brokers that heartbeat until stopped.
 pub struct Fleet {
     stop: Arc<AtomicBool>,
@@ -78,8 +87,8 @@ pub struct Fleet {
     pub offset: Arc<AtomicI64>,
     /// Counters.
     pub stats: Arc<FleetStats>,
-    /// Per broker: heartbeats paused (a broker that "goes silent").
-    paused: Vec<(i32, Arc<AtomicBool>)>,
+    /// Per broker: its heartbeat controls.
+    controls: Vec<Arc<Control>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -110,12 +119,16 @@ impl Fleet {
             stop: Arc::new(AtomicBool::new(false)),
             offset: Arc::new(AtomicI64::new(hw as i64)),
             stats: Arc::new(FleetStats::default()),
-            paused: Vec::new(),
+            controls: Vec::new(),
             tasks: Vec::new(),
         };
         for (i, b) in brokers.iter().enumerate() {
-            let pause = Arc::new(AtomicBool::new(false));
-            fleet.paused.push((b.id, pause.clone()));
+            let control = Arc::new(Control {
+                broker: b.clone(),
+                paused: AtomicBool::new(false),
+                beating: tokio::sync::Mutex::new(()),
+            });
+            fleet.controls.push(control.clone());
             let clients = clients.to_vec();
             let mut at = i % clients.len();
             let (stop, offset, stats) = (
@@ -133,7 +146,8 @@ impl Fleet {
                 let mut unfenced_once = false;
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
-                    if pause.load(Ordering::Relaxed) {
+                    let _beating = control.beating.lock().await;
+                    if control.paused.load(Ordering::Relaxed) {
                         continue;
                     }
                     let hb = Heartbeat {
@@ -166,9 +180,33 @@ impl Fleet {
 
     /// Stops (or resumes) broker `id`'s heartbeats.
     pub fn pause(&self, id: i32, paused: bool) {
-        if let Some((_, p)) = self.paused.iter().find(|(b, _)| *b == id) {
-            p.store(paused, Ordering::Relaxed);
+        if let Some(c) = self.control(id) {
+            c.paused.store(paused, Ordering::Relaxed);
         }
+    }
+
+    fn control(&self, id: i32) -> Option<&Arc<Control>> {
+        self.controls.iter().find(|c| c.broker.id == id)
+    }
+
+    /// Pauses broker `id`, waits until no heartbeat of it is under way (one landing later
+    /// would unfence it again), then asks `via` to fence it (`want_fence`). None: `id` is
+    /// not one of this fleet's brokers.
+    pub async fn fence(
+        &self,
+        via: &Client,
+        id: i32,
+    ) -> Option<Result<HeartbeatAnswer, ClientError>> {
+        let c = self.control(id)?;
+        c.paused.store(true, Ordering::Relaxed);
+        let _landed = c.beating.lock().await;
+        let hb = Heartbeat {
+            broker_epoch: c.broker.epoch,
+            current_metadata_offset: i64::MAX,
+            want_fence: true,
+            want_shutdown: false,
+        };
+        Some(via.heartbeat(id, &hb).await)
     }
 
     /// Sets the metadata offset the brokers report.
