@@ -213,15 +213,6 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     resp
 }
 
-/// End offset of log entry `index` (None: not in the log any more).
-fn end_of(node: &Node, index: u64) -> Option<u64> {
-    node.log
-        .entry_offsets(index)
-        .ok()
-        .flatten()
-        .map(|(_, end)| end)
-}
-
 /// The highest entry index this node knows to be committed: on the leader the index a
 /// majority of voters has matched, on a follower what the leader last told it.
 fn committed_index(node: &Node, m: &openraft::RaftMetrics<NodeId, KNode>) -> Option<u64> {
@@ -256,7 +247,7 @@ pub fn render(node: &Node) -> String {
     gauge!(CURRENT_EPOCH).set(m.current_term as f64);
     // What is applied is committed; a commit newer than that counts once it is in our log.
     let hw = committed_index(node, &m)
-        .and_then(|i| end_of(node, i))
+        .and_then(|i| crate::api::quorum::end_of(node, Some(i)))
         .unwrap_or(0)
         .max(applied.end_offset);
     gauge!(HIGH_WATERMARK).set(hw as f64);

@@ -15,7 +15,7 @@ use openraft::{ChangeMembers, ServerState};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{forward, ApiError, RawBody};
+use super::{forward, ApiError, LeaderRequest};
 use crate::node::server::{fetch_info, now_ms, Node};
 use crate::raft::{KNode, NodeId};
 
@@ -29,7 +29,7 @@ pub(super) fn routes() -> Router<Arc<Node>> {
 }
 
 /// End offset of entry `index` on the leader's log (None: not stored, e.g. purged).
-fn end_of(node: &Node, index: Option<u64>) -> Option<u64> {
+pub(crate) fn end_of(node: &Node, index: Option<u64>) -> Option<u64> {
     match index {
         None => Some(0),
         Some(i) => node.log.entry_offsets(i).ok().flatten().map(|(_, end)| end),
@@ -189,19 +189,13 @@ fn voters_json(node: &Node) -> Json<Value> {
 }
 
 /// Adds a controller: learner first (blocking until it has caught up), then voter.
-async fn add_voter(
-    State(node): State<Arc<Node>>,
-    method: Method,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> Response {
-    if !node.is_leader() {
-        return forward(&node, method, "/v1/quorum/voters", &headers, body).await;
-    }
-    match add_voter_here(&node, &body).await {
-        Ok(j) => j.into_response(),
-        Err(e) => e.into_response(),
-    }
+async fn add_voter(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
+    req.on_leader(&node, |node, body| async move {
+        add_voter_here(&node, &body)
+            .await
+            .map(IntoResponse::into_response)
+    })
+    .await
 }
 
 async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Value>, ApiError> {
@@ -279,47 +273,33 @@ async fn wait_caught_up(node: &Node, id: NodeId) -> Result<(), ApiError> {
 async fn remove_voter(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    req: LeaderRequest,
 ) -> Response {
-    if !node.is_leader() {
-        return forward(
-            &node,
-            method,
-            &format!("/v1/quorum/voters/{id}"),
-            &headers,
-            Bytes::new(),
-        )
-        .await;
-    }
-    let Ok(id) = id.parse::<NodeId>() else {
-        return ApiError::invalid(format!("{id:?} is not a node id")).into_response();
-    };
-    let m = node.raft.metrics().borrow().clone();
-    let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
-    if !voters.contains(&id) {
-        return ApiError::new(
-            StatusCode::NOT_FOUND,
-            "VOTER_NOT_FOUND",
-            format!("node {id} is not a voter (voters: {voters:?})"),
-        )
-        .into_response();
-    }
-    if voters.len() == 1 {
-        return ApiError::invalid("cannot remove the last voter").into_response();
-    }
-    match node
-        .controller
-        .exclusive(
-            node.raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
-        )
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(id, "removed voter");
-            voters_json(&node).into_response()
+    req.on_leader(&node, |node, _body| async move {
+        let id = id
+            .parse::<NodeId>()
+            .map_err(|_| ApiError::invalid(format!("{id:?} is not a node id")))?;
+        let m = node.raft.metrics().borrow().clone();
+        let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        if !voters.contains(&id) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "VOTER_NOT_FOUND",
+                format!("node {id} is not a voter (voters: {voters:?})"),
+            ));
         }
-        Err(e) => membership_error(e).into_response(),
-    }
+        if voters.len() == 1 {
+            return Err(ApiError::invalid("cannot remove the last voter"));
+        }
+        node.controller
+            .exclusive(
+                node.raft
+                    .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
+            )
+            .await
+            .map_err(membership_error)?;
+        tracing::info!(id, "removed voter");
+        Ok(voters_json(&node).into_response())
+    })
+    .await
 }
