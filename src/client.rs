@@ -30,7 +30,7 @@ pub use crate::controller::brokers::{
 };
 pub use crate::controller::partitions::{
     AlterPartition, AlterPartitionAnswer, AlterPartitionData, AlterPartitionResult, AlterTopic,
-    ElectionRequest, ElectionResult, TopicPartition,
+    ElectionRequest, ElectionResult, IsrMember, TopicPartition,
 };
 pub use crate::controller::topics::{
     CreateTopic, CreatedTopic, PartitionView, TopicDescription, TopicSummary,

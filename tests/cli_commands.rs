@@ -332,6 +332,7 @@ fn topics_configs_brokers_and_elections_through_the_cli() {
                         leader_epoch: part.leader_epoch,
                         partition_epoch: part.partition_epoch,
                         new_isr: vec![2, 3, 1],
+                        new_isr_with_epochs: None,
                         leader_recovery_state: None,
                     }],
                 }],

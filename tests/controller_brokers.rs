@@ -113,6 +113,7 @@ fn alter(
                 leader_epoch: p.leader_epoch,
                 partition_epoch: p.partition_epoch,
                 new_isr: isr,
+                new_isr_with_epochs: None,
                 leader_recovery_state: None,
             }],
         }],

@@ -226,6 +226,20 @@ pub async fn forward(
     let Some(addr) = node.api_addr_of(leader).await else {
         return ApiError::not_controller(Some(leader)).into_response();
     };
+    // Once a write has been sent, a failure says nothing of whether the leader carried it
+    // out: the client is told the outcome is unknown, not that nothing happened.
+    let write = method != Method::GET && method != Method::HEAD;
+    let unknown = move |e: String| {
+        if write {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "REQUEST_TIMED_OUT",
+                format!("{e}; the leader may have carried the request out"),
+            )
+        } else {
+            ApiError::not_controller(Some(leader)).with_message(e)
+        }
+    };
     let mut req = node
         .http
         .request(method, format!("http://{addr}{path_and_query}"))
@@ -252,16 +266,22 @@ pub async fn forward(
                         .insert("kraft-served-by", HeaderValue::from(leader));
                     r
                 }
-                Err(e) => ApiError::not_controller(Some(leader))
-                    .with_message(format!("forwarding to the leader {leader} failed: {e}"))
-                    .into_response(),
+                Err(e) => unknown(format!(
+                    "reading the answer of the leader {leader} failed: {e}"
+                ))
+                .into_response(),
             }
         }
-        Err(e) => ApiError::not_controller(Some(leader))
+        // Not connected: the request never reached the leader.
+        Err(e) if e.is_connect() => ApiError::not_controller(Some(leader))
             .with_message(format!(
                 "forwarding to the leader {leader} at {addr} failed: {e}"
             ))
             .into_response(),
+        Err(e) => unknown(format!(
+            "forwarding to the leader {leader} at {addr} failed: {e}"
+        ))
+        .into_response(),
     }
 }
 
@@ -295,6 +315,11 @@ pub fn controller_error(e: ControllerError) -> ApiError {
         ControllerError::Refused { code, message } => ApiError::new(status_of(code), code, message),
         ControllerError::NotController { leader } => ApiError::not_controller(leader),
         e @ ControllerError::Timeout(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "REQUEST_TIMED_OUT",
+            e.to_string(),
+        ),
+        e @ ControllerError::OutcomeUnknown(_) => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "REQUEST_TIMED_OUT",
             e.to_string(),

@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use openraft::error::{ClientWriteError, RaftError};
+
+use crate::api::controller_error;
 use openraft::{ChangeMembers, ServerState};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -224,19 +226,22 @@ async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Value>, ApiErro
         api_addr: req.api.clone().unwrap_or(info.api_addr),
         directory_id: info.directory_id,
     };
-    // The learner entry and the promotion are written while the controller writes nothing
-    // (it predicts offsets); catching up happens in between, without holding it.
+    // The learner entry and the promotion are written while the pipeline hands nothing to
+    // Raft (it places records at exact offsets); catching up happens in between.
     node.controller
-        .exclusive(node.raft.add_learner(req.id, kn, false))
+        .exclusive(1, node.raft.add_learner(req.id, kn, false))
         .await
+        .map_err(controller_error)?
         .map_err(membership_error)?;
     wait_caught_up(node, req.id).await?;
     node.controller
         .exclusive(
+            2,
             node.raft
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false),
         )
         .await
+        .map_err(controller_error)?
         .map_err(membership_error)?;
     tracing::info!(id = req.id, peer = %req.peer, "added voter");
     Ok(voters_json(node))
@@ -293,10 +298,12 @@ async fn remove_voter(
         }
         node.controller
             .exclusive(
+                2,
                 node.raft
                     .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
             )
             .await
+            .map_err(controller_error)?
             .map_err(membership_error)?;
         tracing::info!(id, "removed voter");
         Ok(voters_json(&node).into_response())

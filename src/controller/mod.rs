@@ -2,19 +2,16 @@
 //!
 //! One task, the controller loop, owns everything a request is checked against: the
 //! **view** (the committed image plus every record this controller has appended but not yet
-//! seen committed) and the brokers' heartbeat sessions. Requests reach it as jobs. A job
-//! checks its request against the view, emits records (which the view applies at once, so
-//! the next job sees them) and names its answer. The loop puts the records of every job
-//! that arrived together into one record batch (group commit), keeps up to two batches in
-//! flight, and answers each job once its batch is committed. A job that emits nothing is
-//! answered once everything before it is committed, so no answer reports uncommitted state.
+//! seen committed) and the brokers' heartbeat sessions. Requests reach it as jobs, which it
+//! feeds to the write pipeline ([`pipeline`]): a job checks its request against the view,
+//! emits records (which the view applies at once, so the next job sees them) and names its
+//! answer; the pipeline batches, orders and commits them, and answers each job once its
+//! records are committed.
 //!
 //! The view is cloned from the committed image once per leadership, when the new leader has
-//! applied its own first entry; it is never cloned per request. When a batch fails (the
-//! leader lost its leadership) the view is dropped and every pending job is answered
-//! NOT_CONTROLLER; the next leadership starts from the committed image again.
+//! applied its own first entry; it is never cloned per request. When a batch fails or the
+//! view and the log disagree, the view is dropped and rebuilt from the committed image.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,23 +31,12 @@ use crate::record::metadata::{MetadataRecord, VersionedRecord};
 pub mod brokers;
 pub mod configs;
 pub mod partitions;
+pub mod pipeline;
 pub mod placement;
 pub mod topics;
 
 use brokers::Sessions;
-
-/// Batches in flight at once: one being made durable while the next fills up.
-const IN_FLIGHT_BATCHES: usize = 2;
-/// Records in one batch, at most (Kafka's limit is 10,000).
-pub const MAX_BATCH_RECORDS: usize = 5_000;
-/// Bytes of record values in one batch, at most (Kafka's limit is 8 MiB).
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// Jobs queued before callers wait.
-const QUEUE_DEPTH: usize = 16_384;
-/// How long a job waits for this leader's view before it is answered NOT_CONTROLLER.
-const VIEW_WAIT: Duration = Duration::from_secs(5);
-/// How often sessions are checked for expiry.
-const TICK: Duration = Duration::from_millis(50);
+use pipeline::{Committed, Done, Job, Outcome, Pipeline, RaftLog};
 
 /// A committed write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +68,10 @@ pub enum ControllerError {
     /// Not committed in time (e.g. the leader lost its majority). It may still commit.
     #[error("the write was not committed within {0:?}; it may still be committed later")]
     Timeout(Duration),
+    /// The request reached Raft, but whether it was committed is not known: it may have
+    /// been. Clients must not assume nothing happened.
+    #[error("the outcome is unknown: {0}; the write may have been committed")]
+    OutcomeUnknown(String),
     /// Raft or the controller failed.
     #[error("{0}")]
     Internal(String),
@@ -268,6 +258,24 @@ impl View {
 
     /// Emits records already in versioned form (the raw write path).
     fn emit_versioned(&mut self, records: &[VersionedRecord]) -> Result<(), ControllerError> {
+        // Transactions are the pipeline's to write: a marker from outside could leave one
+        // open or end someone else's.
+        if let Some(r) = records.iter().find(|r| {
+            matches!(
+                r.record,
+                MetadataRecord::BeginTransaction(_)
+                    | MetadataRecord::EndTransaction
+                    | MetadataRecord::AbortTransaction(_)
+            )
+        }) {
+            return Err(ControllerError::refused(
+                "INVALID_REQUEST",
+                format!(
+                    "{} is written by the controller itself, not by clients",
+                    r.record.type_name()
+                ),
+            ));
+        }
         for r in records {
             self.stage(r.clone()).map_err(|e| {
                 ControllerError::refused("INVALID_REQUEST", format!("record refused: {e}"))
@@ -277,32 +285,28 @@ impl View {
     }
 }
 
-type Completion = Box<dyn FnOnce(Result<WriteAck, ControllerError>) + Send>;
+/// The old name of the pipeline's batch limit, for callers that size requests by it.
+pub use pipeline::MAX_BATCH_RECORDS;
 
-/// What running a job left to do.
-enum Outcome {
-    /// The job answered already (a refusal).
-    Answered,
-    /// Answer once the job's records (or, with none, everything before it) are committed.
-    Await(Completion),
-}
+/// Jobs queued before callers wait.
+const QUEUE_DEPTH: usize = 16_384;
+/// How often sessions are checked for expiry.
+const TICK: Duration = Duration::from_millis(50);
+/// How long a membership change may hold the pipeline before it is let go.
+const EXCLUSIVE_LIMIT: Duration = Duration::from_secs(60);
 
-type Job = Box<dyn FnOnce(Result<&mut View, ControllerError>) -> Outcome + Send>;
-
-enum Event {
-    Job(Job),
-    /// Run something that appends entries of its own (a membership change) with no batch
-    /// in flight, then re-read where the log ends: broker epochs are offsets, so the
-    /// controller must know exactly where its next record lands.
-    Exclusive {
-        go: oneshot::Sender<()>,
-        done: oneshot::Receiver<()>,
-    },
+/// A membership change that wants the pipeline to itself while it appends its entries.
+struct ExclusiveReq {
+    /// Entries it will append.
+    entries: u64,
+    go: oneshot::Sender<()>,
+    done: oneshot::Receiver<()>,
 }
 
 /// The write path of a node.
 pub struct Controller {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Job>,
+    exclusive_tx: mpsc::Sender<ExclusiveReq>,
     /// When a batch was last handed to Raft (ms since the epoch). Requests that write
     /// nothing, such as heartbeats, do not count: the idle NoOp must still go out.
     last_append_ms: Arc<AtomicU64>,
@@ -335,13 +339,32 @@ impl Controller {
     /// Starts the controller loop.
     pub fn start(deps: LoopDeps) -> Arc<Controller> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (exclusive_tx, exclusive_rx) = mpsc::channel(16);
         let last_append_ms = Arc::new(AtomicU64::new(now_ms()));
         let c = Arc::new(Controller {
             tx,
+            exclusive_tx,
             last_append_ms: last_append_ms.clone(),
         });
-        let (lp, done_rx) = Loop::new(deps, last_append_ms);
-        tokio::spawn(lp.run(rx, done_rx));
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (batch_tx, batch_rx) = mpsc::unbounded_channel();
+        tokio::spawn(submitter(
+            deps.raft.clone(),
+            deps.node_id,
+            batch_rx,
+            done_tx,
+        ));
+        let sm = deps.sm.clone();
+        let port = RaftPort {
+            raft: deps.raft,
+            sm: deps.sm,
+            log: deps.log,
+            node_id: deps.node_id,
+            batches: batch_tx,
+            last_append_ms,
+        };
+        let pipeline = Pipeline::new(port, deps.cluster_id.as_str().into(), deps.session_timeout);
+        tokio::spawn(run(pipeline, sm, rx, exclusive_rx, done_rx));
         c
     }
 
@@ -362,12 +385,12 @@ impl Controller {
             }
         });
         self.tx
-            .send(Event::Job(job))
+            .send(job)
             .await
             .map_err(|_| ControllerError::Internal("the controller has stopped".into()))?;
         match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
             Ok(r) => r.map_err(|_| {
-                ControllerError::Internal("the controller dropped the request".into())
+                ControllerError::OutcomeUnknown("the controller dropped the request".into())
             })?,
             Err(_) => Err(ControllerError::Timeout(WRITE_TIMEOUT)),
         }
@@ -381,20 +404,32 @@ impl Controller {
             .map(|((), ack)| ack)
     }
 
-    /// Runs `fut` (a membership change) while the controller writes nothing.
-    pub async fn exclusive<T, Fut: std::future::Future<Output = T>>(&self, fut: Fut) -> T {
+    /// Runs `fut`, a membership change that appends `entries` entries, while the pipeline
+    /// hands nothing to Raft. Jobs keep running (heartbeats are heard); what they write is
+    /// placed after the change's entries and goes out when it is over. Err: the pipeline
+    /// did not drain within its limit (the quorum is not committing), and `fut` did not run.
+    pub async fn exclusive<T, Fut: std::future::Future<Output = T>>(
+        &self,
+        entries: u64,
+        fut: Fut,
+    ) -> Result<T, ControllerError> {
         let (go_tx, go_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
-        let ev = Event::Exclusive {
+        let req = ExclusiveReq {
+            entries,
             go: go_tx,
             done: done_rx,
         };
-        if self.tx.send(ev).await.is_ok() {
-            let _ = go_rx.await;
-        }
+        self.exclusive_tx
+            .send(req)
+            .await
+            .map_err(|_| ControllerError::Internal("the controller has stopped".into()))?;
+        go_rx
+            .await
+            .map_err(|_| ControllerError::Timeout(EXCLUSIVE_LIMIT))?;
         let out = fut.await;
         let _ = done_tx.send(());
-        out
+        Ok(out)
     }
 
     /// Appends a NoOpRecord if nothing was submitted for `idle`; does not wait for it.
@@ -411,466 +446,189 @@ impl Controller {
                 Err(_) => Outcome::Answered,
             },
         );
-        let _ = self.tx.try_send(Event::Job(job));
+        let _ = self.tx.try_send(job);
     }
 }
 
-/// A batch being filled or waiting for a slot.
-#[derive(Default)]
-struct Open {
-    values: Vec<Bytes>,
-    bytes: usize,
-    /// (records of the batch up to and including the job's last one, answer).
-    replies: Vec<(usize, Completion)>,
-    predicted_base: u64,
-}
-
-struct InFlight {
-    seq: u64,
-    /// When the batch went to Raft (commit latency).
-    submitted: Instant,
-    replies: Vec<(usize, Completion)>,
-    records: usize,
-    predicted_base: u64,
-}
-
-struct Done {
-    seq: u64,
-    result: Result<(u64, i32), ControllerError>,
-}
-
-struct Loop {
-    deps: LoopDeps,
-    view: Option<View>,
-    open: Open,
-    ready: VecDeque<Open>,
-    in_flight: VecDeque<InFlight>,
-    deferred: VecDeque<(Instant, Job)>,
-    seq: u64,
-    done_tx: mpsc::UnboundedSender<Done>,
-    cluster_id: Arc<str>,
+/// The node's openraft instance, as the pipeline sees it.
+struct RaftPort {
+    raft: Raft,
+    sm: Arc<SmShared>,
+    log: LogStore,
+    node_id: NodeId,
+    batches: mpsc::UnboundedSender<(u64, u64, Vec<Bytes>)>,
     last_append_ms: Arc<AtomicU64>,
 }
 
-impl Loop {
-    /// The loop, and the receiver of its batches' outcomes (which `run` owns).
-    fn new(
-        deps: LoopDeps,
-        last_append_ms: Arc<AtomicU64>,
-    ) -> (Loop, mpsc::UnboundedReceiver<Done>) {
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let cluster_id: Arc<str> = deps.cluster_id.as_str().into();
-        let l = Loop {
-            deps,
-            view: None,
-            open: Open::default(),
-            ready: VecDeque::new(),
-            in_flight: VecDeque::new(),
-            deferred: VecDeque::new(),
-            seq: 0,
-            done_tx,
-            cluster_id,
-            last_append_ms,
-        };
-        (l, done_rx)
-    }
-
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Event>,
-        mut done_rx: mpsc::UnboundedReceiver<Done>,
-    ) {
-        let mut applied = self.deps.sm.subscribe();
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let accepting = self.ready.is_empty();
-            tokio::select! {
-                ev = rx.recv(), if accepting => {
-                    let Some(ev) = ev else { return };
-                    self.handle(ev, &mut done_rx).await;
-                    // Group commit: take whatever else has queued up.
-                    while self.ready.is_empty() {
-                        match rx.try_recv() {
-                            Ok(ev) => self.handle(ev, &mut done_rx).await,
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Some(d) = done_rx.recv() => self.completed(d),
-                _ = tick.tick() => self.on_tick(),
-                r = applied.changed() => {
-                    if r.is_err() { return; }
-                    self.retry_deferred();
-                }
-            }
-            self.flush();
-        }
-    }
-
-    /// The leader now, and whether it is us in a term we can build a view for.
+impl RaftLog for RaftPort {
     fn leadership(&self) -> (Option<NodeId>, Option<u64>) {
-        let m = self.deps.raft.metrics();
+        let m = self.raft.metrics();
         let m = m.borrow();
-        let ours = m.state == ServerState::Leader && m.current_leader == Some(self.deps.node_id);
+        let ours = m.state == ServerState::Leader && m.current_leader == Some(self.node_id);
         (m.current_leader, ours.then_some(m.current_term))
     }
 
-    /// Makes sure the view belongs to the current leadership. Err: not the leader. Ok(false):
-    /// the leader, but not ready yet (its first entry is not applied, or batches of an
-    /// earlier leadership are still in flight).
-    fn ensure_view(&mut self) -> Result<bool, ControllerError> {
-        let (leader, term) = self.leadership();
-        let Some(term) = term else {
-            if self.view.is_some() {
-                self.drop_view(leader);
-            }
-            return Err(ControllerError::NotController { leader });
-        };
-        if self.view.as_ref().is_some_and(|v| v.term == term) {
-            return Ok(true);
-        }
-        if self.view.is_some() {
-            self.drop_view(Some(self.deps.node_id));
-        }
-        if !self.in_flight.is_empty() || self.deps.sm.applied().epoch as u64 != term {
-            return Ok(false);
-        }
-        let (image, applied_end) = {
-            let st = self.deps.sm.read();
-            (st.image.clone(), st.end_offset)
-        };
-        let next_offset = self
-            .deps
-            .log
-            .appended_end()
-            .unwrap_or(applied_end)
-            .max(applied_end);
-        let now = Instant::now();
-        let sessions = Sessions::fresh(&image, now, self.deps.session_timeout);
-        let index = PartitionIndex::build(&image);
-        tracing::info!(
-            term,
-            next_offset,
-            brokers = image.broker_count(),
-            "active controller: built the view from the committed image; every broker gets a fresh session"
-        );
-        self.view = Some(View {
-            image,
-            index,
-            next_offset,
-            term,
-            staged: Vec::new(),
-            sessions,
-            now,
-            cluster_id: self.cluster_id.clone(),
-            random: 0,
-        });
-        Ok(true)
+    fn applied_epoch(&self) -> i32 {
+        self.sm.applied().epoch
     }
 
-    async fn handle(&mut self, ev: Event, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
-        match ev {
-            Event::Exclusive { go, done } => {
-                // Everything staged goes out now; wait until none of it is in flight.
-                let open = std::mem::take(&mut self.open);
-                if !open.values.is_empty() {
-                    self.ready.push_back(open);
-                }
-                while let Some(b) = self.ready.pop_front() {
-                    self.submit(b);
-                }
-                while !self.in_flight.is_empty() {
-                    match tokio::time::timeout(WRITE_TIMEOUT, done_rx.recv()).await {
-                        Ok(Some(d)) => self.completed(d),
-                        _ => break,
-                    }
-                }
-                let _ = go.send(());
-                let _ = tokio::time::timeout(Duration::from_secs(60), done).await;
-                if let (Some(v), Some(end)) = (self.view.as_mut(), self.deps.log.appended_end()) {
-                    v.next_offset = end;
-                }
-            }
-            Event::Job(job) => match self.ensure_view() {
-                Ok(true) => {
-                    self.retry_deferred();
-                    self.run_job(job);
-                }
-                Ok(false) => self.deferred.push_back((Instant::now(), job)),
-                Err(e) => {
-                    if let Outcome::Await(c) = job(Err(e.clone())) {
-                        c(Err(e));
-                    }
-                }
-            },
-        }
+    fn committed(&self) -> (MetadataImage, u64) {
+        let st = self.sm.read();
+        (st.image.clone(), st.end_offset)
     }
 
-    fn run_job(&mut self, job: Job) {
-        let Some(view) = self.view.as_mut() else {
-            return;
-        };
-        view.now = Instant::now();
-        view.random = uuid::Uuid::new_v4().as_u128() as u32;
-        let outcome = job(Ok(view));
-        let staged = std::mem::take(&mut view.staged);
-        match outcome {
-            Outcome::Answered => {
-                if !staged.is_empty() {
-                    // A job that emitted and then failed left the view ahead of the log.
-                    tracing::error!("a refused request had emitted records; rebuilding the view");
-                    let leader = Some(self.deps.node_id);
-                    self.drop_view(leader);
-                }
-            }
-            Outcome::Await(c) => {
-                if staged.is_empty() {
-                    self.attach(c);
-                } else {
-                    self.stage(staged, c);
-                }
-            }
-        }
+    fn appended_end(&self) -> Option<u64> {
+        self.log.appended_end()
     }
 
-    /// Adds a job's records to the open batch (starting new batches when full) and its
-    /// answer to the batch that holds its last record.
-    fn stage(&mut self, records: Vec<VersionedRecord>, c: Completion) {
-        let first_offset = self
-            .view
-            .as_ref()
-            .map(|v| v.next_offset - records.len() as u64)
-            .unwrap_or(0);
-        for (i, r) in records.iter().enumerate() {
-            let value = match r.to_bytes() {
-                Ok(v) => Bytes::from(v),
-                Err(e) => {
-                    c(Err(ControllerError::Internal(format!(
-                        "encoding a record: {e}"
-                    ))));
-                    let leader = Some(self.deps.node_id);
-                    self.drop_view(leader);
-                    return;
-                }
-            };
-            if self.open.values.len() >= MAX_BATCH_RECORDS
-                || self.open.bytes + value.len() > MAX_BATCH_BYTES
-            {
-                let full = std::mem::take(&mut self.open);
-                self.ready.push_back(full);
-            }
-            if self.open.values.is_empty() {
-                self.open.predicted_base = first_offset + i as u64;
-            }
-            self.open.bytes += value.len();
-            self.open.values.push(value);
-        }
-        let n = self.open.values.len();
-        self.open.replies.push((n, c));
-    }
-
-    /// Answers a job that emitted nothing once everything before it is committed.
-    fn attach(&mut self, c: Completion) {
-        if !self.open.values.is_empty() {
-            let n = self.open.values.len();
-            self.open.replies.push((n, c));
-        } else if let Some(b) = self.ready.back_mut() {
-            let n = b.values.len();
-            b.replies.push((n, c));
-        } else if let Some(b) = self.in_flight.back_mut() {
-            b.replies.push((b.records, c));
-        } else {
-            let (offset, epoch) = match &self.view {
-                Some(v) => (v.next_offset.saturating_sub(1), v.epoch()),
-                None => (0, 0),
-            };
-            c(Ok(WriteAck { offset, epoch }));
-        }
-    }
-
-    /// Hands ready batches to Raft while slots are free.
-    fn flush(&mut self) {
-        if !self.open.values.is_empty() && self.ready.is_empty() {
-            let b = std::mem::take(&mut self.open);
-            self.ready.push_back(b);
-        }
-        while self.in_flight.len() < IN_FLIGHT_BATCHES {
-            let Some(b) = self.ready.pop_front() else {
-                break;
-            };
-            self.submit(b);
-        }
-    }
-
-    fn submit(&mut self, b: Open) {
+    fn append(&mut self, seq: u64, term: u64, values: Vec<Bytes>) {
         self.last_append_ms.store(now_ms(), Ordering::Relaxed);
-        let batch = match data_batch(&b.values, now_ms() as i64) {
-            Ok(batch) => batch,
+        // The submitter is one task reading one channel: batches reach Raft in this order.
+        let _ = self.batches.send((seq, term, values));
+    }
+}
+
+/// Hands batches to Raft one at a time, in the order the pipeline made them, each only
+/// while this node still leads the term its view was built in; a waiter per batch reports
+/// its outcome.
+async fn submitter(
+    raft: Raft,
+    node_id: NodeId,
+    mut batches: mpsc::UnboundedReceiver<(u64, u64, Vec<Bytes>)>,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    while let Some((seq, term, values)) = batches.recv().await {
+        let (leader, leads) = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            let leads = m.state == ServerState::Leader
+                && m.current_leader == Some(node_id)
+                && m.current_term == term;
+            (m.current_leader, leads)
+        };
+        if !leads {
+            let _ = done.send(Done {
+                seq,
+                result: Err(ControllerError::NotController { leader }),
+            });
+            continue;
+        }
+        let batch = match data_batch(&values, now_ms() as i64) {
+            Ok(b) => b,
             Err(e) => {
-                for (_, c) in b.replies {
-                    c(Err(ControllerError::Internal(format!(
+                let _ = done.send(Done {
+                    seq,
+                    result: Err(ControllerError::Internal(format!(
                         "encoding the batch: {e}"
-                    ))));
-                }
-                let leader = Some(self.deps.node_id);
-                self.drop_view(leader);
-                return;
+                    ))),
+                });
+                continue;
             }
         };
-        self.seq += 1;
-        let seq = self.seq;
-        self.in_flight.push_back(InFlight {
-            seq,
-            submitted: Instant::now(),
-            replies: b.replies,
-            records: b.values.len(),
-            predicted_base: b.predicted_base,
-        });
-        let raft = self.deps.raft.clone();
-        let done = self.done_tx.clone();
+        let pending = match raft.client_write_ff(batch).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Raft stopped before it took the batch.
+                let _ = done.send(Done {
+                    seq,
+                    result: Err(ControllerError::Internal(format!("raft stopped: {e}"))),
+                });
+                continue;
+            }
+        };
+        let done = done.clone();
         tokio::spawn(async move {
-            let result = match raft.client_write_ff(batch).await {
-                Err(e) => Err(ControllerError::Internal(format!("raft stopped: {e}"))),
-                Ok(pending) => match pending.await {
-                    Ok(Ok(resp)) => Ok((resp.data.base_offset, epoch_of(&resp.log_id))),
-                    Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
-                        Err(ControllerError::NotController {
-                            leader: f.leader_id,
-                        })
-                    }
-                    Ok(Err(e)) => Err(ControllerError::Internal(e.to_string())),
-                    Err(_) => Err(ControllerError::NotController { leader: None }),
-                },
+            let result = match pending.await {
+                Ok(Ok(resp)) => Ok(Committed {
+                    base_offset: resp.data.base_offset,
+                    epoch: epoch_of(&resp.log_id),
+                    rejected_offsets: resp.data.rejected_offsets,
+                }),
+                // Refused before it was appended, or truncated by a new leader: not written.
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                    Err(ControllerError::NotController {
+                        leader: f.leader_id,
+                    })
+                }
+                Ok(Err(e)) => Err(ControllerError::Internal(e.to_string())),
+                Err(_) => Err(ControllerError::OutcomeUnknown(
+                    "raft stopped before the batch's outcome was known".into(),
+                )),
             };
             let _ = done.send(Done { seq, result });
         });
     }
+}
 
-    fn completed(&mut self, d: Done) {
-        let Some(pos) = self.in_flight.iter().position(|b| b.seq == d.seq) else {
-            return;
-        };
-        let Some(b) = self.in_flight.remove(pos) else {
-            return;
-        };
-        match d.result {
-            Ok((base, epoch)) => {
-                crate::telemetry::commit_latency(b.submitted.elapsed());
-                if base != b.predicted_base {
-                    // Another entry (a membership change) went in first: later offsets move
-                    // by the same amount.
-                    let delta = base as i64 - b.predicted_base as i64;
-                    tracing::debug!(
-                        predicted = b.predicted_base,
-                        actual = base,
-                        "a batch landed at another offset than predicted"
-                    );
-                    if let Some(v) = self.view.as_mut() {
-                        v.next_offset = (v.next_offset as i64 + delta).max(0) as u64;
-                    }
-                    for o in self.in_flight.iter_mut() {
-                        o.predicted_base = (o.predicted_base as i64 + delta).max(0) as u64;
-                    }
-                    for o in self.ready.iter_mut().chain(std::iter::once(&mut self.open)) {
-                        o.predicted_base = (o.predicted_base as i64 + delta).max(0) as u64;
-                    }
-                }
-                for (n, c) in b.replies {
-                    c(Ok(WriteAck {
-                        offset: base + n as u64 - 1,
-                        epoch,
-                    }));
-                }
-            }
-            Err(e) => {
-                for (_, c) in b.replies {
-                    c(Err(e.clone()));
-                }
-                let leader = match &e {
-                    ControllerError::NotController { leader } => *leader,
-                    _ => None,
-                };
-                if self.view.is_some() {
-                    tracing::warn!(error = %e, "a batch was not committed; dropping the controller's view");
-                    self.drop_view(leader);
-                }
-            }
-        }
-        self.retry_deferred();
-    }
-
-    /// Drops the view and answers every job whose records are not in flight NOT_CONTROLLER.
-    fn drop_view(&mut self, leader: Option<NodeId>) {
-        self.view = None;
-        let e = ControllerError::NotController { leader };
-        let open = std::mem::take(&mut self.open);
-        for b in self.ready.drain(..).chain(std::iter::once(open)) {
-            for (_, c) in b.replies {
-                c(Err(e.clone()));
-            }
-        }
-    }
-
-    fn retry_deferred(&mut self) {
-        if self.deferred.is_empty() {
-            return;
-        }
-        match self.ensure_view() {
-            Ok(true) => {
-                while let Some((_, job)) = self.deferred.pop_front() {
-                    self.run_job(job);
-                }
-            }
-            Ok(false) => {}
-            Err(e) => {
-                for (_, job) in self.deferred.drain(..) {
-                    if let Outcome::Await(c) = job(Err(e.clone())) {
-                        c(Err(e.clone()));
+/// The controller loop: feeds jobs, batch outcomes, ticks and membership changes to the
+/// pipeline, one at a time.
+async fn run(
+    mut p: Pipeline<RaftPort>,
+    sm: Arc<SmShared>,
+    mut rx: mpsc::Receiver<Job>,
+    mut exclusive_rx: mpsc::Receiver<ExclusiveReq>,
+    mut done_rx: mpsc::UnboundedReceiver<Done>,
+) {
+    let mut applied = sm.subscribe();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The membership change under way: its go signal (until sent), its end, its deadline.
+    let mut change: Option<(Option<oneshot::Sender<()>>, oneshot::Receiver<()>, Instant)> = None;
+    let random = || uuid::Uuid::new_v4().as_u128() as u32;
+    loop {
+        let accepting = p.accepting();
+        let idle = change.is_none();
+        let changing = change.as_ref().is_some_and(|c| c.0.is_none());
+        tokio::select! {
+            job = rx.recv(), if accepting => {
+                let Some(job) = job else { return };
+                p.submit(job, Instant::now(), random());
+                // Group commit: take whatever else has queued up.
+                while p.accepting() {
+                    match rx.try_recv() {
+                        Ok(job) => p.submit(job, Instant::now(), random()),
+                        Err(_) => break,
                     }
                 }
             }
+            req = exclusive_rx.recv(), if idle => {
+                let Some(req) = req else { return };
+                p.begin_exclusive(req.entries);
+                change = Some((Some(req.go), req.done, Instant::now() + EXCLUSIVE_LIMIT));
+            }
+            _ = async {
+                if let Some((_, done, deadline)) = change.as_mut() {
+                    let _ = tokio::time::timeout_at((*deadline).into(), done).await;
+                }
+            }, if changing => {
+                change = None;
+                p.end_exclusive();
+            }
+            Some(d) = done_rx.recv() => p.completed(d, Instant::now(), random()),
+            _ = tick.tick() => {
+                // Heartbeats already queued are heard before sessions are judged: a broker
+                // is never fenced because its heartbeat waited behind other work.
+                while p.accepting() {
+                    match rx.try_recv() {
+                        Ok(job) => p.submit(job, Instant::now(), random()),
+                        Err(_) => break,
+                    }
+                }
+                p.tick(Instant::now(), random());
+            }
+            r = applied.changed() => {
+                if r.is_err() { return; }
+                p.retry_deferred(Instant::now(), random());
+            }
         }
-    }
-
-    fn on_tick(&mut self) {
-        // Jobs that waited too long for this leader's view give up.
-        while self
-            .deferred
-            .front()
-            .is_some_and(|(t, _)| t.elapsed() > VIEW_WAIT)
-        {
-            if let Some((_, job)) = self.deferred.pop_front() {
-                let e = ControllerError::NotController { leader: None };
-                if let Outcome::Await(c) = job(Err(e.clone())) {
-                    c(Err(e));
+        if let Some((go, _, _)) = change.as_mut() {
+            if go.is_some() && p.drained() {
+                if let Some(go) = go.take() {
+                    let _ = go.send(());
                 }
             }
         }
-        self.retry_deferred();
-        match self.ensure_view() {
-            Ok(true) => {}
-            _ => return,
-        }
-        let Some(view) = self.view.as_mut() else {
-            return;
-        };
-        view.now = Instant::now();
-        let expired = view.sessions.expired(view.now);
-        if expired.is_empty() {
-            return;
-        }
-        let result = brokers::fence_expired(view, &expired);
-        let staged = std::mem::take(&mut view.staged);
-        match result {
-            Ok(()) if !staged.is_empty() => self.stage(staged, Box::new(|_| {})),
-            Ok(()) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "fencing expired brokers failed; rebuilding the view");
-                let leader = Some(self.deps.node_id);
-                self.drop_view(leader);
-            }
-        }
+        p.flush();
     }
 }
 
@@ -929,6 +687,82 @@ mod tests {
         );
     }
 
+    fn caught_up(v: &mut View, id: i32, epoch: i64) {
+        let hb = Heartbeat {
+            broker_epoch: epoch,
+            current_metadata_offset: i64::MAX,
+            want_fence: false,
+            want_shutdown: false,
+        };
+        assert!(!brokers::heartbeat(v, id, &hb).unwrap().is_fenced);
+    }
+
+    #[test]
+    fn kip_903_an_isr_member_known_by_a_stale_broker_epoch_is_an_ineligible_replica() {
+        let mut v = view();
+        let mut epochs = std::collections::BTreeMap::new();
+        for (id, rack) in [(1, "a"), (2, "b"), (3, "c")] {
+            let e = brokers::register(&mut v, id, &reg(rack)).unwrap();
+            caught_up(&mut v, id, e);
+            epochs.insert(id, e);
+        }
+        topics::create(
+            &mut v,
+            &CreateTopic {
+                name: "t".into(),
+                partitions: Some(1),
+                replication_factor: Some(3),
+                assignments: Some(vec![vec![1, 2, 3]]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // Broker 3 dies and comes back as a new incarnation, with a new epoch.
+        brokers::fence_expired(&mut v, &[3]).unwrap();
+        let new3 = brokers::register(&mut v, 3, &reg("c")).unwrap();
+        caught_up(&mut v, 3, new3);
+        assert_ne!(new3, epochs[&3]);
+        let t = v.image().topic_by_name("t").unwrap();
+        let p = t.partitions()[0].clone();
+        let topic_id = crate::record::uuid_fmt::kafka_uuid(&t.id());
+        let ask = |members: Vec<(i32, i64)>| AlterPartition {
+            broker_id: 1,
+            broker_epoch: epochs[&1],
+            topics: vec![AlterTopic {
+                topic_id: topic_id.clone(),
+                partitions: vec![AlterPartitionData {
+                    partition: 0,
+                    leader_epoch: p.leader_epoch(),
+                    partition_epoch: p.partition_epoch(),
+                    new_isr: Vec::new(),
+                    new_isr_with_epochs: Some(
+                        members
+                            .into_iter()
+                            .map(|(broker_id, broker_epoch)| partitions::IsrMember {
+                                broker_id,
+                                broker_epoch,
+                            })
+                            .collect(),
+                    ),
+                    leader_recovery_state: None,
+                }],
+            }],
+        };
+        let stale =
+            partitions::alter(&mut v, &ask(vec![(1, epochs[&1]), (3, epochs[&3])])).unwrap();
+        let r = &stale.topics[0].partitions[0];
+        assert_eq!(r.error.as_deref(), Some("INELIGIBLE_REPLICA"), "{r:?}");
+        assert_eq!(
+            v.image().topic_by_name("t").unwrap().partitions()[0],
+            p,
+            "a refused change leaves the partition as it was"
+        );
+        let fresh = partitions::alter(&mut v, &ask(vec![(1, epochs[&1]), (3, new3)])).unwrap();
+        let r = &fresh.topics[0].partitions[0];
+        assert_eq!(r.error, None, "{r:?}");
+        assert_eq!(r.isr, Some(vec![1, 3]));
+    }
+
     #[test]
     fn the_partition_index_follows_every_emitted_record() {
         let mut v = view();
@@ -983,6 +817,7 @@ mod tests {
                     leader_epoch: p.leader_epoch(),
                     partition_epoch: p.partition_epoch(),
                     new_isr: vec![leader],
+                    new_isr_with_epochs: None,
                     leader_recovery_state: None,
                 }],
             }],

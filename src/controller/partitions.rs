@@ -205,6 +205,16 @@ pub struct AlterTopic {
     pub partitions: Vec<AlterPartitionData>,
 }
 
+/// An ISR member and the broker epoch the leader knows it by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IsrMember {
+    /// Broker id.
+    pub broker_id: i32,
+    /// Its broker epoch, or -1 when not known.
+    pub broker_epoch: i64,
+}
+
 /// One partition's requested ISR.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -215,8 +225,14 @@ pub struct AlterPartitionData {
     pub leader_epoch: i32,
     /// The partition epoch the leader knows.
     pub partition_epoch: i32,
-    /// The ISR it asks for.
+    /// The ISR it asks for, as broker ids (left empty when `new_isr_with_epochs` is given).
+    #[serde(default)]
     pub new_isr: Vec<i32>,
+    /// The ISR with each member's broker epoch (KIP-903): a member whose epoch is not its
+    /// current registration's (a broker restarted as a new incarnation) is INELIGIBLE_REPLICA.
+    /// Epoch -1 means unknown and is not checked, as in Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_isr_with_epochs: Option<Vec<IsrMember>>,
     /// 0 recovered, 1 recovering (an unclean leader reports 0 once recovered).
     #[serde(default)]
     pub leader_recovery_state: Option<i8>,
@@ -308,6 +324,23 @@ fn check_alter(
     d: &AlterPartitionData,
 ) -> Result<Option<PartitionChangeRecord>, (&'static str, String)> {
     let part = p.id();
+    let with_epochs;
+    let new_isr: &[i32] = match &d.new_isr_with_epochs {
+        None => &d.new_isr,
+        Some(members) => {
+            with_epochs = members.iter().map(|m| m.broker_id).collect::<Vec<_>>();
+            if !d.new_isr.is_empty() && d.new_isr != with_epochs {
+                return Err((
+                    "INVALID_REQUEST",
+                    format!(
+                        "partition {part}: new_isr {:?} and new_isr_with_epochs {:?} disagree; send one",
+                        d.new_isr, with_epochs
+                    ),
+                ));
+            }
+            &with_epochs
+        }
+    };
     if d.leader_epoch != p.leader_epoch() {
         return Err((
             "FENCED_LEADER_EPOCH",
@@ -350,14 +383,14 @@ fn check_alter(
             format!("partition {part}: a recovered partition cannot go back to RECOVERING"),
         ));
     }
-    if recovery == RECOVERING && d.new_isr.len() > 1 {
+    if recovery == RECOVERING && new_isr.len() > 1 {
         return Err((
             "INVALID_REQUEST",
             format!("partition {part}: the ISR cannot grow while the leader is RECOVERING"),
         ));
     }
-    let mut seen = Vec::with_capacity(d.new_isr.len());
-    for &b in &d.new_isr {
+    let mut seen = Vec::with_capacity(new_isr.len());
+    for &b in new_isr {
         if seen.contains(&b) {
             return Err((
                 "INVALID_REQUEST",
@@ -375,17 +408,32 @@ fn check_alter(
             ));
         }
     }
-    if !d.new_isr.contains(&broker) {
+    if !new_isr.contains(&broker) {
         return Err((
             "INVALID_REQUEST",
             format!(
                 "partition {part}: new_isr {:?} leaves out the leader {broker}",
-                d.new_isr
+                new_isr
             ),
         ));
     }
-    if let Some(&b) = d
-        .new_isr
+    // KIP-903: a member known by an epoch that is not its registration's is another
+    // incarnation of that broker, which may have lost what the ISR promises.
+    for m in d.new_isr_with_epochs.iter().flatten() {
+        let current = image.broker(m.broker_id).map(|r| r.broker_epoch);
+        if m.broker_epoch != -1 && current.is_some_and(|e| e != m.broker_epoch) {
+            return Err((
+                "INELIGIBLE_REPLICA",
+                format!(
+                    "partition {part}: broker {} is known by epoch {}, but its registration has epoch {}",
+                    m.broker_id,
+                    m.broker_epoch,
+                    current.unwrap_or(-1)
+                ),
+            ));
+        }
+    }
+    if let Some(&b) = new_isr
         .iter()
         .find(|&&b| b != broker && !eligible(image, b))
     {
@@ -399,7 +447,7 @@ fn check_alter(
             format!("partition {part}: broker {b} cannot join the ISR: it is {why}"),
         ));
     }
-    let isr_changed = d.new_isr.as_slice() != p.isr();
+    let isr_changed = new_isr != p.isr();
     let recovery_changed = recovery != p.leader_recovery_state();
     if !isr_changed && !recovery_changed {
         return Ok(None);
@@ -407,7 +455,7 @@ fn check_alter(
     Ok(Some(PartitionChangeRecord {
         partition_id: part,
         topic_id,
-        isr: isr_changed.then(|| d.new_isr.clone()),
+        isr: isr_changed.then(|| new_isr.to_vec()),
         leader_recovery_state: if recovery_changed { recovery } else { -1 },
         ..PartitionChangeRecord::default()
     }))

@@ -18,8 +18,9 @@ use crate::record::uuid_fmt;
 
 /// Longest topic name (Kafka's limit).
 pub const MAX_TOPIC_NAME: usize = 249;
-/// Most partitions one request may create: the request's records go in one batch.
-pub const MAX_NEW_PARTITIONS: usize = 4_000;
+/// Most partitions one request may create. A request larger than one batch is written as
+/// a metadata transaction (KIP-868), so this bounds the work of one request, not a batch.
+pub const MAX_NEW_PARTITIONS: usize = 50_000;
 /// Most replicas per partition.
 pub const MAX_REPLICATION_FACTOR: usize = 64;
 

@@ -104,7 +104,12 @@ impl MetadataImage {
             MetadataRecord::FeatureLevel(r) => self.set_feature(r),
             MetadataRecord::ProducerIds(r) => self.set_producer_ids(r),
             MetadataRecord::BrokerRegistrationChange(r) => self.change_broker(r),
-            MetadataRecord::NoOp => Ok(()),
+            // Transaction markers change nothing themselves; the replay of the log (the
+            // state machine) holds a transaction's records back until its end.
+            MetadataRecord::NoOp
+            | MetadataRecord::BeginTransaction(_)
+            | MetadataRecord::EndTransaction
+            | MetadataRecord::AbortTransaction(_) => Ok(()),
         }
     }
 

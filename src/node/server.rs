@@ -742,10 +742,13 @@ async fn reconcile_directories(node: &Node) {
             match node
                 .controller
                 .exclusive(
+                    2,
                     node.raft
                         .change_membership(ChangeMembers::RemoveVoters(ids.clone()), true),
                 )
                 .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
             {
                 Ok(_) => {
                     if let Ok(mut r) = node.readmit.lock() {
@@ -762,10 +765,13 @@ async fn reconcile_directories(node: &Node) {
         match node
             .controller
             .exclusive(
+                1,
                 node.raft
                     .change_membership(ChangeMembers::SetNodes(fill), true),
             )
             .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
         {
             Ok(_) => tracing::info!(?ids, "recorded directory ids"),
             Err(e) => tracing::warn!(error = %e, "cannot record directory ids"),
@@ -799,10 +805,13 @@ async fn reconcile_directories(node: &Node) {
             match node
                 .controller
                 .exclusive(
+                    2,
                     node.raft
                         .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
                 )
                 .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
             {
                 Ok(_) => {
                     tracing::info!(id, "re-formatted voter caught up and is a voter again");

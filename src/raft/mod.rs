@@ -84,6 +84,8 @@ pub struct Applied {
     pub end_offset: u64,
     /// Records the image refused (a well-behaved controller never writes any).
     pub rejected: u32,
+    /// Offsets of the refused records (of a whole transaction when this entry ended one).
+    pub rejected_offsets: Vec<u64>,
 }
 
 openraft::declare_raft_types!(

@@ -93,6 +93,22 @@ pub struct SmState {
     /// then writes them, so a broker following the log from offset 0 sees them (as Kafka
     /// writes its bootstrap records).
     pub features_in_log: bool,
+    /// The metadata transaction (KIP-868) replay is inside: its records wait for its end.
+    pub txn: Option<OpenTxn>,
+}
+
+/// A metadata transaction whose end has not been applied yet.
+#[derive(Debug)]
+pub struct OpenTxn {
+    /// Offset of its BeginTransactionRecord.
+    pub begin_offset: u64,
+    /// Its records so far, with their offsets.
+    pub records: Vec<(u64, MetadataRecord)>,
+    /// The last entry applied before the one that began it: a snapshot taken while the
+    /// transaction is open is a snapshot of that point (the image holds none of its records).
+    pub before: Option<LogId>,
+    /// The offset after that entry.
+    pub before_end_offset: u64,
 }
 
 /// State shared by the state machine, the API and the snapshot policy.
@@ -210,6 +226,7 @@ impl StateMachine {
             bytes_since_snapshot: 0,
             new_records_since: None,
             features_in_log: false,
+            txn: None,
         };
         let list = list_checkpoints(dir).map_err(|e| e.to_string())?;
         let mut loaded = false;
@@ -313,11 +330,24 @@ impl StateMachine {
         }
     }
 
-    fn apply_one(st: &mut SmState, entry: Entry) -> Applied {
+    /// Applies one committed entry to `st` (the state machine's replay; the pipeline
+    /// simulation runs it too).
+    pub(crate) fn apply_one(st: &mut SmState, entry: Entry) -> Applied {
         let base = st.end_offset;
-        let mut rejected = 0u32;
+        let mut rejected = Vec::new();
         let count = match entry.payload {
-            EntryPayload::Blank => 1,
+            EntryPayload::Blank => {
+                // A new leader's first entry: a transaction its predecessor left open can no
+                // longer end (Kafka's image loader drops it the same way).
+                if let Some(t) = st.txn.take() {
+                    tracing::warn!(
+                        begin_offset = t.begin_offset,
+                        records = t.records.len(),
+                        "dropped a metadata transaction the previous leader did not finish"
+                    );
+                }
+                1
+            }
             EntryPayload::Membership(m) => {
                 st.membership = KStoredMembership::new(Some(entry.log_id), m);
                 1
@@ -336,21 +366,17 @@ impl StateMachine {
                             );
                         }
                         st.last_timestamp = st.last_timestamp.max(b.header.max_timestamp);
-                        for raw in &b.records {
+                        let before = st.last_applied;
+                        for (i, raw) in b.records.iter().enumerate() {
+                            let offset = base + i as u64;
                             match LogRecord::decode(false, raw) {
                                 Ok(LogRecord::Metadata(v)) => {
-                                    if matches!(v.record, MetadataRecord::FeatureLevel(_)) {
-                                        st.features_in_log = true;
-                                    }
-                                    if let Err(e) = st.image.apply(&v.record) {
-                                        rejected += 1;
-                                        tracing::warn!(offset = raw.offset, error = %e, "record refused by the image");
-                                    }
+                                    Self::replay(st, offset, v.record, before, base, &mut rejected)
                                 }
                                 Ok(LogRecord::Control(_)) => {}
                                 Err(e) => {
-                                    rejected += 1;
-                                    tracing::warn!(offset = raw.offset, error = %e, "undecodable record");
+                                    rejected.push(offset);
+                                    tracing::error!(offset, error = %e, "undecodable record");
                                 }
                             }
                         }
@@ -362,7 +388,9 @@ impl StateMachine {
                     }
                     Err(e) => {
                         tracing::error!(index = entry.log_id.index, error = %e, "undecodable batch");
-                        super::batch_record_count(&buf).unwrap_or(1)
+                        let n = super::batch_record_count(&buf).unwrap_or(1);
+                        rejected.extend(base..base + n);
+                        n
                     }
                 }
             }
@@ -372,7 +400,75 @@ impl StateMachine {
         Applied {
             base_offset: base,
             end_offset: st.end_offset,
-            rejected,
+            rejected: u32::try_from(rejected.len()).unwrap_or(u32::MAX),
+            rejected_offsets: rejected,
+        }
+    }
+
+    /// Replays one metadata record: transaction markers open, end or drop a transaction;
+    /// other records apply now, or at their transaction's end.
+    fn replay(
+        st: &mut SmState,
+        offset: u64,
+        record: MetadataRecord,
+        before: Option<LogId>,
+        entry_base: u64,
+        rejected: &mut Vec<u64>,
+    ) {
+        match record {
+            MetadataRecord::BeginTransaction(_) => {
+                if let Some(t) = st.txn.take() {
+                    tracing::error!(
+                        offset,
+                        open_since = t.begin_offset,
+                        "a transaction began inside another; the open one is dropped"
+                    );
+                    rejected.extend(t.records.iter().map(|(o, _)| *o));
+                }
+                st.txn = Some(OpenTxn {
+                    begin_offset: offset,
+                    records: Vec::new(),
+                    before,
+                    before_end_offset: entry_base,
+                });
+            }
+            MetadataRecord::EndTransaction => match st.txn.take() {
+                Some(t) => {
+                    for (o, r) in t.records {
+                        Self::apply_record(st, o, &r, rejected);
+                    }
+                }
+                None => {
+                    tracing::error!(offset, "EndTransactionRecord without a transaction");
+                    rejected.push(offset);
+                }
+            },
+            MetadataRecord::AbortTransaction(a) => match st.txn.take() {
+                Some(t) => tracing::info!(
+                    offset,
+                    begin_offset = t.begin_offset,
+                    reason = a.reason.as_deref().unwrap_or(""),
+                    "metadata transaction aborted"
+                ),
+                None => {
+                    tracing::error!(offset, "AbortTransactionRecord without a transaction");
+                    rejected.push(offset);
+                }
+            },
+            r => match st.txn.as_mut() {
+                Some(t) => t.records.push((offset, r)),
+                None => Self::apply_record(st, offset, &r, rejected),
+            },
+        }
+    }
+
+    fn apply_record(st: &mut SmState, offset: u64, r: &MetadataRecord, rejected: &mut Vec<u64>) {
+        if matches!(r, MetadataRecord::FeatureLevel(_)) {
+            st.features_in_log = true;
+        }
+        if let Err(e) = st.image.apply(r) {
+            rejected.push(offset);
+            tracing::error!(offset, error = %e, "record refused by the image");
         }
     }
 }
@@ -381,10 +477,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
         let (image, last_applied, end, membership, ts) = {
             let st = self.shared.read();
+            // Inside an open transaction the image holds none of its records: it is the
+            // image of the point before the transaction began, so the snapshot is of that
+            // point and replay after it meets the BeginTransactionRecord again.
+            let (last, end) = match &st.txn {
+                Some(t) => (t.before, t.before_end_offset),
+                None => (st.last_applied, st.end_offset),
+            };
             (
                 st.image.clone(),
-                st.last_applied,
-                st.end_offset,
+                last,
+                end,
                 st.membership.clone(),
                 st.last_timestamp,
             )
@@ -535,6 +638,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             st.membership = meta.last_membership.clone();
             st.last_timestamp = summary.meta.last_contained_log_timestamp;
             st.features_in_log = true;
+            st.txn = None;
             Self::set_current(
                 &mut st,
                 CurrentSnapshot {
@@ -569,5 +673,126 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{data_batch, Batch};
+    use crate::record::batch::stamp_batch;
+    use crate::record::metadata::{
+        BeginTransactionRecord, ConfigRecord, TopicRecord, VersionedRecord, RESOURCE_TOPIC,
+    };
+    use openraft::CommittedLeaderId;
+
+    fn state() -> SmState {
+        SmState {
+            image: MetadataImage::bootstrap(),
+            last_applied: None,
+            end_offset: 0,
+            membership: KStoredMembership::default(),
+            last_timestamp: -1,
+            current: None,
+            bytes_since_snapshot: 0,
+            new_records_since: None,
+            features_in_log: false,
+            txn: None,
+        }
+    }
+
+    fn entry(st: &SmState, index: u64, records: &[MetadataRecord]) -> Entry {
+        let values: Vec<Bytes> = records
+            .iter()
+            .map(|r| Bytes::from(VersionedRecord::new(r.clone()).to_bytes().unwrap()))
+            .collect();
+        let mut b: Batch = data_batch(&values, 0).unwrap();
+        stamp_batch(&mut b.bytes, st.end_offset as i64, 1);
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(b),
+        }
+    }
+
+    fn blank(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 2), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn begin() -> MetadataRecord {
+        MetadataRecord::BeginTransaction(BeginTransactionRecord { name: None })
+    }
+
+    fn topic(name: &str) -> MetadataRecord {
+        MetadataRecord::Topic(TopicRecord {
+            name: name.into(),
+            topic_id: uuid::Uuid::new_v4(),
+        })
+    }
+
+    fn config(topic: &str) -> MetadataRecord {
+        MetadataRecord::Config(ConfigRecord {
+            resource_type: RESOURCE_TOPIC,
+            resource_name: topic.into(),
+            name: "k".into(),
+            value: Some("v".into()),
+        })
+    }
+
+    #[test]
+    fn a_transaction_applies_only_at_its_end_and_a_snapshot_inside_it_is_of_the_point_before() {
+        let mut st = state();
+        let e0 = entry(&st, 0, &[MetadataRecord::NoOp]);
+        let first = e0.log_id;
+        StateMachine::apply_one(&mut st, e0);
+        let e1 = entry(&st, 1, &[begin(), topic("t")]);
+        StateMachine::apply_one(&mut st, e1);
+        let e2 = entry(&st, 2, &[config("t")]);
+        StateMachine::apply_one(&mut st, e2);
+        assert!(
+            st.image.topic_by_name("t").is_none(),
+            "nothing applies before the end"
+        );
+        let t = st.txn.as_ref().expect("a transaction is open");
+        assert_eq!(
+            (t.before, t.before_end_offset, t.begin_offset),
+            (Some(first), 1, 1)
+        );
+        let e3 = entry(&st, 3, &[MetadataRecord::EndTransaction]);
+        let applied = StateMachine::apply_one(&mut st, e3);
+        assert_eq!(applied.rejected_offsets, Vec::<u64>::new());
+        assert!(
+            st.image.topic_by_name("t").is_some(),
+            "the end applies it whole"
+        );
+        assert!(st.txn.is_none());
+        assert_eq!(st.end_offset, 5);
+    }
+
+    #[test]
+    fn a_new_leaders_entry_drops_an_unfinished_transaction() {
+        let mut st = state();
+        let e0 = entry(&st, 0, &[begin(), topic("t"), config("t")]);
+        StateMachine::apply_one(&mut st, e0);
+        StateMachine::apply_one(&mut st, blank(1));
+        assert!(st.txn.is_none());
+        let e2 = entry(&st, 2, &[MetadataRecord::EndTransaction]);
+        let applied = StateMachine::apply_one(&mut st, e2);
+        assert!(
+            st.image.topic_by_name("t").is_none(),
+            "the dropped records never apply"
+        );
+        assert_eq!(applied.rejected_offsets, vec![4], "a stray end is reported");
+    }
+
+    #[test]
+    fn a_refused_record_is_reported_with_its_offset() {
+        let mut st = state();
+        let e0 = entry(&st, 0, &[topic("a"), config("missing"), topic("b")]);
+        let applied = StateMachine::apply_one(&mut st, e0);
+        assert_eq!(applied.rejected_offsets, vec![1]);
+        assert_eq!(applied.rejected, 1);
     }
 }

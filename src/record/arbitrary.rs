@@ -288,6 +288,13 @@ fn any_record_of(api_key: u32) -> BoxedStrategy<MetadataRecord> {
             .prop_map(MetadataRecord::BrokerRegistrationChange)
             .boxed(),
         20 => Just(MetadataRecord::NoOp).boxed(),
+        23 => option::of(string())
+            .prop_map(|name| MetadataRecord::BeginTransaction(BeginTransactionRecord { name }))
+            .boxed(),
+        24 => Just(MetadataRecord::EndTransaction).boxed(),
+        25 => option::of(string())
+            .prop_map(|reason| MetadataRecord::AbortTransaction(AbortTransactionRecord { reason }))
+            .boxed(),
         other => panic!("no metadata record type has api key {other}"),
     }
 }

@@ -47,6 +47,29 @@ pub enum MetadataRecord {
     BrokerRegistrationChange(BrokerRegistrationChangeRecord),
     /// apiKey 20: no fields; the active controller writes one when idle.
     NoOp,
+    /// apiKey 23 (KIP-868): the records up to the matching EndTransactionRecord are one
+    /// atomic change; replay applies them only when it reaches the end.
+    BeginTransaction(BeginTransactionRecord),
+    /// apiKey 24 (KIP-868): ends the open metadata transaction; its records apply now.
+    EndTransaction,
+    /// apiKey 25 (KIP-868): drops the open metadata transaction's records.
+    AbortTransaction(AbortTransactionRecord),
+}
+
+/// apiKey 23: starts a metadata transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BeginTransactionRecord {
+    /// Tagged field 0: what the transaction is for.
+    pub name: Option<String>,
+}
+
+/// apiKey 25: aborts a metadata transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortTransactionRecord {
+    /// Tagged field 0: why it was aborted.
+    pub reason: Option<String>,
 }
 
 /// ConfigRecord resource type of a topic.
@@ -240,14 +263,14 @@ pub struct BrokerRegistrationChangeRecord {
 // ---- API ----
 
 /// Every api key kraftd reads and writes, ascending.
-pub const METADATA_API_KEYS: [u32; 11] = [0, 1, 2, 3, 4, 5, 9, 12, 15, 17, 20];
+pub const METADATA_API_KEYS: [u32; 14] = [0, 1, 2, 3, 4, 5, 9, 12, 15, 17, 20, 23, 24, 25];
 
 /// The `(min, max)` versions kraftd reads for an api key, or None for an unknown key.
 pub fn supported_versions(api_key: u32) -> Option<(i16, i16)> {
     match api_key {
         0 => Some((0, 3)),
         3 | 5 | 17 => Some((0, 2)),
-        1 | 2 | 4 | 9 | 12 | 15 | 20 => Some((0, 0)),
+        1 | 2 | 4 | 9 | 12 | 15 | 20 | 23 | 24 | 25 => Some((0, 0)),
         _ => None,
     }
 }
@@ -266,6 +289,9 @@ pub fn type_name_of(api_key: u32) -> Option<&'static str> {
         15 => "ProducerIdsRecord",
         17 => "BrokerRegistrationChangeRecord",
         20 => "NoOpRecord",
+        23 => "BeginTransactionRecord",
+        24 => "EndTransactionRecord",
+        25 => "AbortTransactionRecord",
         _ => return None,
     })
 }
@@ -285,6 +311,9 @@ impl MetadataRecord {
             MetadataRecord::ProducerIds(_) => 15,
             MetadataRecord::BrokerRegistrationChange(_) => 17,
             MetadataRecord::NoOp => 20,
+            MetadataRecord::BeginTransaction(_) => 23,
+            MetadataRecord::EndTransaction => 24,
+            MetadataRecord::AbortTransaction(_) => 25,
         }
     }
 
@@ -302,6 +331,9 @@ impl MetadataRecord {
             MetadataRecord::ProducerIds(_) => "ProducerIdsRecord",
             MetadataRecord::BrokerRegistrationChange(_) => "BrokerRegistrationChangeRecord",
             MetadataRecord::NoOp => "NoOpRecord",
+            MetadataRecord::BeginTransaction(_) => "BeginTransactionRecord",
+            MetadataRecord::EndTransaction => "EndTransactionRecord",
+            MetadataRecord::AbortTransaction(_) => "AbortTransactionRecord",
         }
     }
 
@@ -481,6 +513,13 @@ impl VersionedRecord {
                 &mut r, version,
             )?),
             20 => MetadataRecord::NoOp,
+            23 => MetadataRecord::BeginTransaction(BeginTransactionRecord {
+                name: read_tagged_opt_string(&mut r, "BeginTransactionRecord.Name")?,
+            }),
+            24 => MetadataRecord::EndTransaction,
+            25 => MetadataRecord::AbortTransaction(AbortTransactionRecord {
+                reason: read_tagged_opt_string(&mut r, "AbortTransactionRecord.Reason")?,
+            }),
             _ => return Err(RecordError::UnknownApiKey(api_key)),
         };
         if !has_own_tagged_fields(api_key) {
@@ -525,7 +564,13 @@ fn write_body(out: &mut Vec<u8>, record: &MetadataRecord, version: i16) -> Resul
             out.extend_from_slice(&r.next_producer_id.to_be_bytes());
         }
         MetadataRecord::BrokerRegistrationChange(r) => write_broker_registration_change(out, r)?,
-        MetadataRecord::NoOp => {}
+        MetadataRecord::NoOp | MetadataRecord::EndTransaction => {}
+        MetadataRecord::BeginTransaction(r) => {
+            put_tagged_opt_string(out, "BeginTransactionRecord.Name", r.name.as_deref())?
+        }
+        MetadataRecord::AbortTransaction(r) => {
+            put_tagged_opt_string(out, "AbortTransactionRecord.Reason", r.reason.as_deref())?
+        }
     }
     if !has_own_tagged_fields(record.api_key()) {
         out.push(0);
@@ -536,7 +581,29 @@ fn write_body(out: &mut Vec<u8>, record: &MetadataRecord, version: i16) -> Resul
 /// Whether the record's body code handles its tagged-field section; the rest have no tagged
 /// fields but still end with an (empty) section.
 fn has_own_tagged_fields(api_key: u32) -> bool {
-    matches!(api_key, 0 | 3 | 5 | 17)
+    matches!(api_key, 0 | 3 | 5 | 17 | 23 | 25)
+}
+
+/// A struct whose only field is a nullable string in tag 0 (left out when null, its
+/// default): the body of Begin- and AbortTransactionRecord.
+fn put_tagged_opt_string(
+    out: &mut Vec<u8>,
+    field: &'static str,
+    s: Option<&str>,
+) -> Result<(), RecordError> {
+    let Some(s) = s else {
+        out.push(0);
+        return Ok(());
+    };
+    let mut payload = Vec::with_capacity(s.len() + 5);
+    put_str(&mut payload, field, s)?;
+    let size = u32::try_from(payload.len())
+        .map_err(|_| RecordError::invalid(field, "longer than a tagged field can be"))?;
+    out.push(1);
+    put_uvarint(out, 0);
+    put_uvarint(out, size);
+    out.extend_from_slice(&payload);
+    Ok(())
 }
 
 fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
@@ -829,6 +896,22 @@ const FEATURE_MIN_BYTES: usize = 6;
 
 fn skip_unknown(_tag: u32, _payload: &mut Reader<'_>) -> Result<bool, RecordError> {
     Ok(false)
+}
+
+/// Reads a tagged-field section whose tag 0 is a nullable string (absent = null).
+fn read_tagged_opt_string(
+    r: &mut Reader<'_>,
+    field: &'static str,
+) -> Result<Option<String>, RecordError> {
+    let mut value = None;
+    r.tagged_fields(|tag, sub| match tag {
+        0 => {
+            value = sub.opt_string(field)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    })?;
+    Ok(value)
 }
 
 /// Kafka's readers throw on a tag they know for a version that does not have the field,
@@ -1392,6 +1475,33 @@ mod tests {
     }
 
     #[test]
+    fn transaction_markers_encode_as_kafka_4_writes_them() {
+        // Name and Reason are nullable strings in tag 0, left out when null (their default).
+        assert_golden(
+            VersionedRecord::new(MetadataRecord::BeginTransaction(BeginTransactionRecord {
+                name: None,
+            })),
+            "01 17 00 00",
+        );
+        assert_golden(
+            VersionedRecord::new(MetadataRecord::BeginTransaction(BeginTransactionRecord {
+                name: Some("ab".into()),
+            })),
+            "01 17 00 01 00 03 03 61 62",
+        );
+        assert_golden(
+            VersionedRecord::new(MetadataRecord::EndTransaction),
+            "01 18 00 00",
+        );
+        assert_golden(
+            VersionedRecord::new(MetadataRecord::AbortTransaction(AbortTransactionRecord {
+                reason: Some("x".into()),
+            })),
+            "01 19 00 01 00 02 02 78",
+        );
+    }
+
+    #[test]
     fn api_keys_names_and_ranges_match_kafka() {
         let names: Vec<_> = METADATA_API_KEYS
             .iter()
@@ -1411,9 +1521,12 @@ mod tests {
                 (15, "ProducerIdsRecord", Some((0, 0))),
                 (17, "BrokerRegistrationChangeRecord", Some((0, 2))),
                 (20, "NoOpRecord", Some((0, 0))),
+                (23, "BeginTransactionRecord", Some((0, 0))),
+                (24, "EndTransactionRecord", Some((0, 0))),
+                (25, "AbortTransactionRecord", Some((0, 0))),
             ]
         );
-        for k in [6, 7, 8, 10, 11, 13, 14, 16, 18, 19, 21, 1000] {
+        for k in [6, 7, 8, 10, 11, 13, 14, 16, 18, 19, 21, 22, 26, 1000] {
             assert_eq!((supported_versions(k), type_name_of(k)), (None, None));
         }
         assert_eq!(MetadataRecord::NoOp.type_name(), "NoOpRecord");
