@@ -579,6 +579,8 @@ async fn run(
         let accepting = p.accepting();
         let idle = change.is_none();
         let changing = change.as_ref().is_some_and(|c| c.0.is_none());
+        let draining = change.as_ref().is_some_and(|c| c.0.is_some());
+        let deadline = change.as_ref().map(|c| c.2).unwrap_or_else(Instant::now);
         tokio::select! {
             job = rx.recv(), if accepting => {
                 let Some(job) = job else { return };
@@ -601,6 +603,13 @@ async fn run(
                     let _ = tokio::time::timeout_at((*deadline).into(), done).await;
                 }
             }, if changing => {
+                change = None;
+                p.end_exclusive();
+            }
+            // The batches in flight did not commit in time (no quorum): the change gives up
+            // before it starts (its caller is told), and what was placed after it is refused.
+            _ = tokio::time::sleep_until(deadline.into()), if draining => {
+                tracing::warn!("a membership change gave up waiting for the batches in flight to commit");
                 change = None;
                 p.end_exclusive();
             }
