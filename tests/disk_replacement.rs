@@ -149,6 +149,7 @@ fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
             let keeper = ids[2];
             let wiped = [ids[0], ids[1]];
             let hw_before = s.status(keeper).await.high_watermark;
+            let log_before = read_log(&s.client(keeper), 0, hw_before, 1 << 20).await;
             eprintln!("  stopping node {keeper} (keeps the history); wiping nodes {wiped:?}");
             s.q.stop(keeper).await.unwrap();
             for w in wiped {
@@ -190,7 +191,18 @@ fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
                 })
                 .await;
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // Long enough for two wiped nodes that had started a history of their own to
+            // out-term the keeper and overwrite its log (a few elections).
+            let watch = std::time::Instant::now();
+            while watch.elapsed() < Duration::from_secs(5) {
+                let st = s.status(keeper).await;
+                assert!(
+                    st.high_watermark >= hw_before,
+                    "node {keeper}'s log went back: {hw_before} -> {}",
+                    st.high_watermark
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             for w in wiped {
                 let log = current_run_log(&s, w);
                 assert!(!log.contains(INITIALIZED), "node {w} initialized:\n{log}");
@@ -204,6 +216,12 @@ fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
                 st.high_watermark
             );
             assert_acked_present(&s, &[keeper], &acked).await;
+            let log_after = read_log(&s.client(keeper), 0, hw_before, 1 << 20).await;
+            assert!(
+                log_after == log_before,
+                "node {keeper}'s log changed below offset {hw_before}"
+            );
+            eprintln!("  node {keeper}'s log is unchanged up to offset {hw_before}");
         },
     );
 }
