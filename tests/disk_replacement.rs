@@ -225,3 +225,108 @@ fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
         },
     );
 }
+
+/// `kraftd format` of node `id`'s (empty) data directory with `--voters` carrying every
+/// voter's directory id as it is now: Kafka's `--initial-controllers` form re-used on a
+/// wiped disk, which hands the disk the identity of the one it replaced.
+fn format_with_directory_ids(s: &Scenario, id: u64, voters_with_ids: &str) {
+    let n = s.q.node(id).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"))
+        .arg("format")
+        .arg(format!("--data-dir={}", n.data_dir.display()))
+        .arg(format!("--cluster-id={}", s.q.cluster_id()))
+        .arg(format!("--node-id={id}"))
+        .arg(format!("--voters={voters_with_ids}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_wiped_disk_given_its_old_directory_id_by_voters_refuses_raft_until_reformatted_to_join() {
+    run("voters_with_directory_ids_on_a_wiped_disk", async {
+        let mut s = Scenario::start(3, &[NO_NOOPS]).await;
+        let ids = s.q.ids();
+        let mut acked = write_n(&s, &ids, "before", 20).await;
+        let leader = s.leader().await;
+        let victim = ids.iter().copied().find(|&i| i != leader).unwrap();
+        let survivors: Vec<u64> = ids.iter().copied().filter(|&i| i != victim).collect();
+        let voters_with_ids: Vec<String> =
+            s.q.nodes()
+                .iter()
+                .map(|n| {
+                    let m = kraftd::node::meta::MetaProperties::read(&n.data_dir).unwrap();
+                    format!(
+                        "{}@{}:{}",
+                        n.id,
+                        n.peer_addr,
+                        kraftd::record::uuid_fmt::kafka_uuid(&m.directory_id)
+                    )
+                })
+                .collect();
+        let voters_with_ids = voters_with_ids.join(",");
+        let old_dir = kraftd::node::meta::MetaProperties::read(&s.q.node(victim).unwrap().data_dir)
+            .unwrap()
+            .directory_id;
+
+        eprintln!("  wiping node {victim}; formatting it with --voters {voters_with_ids}");
+        s.q.stop(victim).await.unwrap();
+        std::fs::remove_dir_all(&s.q.node(victim).unwrap().data_dir).unwrap();
+        format_with_directory_ids(&s, victim, &voters_with_ids);
+        let reused = kraftd::node::meta::MetaProperties::read(&s.q.node(victim).unwrap().data_dir)
+            .unwrap()
+            .directory_id;
+        assert_eq!(
+            reused, old_dir,
+            "the wrong command re-uses the old identity"
+        );
+        s.q.restart(victim).await.unwrap();
+        s.q.wait_healthy(victim, READY).await.unwrap();
+        eventually(&format!("node {victim} logs the veto"), CONVERGE, || {
+            let log = current_run_log(&s, victim);
+            async move {
+                if log.contains(VETO) && log.contains("refuses every Raft request") {
+                    Ok(())
+                } else {
+                    Err(log)
+                }
+            }
+        })
+        .await;
+
+        // The two survivors still make the quorum; the old identity takes no part: the node
+        // under it refuses every append and vote, so it holds nothing.
+        acked.extend(write_n(&s, &survivors, "vetoed", 20).await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let st = s.status(victim).await;
+        assert_eq!(st.high_watermark, 0, "node {victim} took entries: {st:?}");
+        let log = current_run_log(&s, victim);
+        assert!(!log.contains(INITIALIZED), "{log}");
+
+        // The runbook repairs it: --join, then add-voter.
+        s.q.stop(victim).await.unwrap();
+        s.q.wipe_and_reformat(victim).await.unwrap();
+        s.q.restart(victim).await.unwrap();
+        s.q.wait_healthy(victim, READY).await.unwrap();
+        let new_voter = s.q.node(victim).unwrap().as_new_voter();
+        let mut voters = s.client(survivors[0]).add_voter(&new_voter).await.unwrap();
+        voters.sort_unstable();
+        assert_eq!(voters, ids);
+        for &id in &ids {
+            wait_voters(
+                &s.client(id),
+                &ids,
+                &format!("node {id} reports voters {ids:?}"),
+            )
+            .await;
+        }
+        acked.extend(write_n(&s, &ids, "after", 10).await);
+        let last = acked.iter().map(|a| a.offset).max().unwrap();
+        wait_same_image(&s, &ids, last + 1).await;
+        assert_acked_present(&s, &ids, &acked).await;
+    });
+}
