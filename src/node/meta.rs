@@ -54,7 +54,7 @@ pub enum MetaError {
     #[error("{0} is already formatted (meta.properties exists); pass --ignore-formatted to keep it as it is")]
     AlreadyFormatted(PathBuf),
     /// The directory has no meta.properties.
-    #[error("{0} is not formatted: run `kraftd format --data-dir {0} --cluster-id ID --node-id N --voters ...` first")]
+    #[error("{0} is not formatted: run `kraftd format --data-dir {0} --cluster-id ID --node-id N --voters ...` (a new cluster's first start) or `... --join` (a replaced disk or a new controller) first")]
     NotFormatted(PathBuf),
     /// meta.properties is malformed.
     #[error("{path}: {detail}")]
