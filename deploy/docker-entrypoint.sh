@@ -12,8 +12,13 @@
 #   KRAFTD_NODE_ID      this controller's node id, or `auto`: the ordinal at the end of
 #                       the host name plus one (StatefulSet pod kraftd-0 is node 1)
 #   KRAFTD_VOTERS       bootstrap voters, ID@HOST:PEER_PORT,... (as `kraftd format --voters`)
+#   KRAFTD_JOIN         `true`: format an empty volume with `--join` instead (a replaced
+#                       disk or a new controller; KRAFTD_VOTERS is then not needed). A volume
+#                       formatted with KRAFTD_VOTERS for a cluster that already has history
+#                       is caught at start: the node refuses the first election and stays an
+#                       observer (see deploy/README.md, "Replacing a lost or damaged disk")
 #   KRAFTD_CONFIG_FILE  settings file; default /etc/kraftd/kraftd.toml, used if present
-# The three format variables are needed only while the data directory is unformatted.
+# The format variables are needed only while the data directory is unformatted.
 # On later starts they are checked against meta.properties when given, so a volume is
 # never silently served under another cluster id or node id.
 #
@@ -36,6 +41,7 @@ data_dir="${KRAFTD_DATA_DIR:-/var/lib/kraftd}"
 cluster_id="${KRAFTD_CLUSTER_ID:-}"
 node_id="${KRAFTD_NODE_ID:-}"
 voters="${KRAFTD_VOTERS:-}"
+join="${KRAFTD_JOIN:-false}"
 
 config="${KRAFTD_CONFIG_FILE:-/etc/kraftd/kraftd.toml}"
 if [ -n "${KRAFTD_CONFIG_FILE:-}" ] && [ ! -f "$config" ]; then
@@ -70,13 +76,22 @@ if [ -f "$meta" ]; then
 else
   [ -n "$cluster_id" ] || die "$data_dir is not formatted and KRAFTD_CLUSTER_ID is not set"
   [ -n "$node_id" ] || die "$data_dir is not formatted and KRAFTD_NODE_ID is not set"
-  [ -n "$voters" ] || die "$data_dir is not formatted and KRAFTD_VOTERS is not set"
   # --ignore-formatted: if another start formatted it in the meantime, keep that.
-  kraftd format --data-dir "$data_dir" --cluster-id "$cluster_id" --node-id "$node_id" \
-    --voters "$voters" --ignore-formatted
+  case "$join" in
+    true | 1)
+      kraftd format --data-dir "$data_dir" --cluster-id "$cluster_id" --node-id "$node_id" \
+        --join --ignore-formatted
+      ;;
+    false | 0 | '')
+      [ -n "$voters" ] || die "$data_dir is not formatted and neither KRAFTD_VOTERS nor KRAFTD_JOIN=true is set"
+      kraftd format --data-dir "$data_dir" --cluster-id "$cluster_id" --node-id "$node_id" \
+        --voters "$voters" --ignore-formatted
+      ;;
+    *) die "KRAFTD_JOIN=$join: expected true or false" ;;
+  esac
 fi
 
-unset KRAFTD_CLUSTER_ID KRAFTD_NODE_ID KRAFTD_VOTERS KRAFTD_CONFIG_FILE
+unset KRAFTD_CLUSTER_ID KRAFTD_NODE_ID KRAFTD_VOTERS KRAFTD_JOIN KRAFTD_CONFIG_FILE
 # The directory just formatted is the one served, whatever a settings file says.
 KRAFTD_DATA_DIR="$data_dir"
 export KRAFTD_DATA_DIR

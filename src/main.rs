@@ -19,8 +19,8 @@ struct Cli {
 enum Command {
     /// Run a controller node (the default: a self-formatting single node in ./kraftd-data).
     Serve(ServeArgs),
-    /// Format a data directory: meta.properties and the bootstrap voter set (like
-    /// kafka-storage format --initial-controllers).
+    /// Format a data directory: meta.properties and, for a new cluster, the bootstrap voter
+    /// set (like kafka-storage format --initial-controllers / --no-initial-controllers).
     Format {
         /// The data directory to format.
         #[arg(long)]
@@ -31,9 +31,15 @@ enum Command {
         /// This controller's node id.
         #[arg(long)]
         node_id: u64,
-        /// The bootstrap voters: ID@HOST:PEER_PORT,...
+        /// The bootstrap voters of a NEW cluster, for its first start only:
+        /// ID@HOST:PEER_PORT[:DIRECTORY_ID],... Never for a replaced disk: use --join.
+        #[arg(long, required_unless_present = "join", conflicts_with = "join")]
+        voters: Option<String>,
+        /// Join an existing cluster (a replaced disk or a new controller): a fresh
+        /// directory id and no bootstrap voters. The node starts as an observer with an
+        /// empty log and becomes a voter when added (`kraftd quorum add-voter`).
         #[arg(long)]
-        voters: String,
+        join: bool,
         /// Leave an already formatted directory as it is instead of failing.
         #[arg(long)]
         ignore_formatted: bool,
@@ -108,18 +114,30 @@ fn main() -> ExitCode {
             cluster_id,
             node_id,
             voters,
+            join,
             ignore_formatted,
         }) => {
-            let res = meta::parse_voters(&voters)
-                .and_then(|v| meta::format(&data_dir, &cluster_id, node_id, &v, ignore_formatted));
+            let mode = match voters {
+                Some(v) if !join => meta::parse_voters(&v).map(meta::FormatMode::Bootstrap),
+                _ => Ok(meta::FormatMode::Join),
+            };
+            let res = mode.and_then(|mode| {
+                meta::format_mode(&data_dir, &cluster_id, node_id, &mode, ignore_formatted)
+            });
             match res {
                 Ok(meta::Formatted::New(m)) => {
                     println!(
-                        "Formatted {} for cluster {} as node {} (directory id {})",
+                        "Formatted {} for cluster {} as node {} (directory id {}){}",
                         data_dir.display(),
                         m.cluster_id,
                         m.node_id,
-                        kraftd::record::uuid_fmt::kafka_uuid(&m.directory_id)
+                        kraftd::record::uuid_fmt::kafka_uuid(&m.directory_id),
+                        if join {
+                            "; it joins as an observer: start it, then add it with \
+                             `kraftd quorum add-voter`"
+                        } else {
+                            ""
+                        }
                     );
                     ExitCode::SUCCESS
                 }

@@ -378,7 +378,10 @@ fn brokers_registering_during_a_voter_change_get_the_offset_of_their_record_as_e
                     last.get(b)
                 );
             }
-            eprintln!("  node {id}: all {} broker epochs equal their record's offset", epochs.len());
+            eprintln!(
+                "  node {id}: all {} broker epochs equal their record's offset",
+                epochs.len()
+            );
         }
         assert_same_logs(&s, &ids, hw).await;
         assert_no_refusals(&s);

@@ -1,10 +1,12 @@
 //! The peer listener: openraft's RPCs between controllers (postcard bodies).
 //!
 //! Every request is checked before Raft sees it: the envelope must name this cluster, this
-//! node and this node's directory id (or nil, "not yet known"), and every normal entry must
-//! be a well-formed record batch. A snapshot arrives in chunks into a temporary file and is
-//! checked completely (every CRC, header, footer, every record) before it is installed, so
-//! a damaged transfer is refused instead of stopping the node.
+//! node and this node's directory id (or nil, "not yet known", until the membership records
+//! this node's real one), and every normal entry must be a well-formed record batch. A
+//! snapshot arrives in chunks into a temporary file and is checked completely (every CRC,
+//! header, footer, every record) before it is installed, so a damaged transfer is refused
+//! instead of stopping the node. A node still deciding its first election under a directory
+//! id taken from `--voters` refuses Raft RPCs until it has decided (see `node::bootstrap`).
 
 use std::io::{Seek, SeekFrom, Write};
 use std::sync::atomic::Ordering;
@@ -30,7 +32,8 @@ use crate::api::metadata::RECORD_BATCHES;
 use crate::image::load_checkpoint;
 use crate::node::server::{Node, Receiving};
 use crate::raft::network::{
-    PeerRequest, PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_INFO, PATH_SNAPSHOT, PATH_VOTE, POSTCARD,
+    PeerRequest, PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_HISTORY, PATH_INFO, PATH_SNAPSHOT,
+    PATH_VOTE, POSTCARD,
 };
 use crate::raft::state_machine::parse_snapshot_id;
 use crate::raft::{NodeId, TypeConfig};
@@ -46,6 +49,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(PATH_VOTE, post(vote))
         .route(PATH_SNAPSHOT, post(snapshot_chunk))
         .route(PATH_INFO, get(info))
+        .route(PATH_HISTORY, get(history))
         .route(PATH_CURRENT_SNAPSHOT, get(current_snapshot))
         .layer(DefaultBodyLimit::max(MAX_PEER_BODY))
         .with_state(node)
@@ -87,19 +91,78 @@ fn open<T: DeserializeOwned>(node: &Node, body: &[u8]) -> Result<T, Response> {
         ));
     }
     let mine = *node.meta.directory_id.as_bytes();
-    if env.to_directory != [0; 16] && env.to_directory != mine {
-        return Err(refuse(
-            StatusCode::CONFLICT,
-            format!(
-                "request for directory {} reached directory {} of node {}: this disk was \
-                 re-formatted and must be re-added as a voter",
-                uuid::Uuid::from_bytes(env.to_directory),
-                node.meta.directory_id,
-                node.id()
-            ),
-        ));
+    if let Err(msg) =
+        check_to_directory(env.to_directory, mine, node.recorded_directory(), node.id())
+    {
+        return Err(refuse(StatusCode::CONFLICT, msg));
+    }
+    if let Err(msg) = node.bootstrap.admits_raft() {
+        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, msg));
     }
     Ok(env.body)
+}
+
+/// Checks the directory id an envelope is addressed to (KIP-853). `recorded` is the
+/// directory id this node's membership config holds for it, if any. Nil means "not yet
+/// known" to the sender: accepted only while this node's own directory id is not recorded;
+/// once it is, every current member knows it, and a nil request comes from a sender with a
+/// stale view (or a forged one) and is refused, like any other directory id but ours.
+pub fn check_to_directory(
+    to: [u8; 16],
+    mine: [u8; 16],
+    recorded: Option<[u8; 16]>,
+    node_id: NodeId,
+) -> Result<(), String> {
+    if to == mine {
+        return Ok(());
+    }
+    if to == [0; 16] {
+        if recorded == Some(mine) {
+            return Err(format!(
+                "request for an unknown (nil) directory of node {node_id}, but the membership \
+                 records its directory {}: the sender's view is stale",
+                uuid::Uuid::from_bytes(mine)
+            ));
+        }
+        return Ok(());
+    }
+    Err(format!(
+        "request for directory {} reached directory {} of node {node_id}: this disk was \
+         re-formatted and must be re-added as a voter",
+        uuid::Uuid::from_bytes(to),
+        uuid::Uuid::from_bytes(mine),
+    ))
+}
+
+/// `GET /peer/v1/history?from=ID&cluster=CLUSTER_ID`: does this node hold history? Asked by
+/// bootstrap nodes before their first election. A node without history notes who asked (a
+/// voter of its own cluster), so that history that voter creates later is known to be this
+/// cluster's first start, not an older one.
+async fn history(
+    State(node): State<Arc<Node>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let h = node.history();
+    if !h.has_history {
+        if let Some(from) = history_asker(query.as_deref(), &node.meta.cluster_id) {
+            node.bootstrap.note_asker(from);
+        }
+    }
+    reply(&h)
+}
+
+/// The asking node's id from `from=ID&cluster=CLUSTER_ID`, if it names this cluster.
+pub fn history_asker(query: Option<&str>, cluster_id: &str) -> Option<NodeId> {
+    let mut from = None;
+    let mut cluster = None;
+    for pair in query?.split('&') {
+        match pair.split_once('=') {
+            Some(("from", v)) => from = v.parse::<NodeId>().ok(),
+            Some(("cluster", v)) => cluster = Some(v),
+            _ => {}
+        }
+    }
+    (cluster == Some(cluster_id)).then_some(from).flatten()
 }
 
 async fn info(State(node): State<Arc<Node>>) -> Response {
@@ -300,5 +363,45 @@ async fn receive_chunk(node: &Node, req: InstallSnapshotRequest<TypeConfig>) -> 
     match res {
         Ok(r) => Ok(InstallSnapshotResponse { vote: r.vote }),
         Err(fatal) => Err(RaftError::Fatal(fatal)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_to_directory, history_asker};
+
+    #[test]
+    fn a_history_asker_counts_only_with_this_cluster_id_and_a_node_id() {
+        assert_eq!(history_asker(Some("from=3&cluster=abc"), "abc"), Some(3));
+        assert_eq!(history_asker(Some("cluster=abc&from=2"), "abc"), Some(2));
+        assert_eq!(history_asker(Some("from=3&cluster=xyz"), "abc"), None);
+        assert_eq!(history_asker(Some("from=x&cluster=abc"), "abc"), None);
+        assert_eq!(history_asker(Some("cluster=abc"), "abc"), None);
+        assert_eq!(history_asker(None, "abc"), None);
+    }
+
+    #[test]
+    fn a_nil_directory_is_accepted_only_until_the_membership_records_the_real_one() {
+        let mine = [7; 16];
+        let nil = [0; 16];
+        assert!(check_to_directory(mine, mine, None, 1).is_ok());
+        assert!(check_to_directory(mine, mine, Some(mine), 1).is_ok());
+        assert!(
+            check_to_directory(nil, mine, None, 1).is_ok(),
+            "not recorded yet"
+        );
+        assert!(
+            check_to_directory(nil, mine, Some(nil), 1).is_ok(),
+            "recorded as unknown"
+        );
+        assert!(
+            check_to_directory(nil, mine, Some([9; 16]), 1).is_ok(),
+            "the membership holds another (old) directory: ours is not recorded"
+        );
+        let err = check_to_directory(nil, mine, Some(mine), 1).unwrap_err();
+        assert!(err.contains("stale"), "{err}");
+        let err = check_to_directory([9; 16], mine, Some(mine), 1).unwrap_err();
+        assert!(err.contains("re-formatted"), "{err}");
+        assert!(check_to_directory([9; 16], mine, None, 1).is_err());
     }
 }

@@ -228,11 +228,7 @@ async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Value>, ApiErro
     };
     // The learner entry and the promotion are written while the pipeline hands nothing to
     // Raft (it places records at exact offsets); catching up happens in between.
-    node.controller
-        .exclusive(1, node.raft.add_learner(req.id, kn, false))
-        .await
-        .map_err(controller_error)?
-        .map_err(membership_error)?;
+    admit_as_learner(node, req.id, kn).await?;
     wait_caught_up(node, req.id).await?;
     node.controller
         .exclusive(
@@ -245,6 +241,88 @@ async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Value>, ApiErro
         .map_err(membership_error)?;
     tracing::info!(id = req.id, peer = %req.peer, "added voter");
     Ok(voters_json(node))
+}
+
+/// Makes `id` a learner under `kn`'s directory id. A controller the membership knows under
+/// another directory id (a replaced disk formatted with `--join`) is first demoted if it is
+/// a voter, so that it never votes or counts towards a commit under the identity of the disk
+/// it replaced, then given its new directory id. The leader's own directory duty may make
+/// the same changes at the same moment: a refused step is retried (bounded: 50 × 100 ms)
+/// after reading the membership again.
+async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiError> {
+    let mut last_err = None;
+    for _ in 0..50 {
+        let m = node.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return Err(ApiError::not_controller(m.current_leader));
+        }
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let step = match membership.get_node(&id) {
+            Some(n) if n.directory_id == kn.directory_id => return Ok(()),
+            None => node
+                .controller
+                .exclusive(1, node.raft.add_learner(id, kn.clone(), false))
+                .await
+                .map_err(controller_error)?
+                .map(|_| ()),
+            Some(n) if voters.contains(&id) => {
+                if voters.len() == 1 {
+                    return Err(ApiError::invalid(format!(
+                        "node {id} is the only voter, under directory {}: it cannot be demoted",
+                        n.directory()
+                    )));
+                }
+                tracing::warn!(
+                    id,
+                    old = %n.directory(),
+                    new = %kn.directory(),
+                    "adding a voter whose disk was replaced: demoting its old identity first"
+                );
+                node.controller
+                    .exclusive(
+                        2,
+                        node.raft.change_membership(
+                            ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+                            true,
+                        ),
+                    )
+                    .await
+                    .map_err(controller_error)?
+                    .map(|_| ())
+            }
+            Some(_) => node
+                .controller
+                .exclusive(
+                    1,
+                    node.raft.change_membership(
+                        ChangeMembers::SetNodes(std::collections::BTreeMap::from([(
+                            id,
+                            kn.clone(),
+                        )])),
+                        true,
+                    ),
+                )
+                .await
+                .map_err(controller_error)?
+                .map(|_| ()),
+        };
+        match step.map_err(membership_error) {
+            Ok(()) => {}
+            Err(e) if e.status == StatusCode::CONFLICT => {
+                last_err = Some(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "INVALID_REQUEST",
+            format!("node {id} could not be made a learner under its new directory id: retry"),
+        )
+    }))
 }
 
 /// Waits (up to a minute) until learner `id` has replicated the leader's log.

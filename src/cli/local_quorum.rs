@@ -256,6 +256,12 @@ impl LocalQuorum {
 
     /// Runs `kraftd format` for node `id` with the quorum's cluster id and bootstrap voters.
     async fn format(&self, id: u64) -> anyhow::Result<()> {
+        self.format_as(id, false).await
+    }
+
+    /// Runs `kraftd format` for node `id` with the quorum's cluster id: with the bootstrap
+    /// voters, or `--join` (a replaced disk or a new controller).
+    async fn format_as(&self, id: u64, join: bool) -> anyhow::Result<()> {
         let n = self.node(id)?;
         let mut cmd = Command::new(&self.exe);
         // `--flag=value`: a Kafka-style cluster id may start with '-' ("-V3x..."), which
@@ -265,8 +271,12 @@ impl LocalQuorum {
         cmd.arg("format")
             .arg(data_dir)
             .arg(format!("--cluster-id={}", self.cluster_id))
-            .arg(format!("--node-id={id}"))
-            .arg(format!("--voters={}", self.voters_arg));
+            .arg(format!("--node-id={id}"));
+        if join {
+            cmd.arg("--join");
+        } else {
+            cmd.arg(format!("--voters={}", self.voters_arg));
+        }
         let (status, out) = run_bounded(cmd, FORMAT_TIMEOUT)
             .await
             .with_context(|| format!("kraftd format of node {id}"))?;
@@ -383,9 +393,22 @@ impl LocalQuorum {
     }
 
     /// Deletes node `id`'s data directory (the node must be stopped) and formats it again
-    /// with the same node id and bootstrap voters: a new directory id, as after a disk
-    /// replacement.
+    /// the way the runbook replaces a disk: same node id, `--join` (a new directory id, no
+    /// bootstrap voters). Once started it is an observer until added as a voter.
     pub async fn wipe_and_reformat(&mut self, id: u64) -> anyhow::Result<()> {
+        self.wipe(id)?;
+        self.format_as(id, true).await
+    }
+
+    /// Deletes node `id`'s data directory and formats it again with the ORIGINAL bootstrap
+    /// `--voters`: the wrong command for a replaced disk, for tests that show it cannot
+    /// erase history.
+    pub async fn wipe_and_reformat_with_voters(&mut self, id: u64) -> anyhow::Result<()> {
+        self.wipe(id)?;
+        self.format_as(id, false).await
+    }
+
+    fn wipe(&mut self, id: u64) -> anyhow::Result<()> {
         let n = self.node_mut(id)?;
         if n.is_running() {
             bail!("node {id} must be stopped before its disk is wiped");
@@ -394,11 +417,11 @@ impl LocalQuorum {
             fs::remove_dir_all(&n.data_dir)
                 .with_context(|| format!("removing {}", n.data_dir.display()))?;
         }
-        self.format(id).await
+        Ok(())
     }
 
     /// Adds node `id` (not yet in the quorum) on free ports, formats it with the quorum's
-    /// cluster id and the bootstrap voters, and starts it. It is not a voter until
+    /// cluster id and `--join`, and starts it. It is not a voter until
     /// `POST /v1/quorum/voters` makes it one ([`LocalNode::as_new_voter`]).
     pub async fn add_node(&mut self, id: u64) -> anyhow::Result<()> {
         if self.nodes.iter().any(|n| n.id == id) {
@@ -407,7 +430,7 @@ impl LocalQuorum {
         let p = free_ports(2)?;
         let node = new_node(&self.base_dir, id, p[0], p[1])?;
         self.nodes.push(node);
-        self.format(id).await?;
+        self.format_as(id, true).await?;
         self.spawn(id)
     }
 

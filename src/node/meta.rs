@@ -54,7 +54,7 @@ pub enum MetaError {
     #[error("{0} is already formatted (meta.properties exists); pass --ignore-formatted to keep it as it is")]
     AlreadyFormatted(PathBuf),
     /// The directory has no meta.properties.
-    #[error("{0} is not formatted: run `kraftd format --data-dir {0} --cluster-id ID --node-id N --voters ...` first")]
+    #[error("{0} is not formatted: run `kraftd format --data-dir {0} --cluster-id ID --node-id N --voters ...` (a new cluster's first start) or `... --join` (a replaced disk or a new controller) first")]
     NotFormatted(PathBuf),
     /// meta.properties is malformed.
     #[error("{path}: {detail}")]
@@ -277,13 +277,49 @@ pub enum Formatted {
     Kept(MetaProperties),
 }
 
-/// Formats a data directory: `meta.properties`, the `raft/` and checkpoint directories, and
-/// the bootstrap checkpoint holding the voters and metadata.version.
+/// How a directory is formatted: for a new cluster's first start, or to join one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatMode {
+    /// `--voters`: the initial controllers of a NEW cluster (Kafka's
+    /// `--initial-controllers`). Written into the bootstrap checkpoint; used once, for the
+    /// first election, and only when no reachable voter already holds history.
+    Bootstrap(Vec<VoterSpec>),
+    /// `--join`: a replaced disk or a new controller of an existing cluster. A fresh
+    /// directory id, no bootstrap voters: the node starts as an observer with an empty log
+    /// and becomes a voter only when the leader adds it (KIP-853's
+    /// `--no-initial-controllers`).
+    Join,
+}
+
+/// Formats a data directory for a new cluster's first start: `meta.properties`, the
+/// `raft/` and checkpoint directories, and the bootstrap checkpoint holding the voters and
+/// metadata.version. See [`format_mode`].
 pub fn format(
     data_dir: &Path,
     cluster_id: &str,
     node_id: u64,
     voters: &[VoterSpec],
+    ignore_formatted: bool,
+) -> Result<Formatted, MetaError> {
+    format_mode(
+        data_dir,
+        cluster_id,
+        node_id,
+        &FormatMode::Bootstrap(voters.to_vec()),
+        ignore_formatted,
+    )
+}
+
+/// Formats a data directory in either mode. The directory id is always new, except that a
+/// `--voters` entry for this node that carries a directory id gives it (Kafka's
+/// `--initial-controllers`): that identity is for the cluster's first bootstrap only, and a
+/// node that finds history on its peers at start refuses to use it (see
+/// `node::server`'s bootstrap gate).
+pub fn format_mode(
+    data_dir: &Path,
+    cluster_id: &str,
+    node_id: u64,
+    mode: &FormatMode,
     ignore_formatted: bool,
 ) -> Result<Formatted, MetaError> {
     validate_cluster_id(cluster_id)?;
@@ -292,6 +328,10 @@ pub fn format(
             "node id {node_id} is larger than Kafka's int32 ids allow"
         )));
     }
+    let voters: &[VoterSpec] = match mode {
+        FormatMode::Bootstrap(v) => v,
+        FormatMode::Join => &[],
+    };
     if let Some(v) = voters.iter().find(|v| v.id > i32::MAX as u64) {
         return Err(MetaError::Argument(format!(
             "voter id {} is larger than Kafka's int32 ids allow",
@@ -306,7 +346,6 @@ pub fn format(
     }
     // A node outside the bootstrap voters is allowed: it joins later as a learner.
     fs::create_dir_all(data_dir).map_err(io("create directory", data_dir))?;
-    // The directory id given for this node in --voters, else a new one.
     let meta = MetaProperties {
         cluster_id: cluster_id.to_string(),
         node_id,
@@ -321,7 +360,10 @@ pub fn format(
     let checkpoint_meta = CheckpointMeta {
         last_contained_log_timestamp: 0,
         header_tags: BTreeMap::new(),
-        voters: Some(bootstrap_voters(voters, &meta)),
+        voters: match mode {
+            FormatMode::Bootstrap(v) => Some(bootstrap_voters(v, &meta)),
+            FormatMode::Join => None,
+        },
     };
     let bootstrap = MetadataImage::bootstrap();
     write_checkpoint(
@@ -505,5 +547,55 @@ mod tests {
         );
         let err = MetaProperties::read(dir.path()).unwrap_err();
         assert!(err.to_string().contains("is not formatted"), "{err}");
+    }
+
+    #[test]
+    fn join_mode_gets_a_fresh_directory_id_and_writes_no_bootstrap_voters() {
+        let id = cluster();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let dir = tempfile::tempdir().unwrap();
+            let Formatted::New(meta) =
+                format_mode(dir.path(), &id, 2, &FormatMode::Join, false).unwrap()
+            else {
+                panic!("not formatted")
+            };
+            assert_eq!(MetaProperties::read(dir.path()).unwrap(), meta);
+            assert!(!meta.directory_id.is_nil());
+            let boot = dir.path().join(METADATA_DIR).join(
+                SnapshotId {
+                    end_offset: 0,
+                    epoch: 0,
+                }
+                .file_name(),
+            );
+            let (image, summary) = crate::image::load_checkpoint_file(&boot).unwrap();
+            assert_eq!(image, MetadataImage::bootstrap());
+            assert!(
+                summary.meta.voters.is_none(),
+                "a joining node holds no bootstrap membership: {:?}",
+                summary.meta.voters
+            );
+            seen.push(meta.directory_id);
+        }
+        assert_ne!(
+            seen[0], seen[1],
+            "every --join format draws a new directory id"
+        );
+    }
+
+    #[test]
+    fn formatting_a_wiped_directory_again_with_the_same_voters_draws_a_new_directory_id() {
+        let voters = parse_voters("1@127.0.0.1:9094,2@127.0.0.1:9194").unwrap();
+        let id = cluster();
+        let dir = tempfile::tempdir().unwrap();
+        let Formatted::New(first) = format(dir.path(), &id, 1, &voters, false).unwrap() else {
+            panic!()
+        };
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        let Formatted::New(again) = format(dir.path(), &id, 1, &voters, false).unwrap() else {
+            panic!()
+        };
+        assert_ne!(first.directory_id, again.directory_id);
     }
 }

@@ -16,10 +16,11 @@ use openraft::{ChangeMembers, ServerState};
 use tokio::net::TcpListener;
 
 use crate::controller::{Controller, LoopDeps};
+use crate::node::bootstrap::Gate;
 use crate::node::config::Config;
 use crate::node::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{http_client, Network, NodeInfo, PATH_INFO};
+use crate::raft::network::{http_client, History, Network, NodeInfo, PATH_HISTORY, PATH_INFO};
 use crate::raft::state_machine::{SmShared, StateMachine};
 use crate::raft::{openraft_config, KNode, NodeId, Raft};
 use crate::record::checkpoint::{list_checkpoints, read_checkpoint, CheckpointItem};
@@ -77,6 +78,8 @@ pub struct Node {
     pub followers: Mutex<BTreeMap<NodeId, FollowerTrack>>,
     /// Voters demoted for a re-formatted disk, to promote once caught up.
     pub readmit: Mutex<BTreeSet<NodeId>>,
+    /// The first-election gate of a node formatted with bootstrap voters.
+    pub bootstrap: Gate,
 }
 
 /// ms since the Unix epoch.
@@ -107,6 +110,32 @@ impl Node {
                 m.last_log_index.is_some() || m.snapshot.is_some()
             },
         }
+    }
+
+    /// What this node says of its history to bootstrap peers.
+    pub fn history(&self) -> History {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let snapshot_index = m.snapshot.map(|s| s.index);
+        let purged_index = m.purged.map(|p| p.index);
+        History {
+            cluster_id: self.meta.cluster_id.clone(),
+            node_id: self.meta.node_id,
+            last_log_index: m.last_log_index,
+            snapshot_index,
+            current_term: m.current_term,
+            has_history: History::holds_history(m.last_log_index, snapshot_index, purged_index),
+        }
+    }
+
+    /// The directory id this node's membership config records for it, if any.
+    pub fn recorded_directory(&self) -> Option<[u8; 16]> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&self.meta.node_id)
+            .map(|n| n.directory_id)
     }
 
     /// The current leader, if known.
@@ -164,7 +193,30 @@ pub async fn fetch_info(http: &reqwest::Client, peer_addr: &str) -> anyhow::Resu
     Ok(postcard::from_bytes(&body)?)
 }
 
-/// The bootstrap voters from the checkpoint `kraftd format` wrote (end offset 0).
+/// Asks a peer listener for its history, as node `me` of `cluster_id` (a node at bootstrap
+/// notes who asked it).
+pub async fn fetch_history(
+    http: &reqwest::Client,
+    peer_addr: &str,
+    me: NodeId,
+    cluster_id: &str,
+) -> anyhow::Result<History> {
+    let resp = http
+        .get(format!(
+            "http://{peer_addr}{PATH_HISTORY}?from={me}&cluster={cluster_id}"
+        ))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!("{peer_addr} answered {}", resp.status());
+    }
+    let body = resp.bytes().await?;
+    Ok(postcard::from_bytes(&body)?)
+}
+
+/// The bootstrap voters from the checkpoint `kraftd format` wrote (end offset 0); none for
+/// a directory formatted with `--join`.
 fn bootstrap_members(dir: &Path) -> anyhow::Result<BTreeMap<NodeId, KNode>> {
     let list = list_checkpoints(dir)?;
     let (_, path) = list
@@ -181,10 +233,10 @@ fn bootstrap_members(dir: &Path) -> anyhow::Result<BTreeMap<NodeId, KNode>> {
         Ok(())
     })
     .with_context(|| format!("reading {}", path.display()))?;
-    let voters = summary
-        .meta
-        .voters
-        .ok_or_else(|| anyhow!("{} holds no VotersRecord", path.display()))?;
+    let Some(voters) = summary.meta.voters else {
+        // Formatted with --join.
+        return Ok(BTreeMap::new());
+    };
     // Directory ids go into the first membership entry only when --voters gave one for
     // every voter (then every node was formatted with the same ids and writes the same
     // entry); otherwise they start as "not yet known" and the leader fills them in.
@@ -311,26 +363,6 @@ async fn bridge_log_gap(
     )
 }
 
-/// A bootstrap peer that already holds a log, if any answers within a second.
-async fn initialized_peer(
-    http: &reqwest::Client,
-    members: &BTreeMap<NodeId, KNode>,
-    meta: &MetaProperties,
-) -> Option<NodeId> {
-    for (id, n) in members {
-        if *id == meta.node_id {
-            continue;
-        }
-        let ask = tokio::time::timeout(Duration::from_secs(1), fetch_info(http, &n.peer_addr));
-        if let Ok(Ok(info)) = ask.await {
-            if info.cluster_id == meta.cluster_id && info.initialized {
-                return Some(*id);
-            }
-        }
-    }
-    None
-}
-
 /// Runs a node until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
@@ -385,24 +417,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let raft = Raft::new(meta.node_id, raft_config, network, log.clone(), sm)
         .await
         .map_err(|e| anyhow!("starting raft: {e}"))?;
-    if !raft.is_initialized().await.map_err(|e| anyhow!("{e}"))? {
+    // A node with an empty log: a joiner waits to be added; a bootstrap voter decides its
+    // first election once the listeners serve (its peers ask it the same question).
+    let mut gate_members = None;
+    let gate = if raft.is_initialized().await.map_err(|e| anyhow!("{e}"))? {
+        Gate::open()
+    } else {
         let members = bootstrap_members(&ckpt_dir)?;
-        if !members.contains_key(&meta.node_id) {
-            tracing::info!("not a bootstrap voter: waiting to be added by the leader");
-        } else if let Some(peer) = initialized_peer(&http, &members, &meta).await {
-            // A re-formatted disk of an existing cluster: starting a log of our own would
-            // only disrupt the leader with elections. Wait for the leader instead.
-            tracing::info!(
-                peer,
-                "a peer already holds the log: joining it instead of bootstrapping a log here"
-            );
-        } else {
-            match raft.initialize(members).await {
-                Ok(()) => tracing::info!("initialized the log with the bootstrap voters"),
-                Err(e) => tracing::info!("not initializing: {e}"),
+        match members.get(&meta.node_id) {
+            None if members.is_empty() => {
+                tracing::info!(
+                    "formatted to join (--join): an observer with an empty log until the leader \
+                     adds this node as a voter (kraftd quorum add-voter, POST /v1/quorum/voters)"
+                );
+                Gate::open()
+            }
+            None => {
+                tracing::info!("not a bootstrap voter: waiting to be added by the leader");
+                Gate::open()
+            }
+            Some(me) => {
+                let borrowed = me.directory_id != [0; 16];
+                gate_members = Some(members);
+                Gate::pending(borrowed)
             }
         }
-    }
+    };
     let controller = Controller::start(LoopDeps {
         raft: raft.clone(),
         sm: shared.clone(),
@@ -426,6 +466,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         controller,
         followers: Mutex::new(BTreeMap::new()),
         readmit: Mutex::new(BTreeSet::new()),
+        bootstrap: gate,
     });
 
     let peer_app = crate::api::peer::router(node.clone());
@@ -442,6 +483,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let api_task =
         tokio::spawn(async move { axum::serve(api_listener.tap_io(nodelay), api_app).await });
     tokio::spawn(background(node.clone(), metrics));
+    if let Some(members) = gate_members {
+        tokio::spawn(crate::node::bootstrap::run(node.clone(), members));
+    }
     tokio::spawn(watch_leadership(raft.clone()));
 
     shutdown_signal().await;
@@ -853,5 +897,35 @@ mod tests {
                 assert_eq!(m[&2].peer_addr, "127.0.0.1:9194");
             }
         }
+    }
+
+    #[test]
+    fn a_directory_formatted_to_join_has_no_bootstrap_members() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::node::meta::format_mode(
+            dir.path(),
+            &random_id(),
+            3,
+            &crate::node::meta::FormatMode::Join,
+            false,
+        )
+        .unwrap();
+        let m = bootstrap_members(&dir.path().join(METADATA_DIR)).unwrap();
+        assert!(m.is_empty(), "{m:?}");
+    }
+
+    #[test]
+    fn history_is_anything_beyond_the_bootstrap_membership_entry() {
+        assert!(!History::holds_history(None, None, None), "empty");
+        assert!(
+            !History::holds_history(Some(0), None, None),
+            "only the bootstrap membership entry"
+        );
+        assert!(History::holds_history(Some(1), None, None), "an election");
+        assert!(History::holds_history(None, Some(41), None), "a snapshot");
+        assert!(
+            History::holds_history(Some(0), None, Some(0)),
+            "a purged prefix"
+        );
     }
 }

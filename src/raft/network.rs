@@ -36,6 +36,8 @@ pub const PATH_INFO: &str = "/peer/v1/info";
 pub const PATH_CURRENT_SNAPSHOT: &str = "/peer/v1/current-snapshot";
 /// Peer path of a leader's read index (linearizable reads on followers).
 pub const PATH_READ_INDEX: &str = "/peer/v1/read-index";
+/// Peer path of the node's history: does it hold anything beyond the bootstrap?
+pub const PATH_HISTORY: &str = "/peer/v1/history";
 
 /// The envelope of every peer request.
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,6 +69,41 @@ pub struct NodeInfo {
     pub peer_addr: String,
     /// Does the node hold a log (or a snapshot) already?
     pub initialized: bool,
+}
+
+/// What a node says of its history on `GET /peer/v1/history`. A node formatted with the
+/// bootstrap voters asks every other bootstrap voter before its first election; any
+/// answer with `has_history` vetoes it (a wiped disk must never start a new history over
+/// an existing one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Node id.
+    pub node_id: NodeId,
+    /// Index of the last log entry, if any.
+    pub last_log_index: Option<u64>,
+    /// Last log index the newest snapshot covers, if any.
+    pub snapshot_index: Option<u64>,
+    /// Current term (the vote's).
+    pub current_term: u64,
+    /// Anything beyond the bootstrap membership entry (index 0, term 0): an entry at index
+    /// 1 or more, a snapshot, or a purged log prefix.
+    pub has_history: bool,
+}
+
+impl History {
+    /// Does a node with this log state hold history? The first membership entry
+    /// `raft.initialize` writes is index 0; every election appends at least one more entry.
+    pub fn holds_history(
+        last_log_index: Option<u64>,
+        snapshot_index: Option<u64>,
+        purged_index: Option<u64>,
+    ) -> bool {
+        last_log_index.is_some_and(|i| i > 0)
+            || snapshot_index.is_some_and(|i| i > 0)
+            || purged_index.is_some()
+    }
 }
 
 /// Builds the pooled HTTP client the peers share.

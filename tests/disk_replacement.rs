@@ -1,0 +1,332 @@
+//! Replacing disks on real processes (KIP-853 identities, deploy/README.md's runbook).
+//!
+//! - The runbook: two disks replaced one right after the other, each formatted with
+//!   `--join` and added back with add-voter; no acknowledged write is lost and the quorum
+//!   ends with three voters.
+//! - The wrong command: wiped disks formatted with the ORIGINAL `--voters`. A wiped node
+//!   never starts a first election while a bootstrap voter holds history (veto), nor while
+//!   one is silent; the history on the survivor stays whole.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+use kraftd::client::Client;
+
+const VETO: &str = "already holds this cluster's history";
+const INITIALIZED: &str = "initialized the log with the bootstrap voters";
+
+fn log_of(s: &Scenario, id: u64) -> String {
+    std::fs::read_to_string(&s.q.node(id).unwrap().log_path).unwrap_or_default()
+}
+
+/// Node `id`'s log lines from the current run (after the last clean stop: every stop in
+/// these tests is a SIGTERM, which logs "stopping").
+fn current_run_log(s: &Scenario, id: u64) -> String {
+    let log = log_of(s, id);
+    match log.rfind("stopping\n") {
+        Some(i) => log[i..].to_string(),
+        None => log,
+    }
+}
+
+async fn wait_voters(client: &Client, want: &[u64], what: &str) {
+    let want = want.to_vec();
+    eventually(what, CONVERGE, || {
+        let client = client.clone();
+        let want = want.clone();
+        async move {
+            let st = client.quorum_status().await.map_err(err_text)?;
+            if st.voter_ids() == want && st.leader_id.is_some() {
+                Ok(())
+            } else {
+                Err(format!("{st:?}"))
+            }
+        }
+    })
+    .await;
+}
+
+#[test]
+fn replacing_two_disks_in_quick_succession_by_the_runbook_keeps_every_acknowledged_write() {
+    run("two_disk_replacements_by_the_runbook", async {
+        let mut s = Scenario::start(3, &[NO_NOOPS]).await;
+        let ids = s.q.ids();
+        let mut acked = write_n(&s, &ids, "before", 30).await;
+
+        // A follower first, then the leader of the moment: two replacements back to back.
+        let leader = s.leader().await;
+        let first = ids.iter().copied().find(|&i| i != leader).unwrap();
+        for (round, victim) in [first, leader].into_iter().enumerate() {
+            let survivors: Vec<u64> = ids.iter().copied().filter(|&i| i != victim).collect();
+            eprintln!(
+                "  round {round}: replacing node {victim}'s disk (runbook: --join, add-voter)"
+            );
+            s.q.stop(victim).await.unwrap();
+            s.q.wipe_and_reformat(victim).await.unwrap();
+            s.q.restart(victim).await.unwrap();
+            s.q.wait_healthy(victim, READY).await.unwrap();
+            let joined = current_run_log(&s, victim);
+            assert!(joined.contains("formatted to join (--join)"), "{joined}");
+            let new_voter = s.q.node(victim).unwrap().as_new_voter();
+            let via = s.q.wait_leader_among(&survivors, ELECTION).await.unwrap();
+            let mut voters = s.client(via).add_voter(&new_voter).await.unwrap();
+            voters.sort_unstable();
+            assert_eq!(voters, ids, "add-voter answers the voters");
+            let log = current_run_log(&s, victim);
+            assert!(
+                !log.contains(INITIALIZED),
+                "a joining node never initializes a log of its own:\n{log}"
+            );
+            // Right away (no settling time) a few more writes, then the next replacement.
+            acked.extend(write_n(&s, &survivors, &format!("round{round}"), 10).await);
+        }
+
+        for &id in &ids {
+            wait_voters(
+                &s.client(id),
+                &ids,
+                &format!("node {id} reports voters {ids:?}"),
+            )
+            .await;
+        }
+        acked.extend(write_n(&s, &ids, "after", 10).await);
+        let last = acked.iter().map(|a| a.offset).max().unwrap();
+        wait_same_image(&s, &ids, last + 1).await;
+        assert_acked_present(&s, &ids, &acked).await;
+    });
+}
+
+#[test]
+fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
+    run(
+        "wrong_format_command_costs_availability_not_history",
+        async {
+            let mut s = Scenario::start(3, &[NO_NOOPS]).await;
+            let ids = s.q.ids();
+            let acked = write_n(&s, &ids, "before", 30).await;
+            let last = acked.iter().map(|a| a.offset).max().unwrap();
+            wait_same_image(&s, &ids, last + 1).await;
+
+            // 1. One wiped node, the survivors up: it is vetoed (never initializes); under its
+            //    new directory id the leader takes it back once it has caught up.
+            let leader = s.leader().await;
+            let x = ids.iter().copied().find(|&i| i != leader).unwrap();
+            eprintln!("  wiping node {x}, formatting it with the original --voters");
+            s.q.stop(x).await.unwrap();
+            s.q.wipe_and_reformat_with_voters(x).await.unwrap();
+            s.q.restart(x).await.unwrap();
+            s.q.wait_healthy(x, READY).await.unwrap();
+            eventually(&format!("node {x} logs the veto"), CONVERGE, || {
+                let log = current_run_log(&s, x);
+                async move {
+                    if log.contains(VETO) {
+                        Ok(())
+                    } else {
+                        Err(log)
+                    }
+                }
+            })
+            .await;
+            let log = current_run_log(&s, x);
+            assert!(!log.contains(INITIALIZED), "{log}");
+            assert!(log.contains("--join"), "the veto says what to do: {log}");
+            for &id in &ids {
+                wait_voters(
+                    &s.client(id),
+                    &ids,
+                    &format!("node {id} reports voters {ids:?}"),
+                )
+                .await;
+            }
+            wait_same_image(&s, &ids, last + 1).await;
+            assert_acked_present(&s, &ids, &acked).await;
+
+            // 2. The case that erased history before: two wiped nodes formatted with the
+            //    original --voters while the only node with the history is down. They reach
+            //    each other, both at bootstrap, but not the third: no first election.
+            let keeper = ids[2];
+            let wiped = [ids[0], ids[1]];
+            let hw_before = s.status(keeper).await.high_watermark;
+            let log_before = read_log(&s.client(keeper), 0, hw_before, 1 << 20).await;
+            eprintln!("  stopping node {keeper} (keeps the history); wiping nodes {wiped:?}");
+            s.q.stop(keeper).await.unwrap();
+            for w in wiped {
+                s.q.stop(w).await.unwrap();
+                s.q.wipe_and_reformat_with_voters(w).await.unwrap();
+            }
+            for w in wiped {
+                s.q.restart(w).await.unwrap();
+            }
+            for w in wiped {
+                s.q.wait_healthy(w, READY).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            for w in wiped {
+                let log = current_run_log(&s, w);
+                assert!(!log.contains(INITIALIZED), "node {w} initialized:\n{log}");
+                assert!(
+                    log.contains("first election waits until every bootstrap voter answers"),
+                    "node {w}:\n{log}"
+                );
+                let st = s.status(w).await;
+                assert_eq!(st.leader_id, None, "node {w}: {st:?}");
+            }
+
+            // 3. The keeper comes back: both wiped nodes are vetoed; the keeper's history is
+            //    whole (the quorum may stay unavailable until an operator acts).
+            s.q.restart(keeper).await.unwrap();
+            s.q.wait_healthy(keeper, READY).await.unwrap();
+            for w in wiped {
+                eventually(&format!("node {w} logs the veto"), CONVERGE, || {
+                    let log = current_run_log(&s, w);
+                    async move {
+                        if log.contains(VETO) {
+                            Ok(())
+                        } else {
+                            Err(log)
+                        }
+                    }
+                })
+                .await;
+            }
+            // Long enough for two wiped nodes that had started a history of their own to
+            // out-term the keeper and overwrite its log (a few elections).
+            let watch = std::time::Instant::now();
+            while watch.elapsed() < Duration::from_secs(5) {
+                let st = s.status(keeper).await;
+                assert!(
+                    st.high_watermark >= hw_before,
+                    "node {keeper}'s log went back: {hw_before} -> {}",
+                    st.high_watermark
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            for w in wiped {
+                let log = current_run_log(&s, w);
+                assert!(!log.contains(INITIALIZED), "node {w} initialized:\n{log}");
+            }
+            let st = s.status(keeper).await;
+            eprintln!("  keeper node {keeper}: {st:?}");
+            assert!(
+                st.high_watermark >= hw_before && st.high_watermark > last,
+                "node {keeper}'s log went back: {} -> {}",
+                hw_before,
+                st.high_watermark
+            );
+            assert_acked_present(&s, &[keeper], &acked).await;
+            let log_after = read_log(&s.client(keeper), 0, hw_before, 1 << 20).await;
+            assert!(
+                log_after == log_before,
+                "node {keeper}'s log changed below offset {hw_before}"
+            );
+            eprintln!("  node {keeper}'s log is unchanged up to offset {hw_before}");
+        },
+    );
+}
+
+/// `kraftd format` of node `id`'s (empty) data directory with `--voters` carrying every
+/// voter's directory id as it is now: Kafka's `--initial-controllers` form re-used on a
+/// wiped disk, which hands the disk the identity of the one it replaced.
+fn format_with_directory_ids(s: &Scenario, id: u64, voters_with_ids: &str) {
+    let n = s.q.node(id).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"))
+        .arg("format")
+        .arg(format!("--data-dir={}", n.data_dir.display()))
+        .arg(format!("--cluster-id={}", s.q.cluster_id()))
+        .arg(format!("--node-id={id}"))
+        .arg(format!("--voters={voters_with_ids}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_wiped_disk_given_its_old_directory_id_by_voters_refuses_raft_until_reformatted_to_join() {
+    run("voters_with_directory_ids_on_a_wiped_disk", async {
+        let mut s = Scenario::start(3, &[NO_NOOPS]).await;
+        let ids = s.q.ids();
+        let mut acked = write_n(&s, &ids, "before", 20).await;
+        let leader = s.leader().await;
+        let victim = ids.iter().copied().find(|&i| i != leader).unwrap();
+        let survivors: Vec<u64> = ids.iter().copied().filter(|&i| i != victim).collect();
+        let voters_with_ids: Vec<String> =
+            s.q.nodes()
+                .iter()
+                .map(|n| {
+                    let m = kraftd::node::meta::MetaProperties::read(&n.data_dir).unwrap();
+                    format!(
+                        "{}@{}:{}",
+                        n.id,
+                        n.peer_addr,
+                        kraftd::record::uuid_fmt::kafka_uuid(&m.directory_id)
+                    )
+                })
+                .collect();
+        let voters_with_ids = voters_with_ids.join(",");
+        let old_dir = kraftd::node::meta::MetaProperties::read(&s.q.node(victim).unwrap().data_dir)
+            .unwrap()
+            .directory_id;
+
+        eprintln!("  wiping node {victim}; formatting it with --voters {voters_with_ids}");
+        s.q.stop(victim).await.unwrap();
+        std::fs::remove_dir_all(&s.q.node(victim).unwrap().data_dir).unwrap();
+        format_with_directory_ids(&s, victim, &voters_with_ids);
+        let reused = kraftd::node::meta::MetaProperties::read(&s.q.node(victim).unwrap().data_dir)
+            .unwrap()
+            .directory_id;
+        assert_eq!(
+            reused, old_dir,
+            "the wrong command re-uses the old identity"
+        );
+        s.q.restart(victim).await.unwrap();
+        s.q.wait_healthy(victim, READY).await.unwrap();
+        eventually(&format!("node {victim} logs the veto"), CONVERGE, || {
+            let log = current_run_log(&s, victim);
+            async move {
+                if log.contains(VETO) && log.contains("refuses every Raft request") {
+                    Ok(())
+                } else {
+                    Err(log)
+                }
+            }
+        })
+        .await;
+
+        // The two survivors still make the quorum; the old identity takes no part: the node
+        // under it refuses every append and vote, so it holds nothing.
+        acked.extend(write_n(&s, &survivors, "vetoed", 20).await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let st = s.status(victim).await;
+        assert_eq!(st.high_watermark, 0, "node {victim} took entries: {st:?}");
+        let log = current_run_log(&s, victim);
+        assert!(!log.contains(INITIALIZED), "{log}");
+
+        // The runbook repairs it: --join, then add-voter.
+        s.q.stop(victim).await.unwrap();
+        s.q.wipe_and_reformat(victim).await.unwrap();
+        s.q.restart(victim).await.unwrap();
+        s.q.wait_healthy(victim, READY).await.unwrap();
+        let new_voter = s.q.node(victim).unwrap().as_new_voter();
+        let mut voters = s.client(survivors[0]).add_voter(&new_voter).await.unwrap();
+        voters.sort_unstable();
+        assert_eq!(voters, ids);
+        for &id in &ids {
+            wait_voters(
+                &s.client(id),
+                &ids,
+                &format!("node {id} reports voters {ids:?}"),
+            )
+            .await;
+        }
+        acked.extend(write_n(&s, &ids, "after", 10).await);
+        let last = acked.iter().map(|a| a.offset).max().unwrap();
+        wait_same_image(&s, &ids, last + 1).await;
+        assert_acked_present(&s, &ids, &acked).await;
+    });
+}
