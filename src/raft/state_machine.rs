@@ -106,9 +106,9 @@ pub fn served_high_watermark(applied: AppliedPos, current_term: u64) -> Option<u
 }
 
 /// Checks a snapshot's id (file name: end offset and epoch) and openraft metadata against
-/// the raft metadata its own SnapshotHeaderRecord carries. A snapshot that names another
-/// position than its header is refused: installing it would put the image at the wrong
-/// offset.
+/// the raft metadata its own SnapshotHeaderRecord carries (the batches' epoch is checked
+/// against the name by the checkpoint reader). A snapshot that names another position than
+/// its header is refused: installing it would put the image at the wrong entry.
 pub fn check_snapshot_identity(
     meta: &KSnapshotMeta,
     summary: &CheckpointSummary,
@@ -144,16 +144,12 @@ pub fn check_snapshot_identity(
             meta.snapshot_id, id.epoch, rm.last_log_id
         ));
     }
-    // Every entry takes at least one offset: entries 0..=index end at index + 1 or later.
-    let min_end = rm
-        .last_log_id
-        .map(|l| l.index.saturating_add(1))
-        .unwrap_or(0);
-    if id.end_offset < 0 || (id.end_offset as u64) < min_end {
+    // The end offset is in the name only (a checkpoint's batches count from 0, and entries
+    // need not start at offset 0 after a log gap): a negative one names no position.
+    if id.end_offset < 0 {
         return Err(format!(
-            "snapshot {} is named for end offset {}, but it holds entries up to {:?}, which \
-             end at offset {min_end} or later",
-            meta.snapshot_id, id.end_offset, rm.last_log_id
+            "snapshot {} is named for a negative end offset",
+            meta.snapshot_id
         ));
     }
     Ok(())
@@ -798,17 +794,11 @@ mod tests {
             Some(log_id(1, 3)),
             KMembership::new(vec![BTreeSet::from([1])], ()),
         );
-        let mut short_name = good.meta.clone();
-        short_name.snapshot_id = snapshot_id_string(&SnapshotId {
-            end_offset: 3,
-            epoch: 1,
-        });
         let mut no_name = good.meta.clone();
         no_name.snapshot_id = "../../etc".into();
         for (what, meta) in [
             ("a later last entry", later_entry),
             ("another membership", other_membership),
-            ("an end offset below its entries", short_name),
             ("a name that is no checkpoint id", no_name),
         ] {
             let e = check_snapshot_identity(&meta, &summary).unwrap_err();
