@@ -246,12 +246,18 @@ pub fn render(node: &Node) -> String {
     gauge!(CURRENT_LEADER).set(m.current_leader.map_or(-1.0, |l| l as f64));
     gauge!(CURRENT_EPOCH).set(m.current_term as f64);
     // What is applied is committed; a commit newer than that counts once it is in our log.
-    let hw = committed_index(node, &m)
+    let committed = committed_index(node, &m)
         .and_then(|i| crate::api::quorum::end_of(node, Some(i)))
         .unwrap_or(0)
         .max(applied.end_offset);
+    // The high watermark is what this node serves (KIP-595): its applied end once it has
+    // applied an entry of the current term, never a commit it has not applied.
+    let hw = node
+        .sm
+        .high_watermark(m.current_term)
+        .unwrap_or(applied.end_offset);
     gauge!(HIGH_WATERMARK).set(hw as f64);
-    gauge!(LAST_COMMITTED).set(hw as f64 - 1.0);
+    gauge!(LAST_COMMITTED).set(committed as f64 - 1.0);
     gauge!(LAST_APPLIED).set(applied.end_offset as f64 - 1.0);
     let log_start = node.log.log_start().map(|(_, s)| s).unwrap_or(0);
     gauge!(LOG_START).set(log_start as f64);

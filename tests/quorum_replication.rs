@@ -222,11 +222,14 @@ fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
         let ids = s.q.ids();
         let old = s.leader().await;
         let writer = Writer::spawn("failover", s.clients(&ids));
+        // Brokers follow the log all along: the high watermark they see never goes back.
+        let watch = HwWatch::spawn(s.clients(&ids));
         writer.wait_acked(50, Duration::from_secs(30)).await;
 
         // 2. kill -9 the leader while writes are in flight.
         eprintln!("  kill -9 leader node {old}");
         s.q.kill9(old).await.unwrap();
+        let killed_at = std::time::Instant::now();
         let survivors: Vec<u64> = ids.iter().copied().filter(|&i| i != old).collect();
         writer.set_targets(s.clients(&survivors));
 
@@ -238,6 +241,7 @@ fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
         writer
             .wait_acked(before + 50, Duration::from_secs(30))
             .await;
+        watch.stop_and_check(new, killed_at).await;
 
         // 4. The old leader restarts and rejoins as a follower while writes go on.
         s.q.restart(old).await.unwrap();

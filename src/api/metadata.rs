@@ -85,24 +85,7 @@ async fn log(
         .unwrap_or(DEFAULT_MAX_BYTES)
         .clamp(1, MAX_MAX_BYTES);
     let wait = Duration::from_millis(q.max_wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
-    let mut rx = node.sm.subscribe();
-    let mut hw = rx.borrow_and_update().end_offset;
-    if q.offset > hw {
-        return Err(ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "OFFSET_OUT_OF_RANGE",
-            format!("offset {} is beyond the high watermark {hw}", q.offset),
-        ));
-    }
-    if q.offset == hw && !wait.is_zero() {
-        let deadline = tokio::time::Instant::now() + wait;
-        while hw <= q.offset {
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => hw = rx.borrow_and_update().end_offset,
-                _ => break,
-            }
-        }
-    }
+    let hw = wait_high_watermark(&node, q.offset, wait).await?;
     let log_start = node
         .log
         .log_start()
@@ -168,6 +151,122 @@ async fn log(
     h.insert("kraft-leader-epoch", HeaderValue::from(m.current_term));
     h.insert("kraft-next-offset", HeaderValue::from(next));
     Ok(resp)
+}
+
+/// Least time a fetch waits for this node's high watermark to be known (after a leader
+/// change) or to reach an offset that is in its log, even without `max_wait_ms`: a new
+/// leader's first entry commits within a round trip, and an answer then beats an error.
+const HW_GRACE: Duration = Duration::from_millis(500);
+
+/// What a fetch at `offset` may be answered with now, given this node's served high
+/// watermark `hw` (None: not known in this term yet) and the end offset of its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchGate {
+    /// Answer with batches below this high watermark.
+    Serve(u64),
+    /// Nothing new at `offset` yet (it is the high watermark): a long poll waits.
+    AtEnd(u64),
+    /// The offset was never committed as far as anyone could have served: 416.
+    Beyond(u64),
+    /// Not known yet whether the offset is committed (a new leader has not applied an
+    /// entry of its term, or this node lags): wait, do not say 416.
+    Unknown,
+}
+
+fn fetch_gate(offset: u64, hw: Option<u64>, log_end: u64) -> FetchGate {
+    match hw {
+        Some(h) if offset < h => FetchGate::Serve(h),
+        Some(h) if offset == h => FetchGate::AtEnd(h),
+        // Every entry anyone could have served is in a leader's log (and below its high
+        // watermark once it is known); beyond this node's log it is beyond the commit.
+        Some(h) if offset > log_end => FetchGate::Beyond(h),
+        _ => FetchGate::Unknown,
+    }
+}
+
+/// Waits, up to `wait` (at least [`HW_GRACE`] while the high watermark is unknown or
+/// below an offset in this node's log), until a fetch at `offset` can be answered; returns
+/// the high watermark to serve. KIP-595: the high watermark served never goes below what an
+/// earlier leader served, so a new leader serves nothing until an entry of its own term is
+/// applied, and an offset between its applied end and its log end waits instead of 416.
+async fn wait_high_watermark(node: &Node, offset: u64, wait: Duration) -> Result<u64, ApiError> {
+    let started = tokio::time::Instant::now();
+    let mut rx = node.sm.subscribe();
+    let mut metrics = node.raft.metrics();
+    loop {
+        let (term, last_index) = {
+            let m = metrics.borrow_and_update();
+            (m.current_term, m.last_log_index)
+        };
+        let applied = *rx.borrow_and_update();
+        let hw = crate::raft::state_machine::served_high_watermark(applied, term);
+        let log_end = super::quorum::end_of(node, last_index).unwrap_or(applied.end_offset);
+        let gate = fetch_gate(offset, hw, log_end.max(applied.end_offset));
+        let deadline = started
+            + match gate {
+                FetchGate::Unknown => wait.max(HW_GRACE),
+                _ => wait,
+            };
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        match gate {
+            FetchGate::Serve(h) => return Ok(h),
+            FetchGate::AtEnd(h) if timed_out => return Ok(h),
+            FetchGate::Beyond(h) => {
+                return Err(ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "OFFSET_OUT_OF_RANGE",
+                    format!("offset {offset} is beyond the high watermark {h}"),
+                ))
+            }
+            FetchGate::Unknown if timed_out => {
+                let why = match hw {
+                    None => format!(
+                        "this node has not yet applied an entry of epoch {term}, so its high \
+                         watermark is not known (a leader change is in progress)"
+                    ),
+                    Some(h) => format!(
+                        "offset {offset} is in this node's log but not yet known to be \
+                         committed here (high watermark {h})"
+                    ),
+                };
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "OFFSET_NOT_AVAILABLE",
+                    format!("{why}; retry"),
+                ));
+            }
+            FetchGate::AtEnd(_) | FetchGate::Unknown => {}
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { tokio::time::sleep_until(deadline).await },
+            r = metrics.changed() => if r.is_err() { tokio::time::sleep_until(deadline).await },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// This node's high watermark for a report (`/v1/quorum/status`, `/metrics`): the served
+/// one, waiting up to `wait` for it to be known; then the applied end offset, this node's
+/// own last known high watermark.
+pub(crate) async fn reported_high_watermark(node: &Node, wait: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut rx = node.sm.subscribe();
+    let mut metrics = node.raft.metrics();
+    loop {
+        let term = metrics.borrow_and_update().current_term;
+        let applied = *rx.borrow_and_update();
+        if let Some(h) = crate::raft::state_machine::served_high_watermark(applied, term) {
+            return h;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return applied.end_offset;
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return applied.end_offset },
+            r = metrics.changed() => if r.is_err() { return applied.end_offset },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
 }
 
 /// The SnapshotHeaderRecord's timestamp, from the first batch alone.
@@ -380,6 +479,23 @@ async fn image(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fetch_between_the_applied_end_and_the_log_end_waits_instead_of_416() {
+        use FetchGate::*;
+        // A new leader (applied end 1908, its log ends at 1911: the predecessor may have
+        // served up to 1910) has no high watermark yet: every fetch waits.
+        for offset in [0, 1908, 1909, 1910, 1911, 5000] {
+            assert_eq!(fetch_gate(offset, None, 1911), Unknown, "offset {offset}");
+        }
+        // Once known (its own entry applied at 1911).
+        assert_eq!(fetch_gate(1905, Some(1911), 1911), Serve(1911));
+        assert_eq!(fetch_gate(1911, Some(1911), 1911), AtEnd(1911));
+        assert_eq!(fetch_gate(1912, Some(1911), 1911), Beyond(1911));
+        // A follower whose log holds entries it does not know committed yet.
+        assert_eq!(fetch_gate(1910, Some(1908), 1911), Unknown);
+        assert_eq!(fetch_gate(1912, Some(1908), 1911), Beyond(1908));
+    }
 
     #[test]
     fn ranges_follow_rfc_7233() {

@@ -32,15 +32,12 @@ use crate::api::metadata::RECORD_BATCHES;
 use crate::image::load_checkpoint;
 use crate::node::server::{Node, Receiving};
 use crate::raft::network::{
-    PeerRequest, PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_HISTORY, PATH_INFO, PATH_SNAPSHOT,
-    PATH_VOTE, POSTCARD,
+    check_terms, PeerRequest, MAX_PEER_BODY, PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_HISTORY,
+    PATH_INFO, PATH_SNAPSHOT, PATH_VOTE, POSTCARD,
 };
-use crate::raft::state_machine::parse_snapshot_id;
+use crate::raft::state_machine::{check_snapshot_identity, parse_snapshot_id};
 use crate::raft::{NodeId, TypeConfig};
 use crate::record::batch::decode_batch;
-
-/// Largest peer body (an AppendEntries of many batches).
-const MAX_PEER_BODY: usize = 256 * 1024 * 1024;
 
 /// The peer router.
 pub fn router(node: Arc<Node>) -> Router {
@@ -196,6 +193,9 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Err(e) = check_terms("AppendEntries", &req) {
+        return refuse(StatusCode::BAD_REQUEST, e);
+    }
     if let Some(first) = req.entries.first() {
         let expected = req.prev_log_id.map(|p| p.index + 1).unwrap_or(0);
         if first.log_id.index != expected {
@@ -234,10 +234,13 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
             }
         }
     }
-    if let Some(c) = req.leader_commit {
+    let leader_commit = req.leader_commit;
+    let res = node.raft.append_entries(req).await;
+    // Only a request Raft accepted tells what is committed: a refused one may come from a
+    // deposed leader or carry a commit index this node's log does not match.
+    if let (Ok(AppendEntriesResponse::Success), Some(c)) = (&res, leader_commit) {
         node.seen_commit.fetch_max(c.index + 1, Ordering::Relaxed);
     }
-    let res = node.raft.append_entries(req).await;
     reply(&res)
 }
 
@@ -246,6 +249,9 @@ async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Err(e) = check_terms("Vote", &req) {
+        return refuse(StatusCode::BAD_REQUEST, e);
+    }
     let res = node.raft.vote(req).await;
     reply(&res)
 }
@@ -272,6 +278,31 @@ async fn snapshot_chunk(State(node): State<Arc<Node>>, body: Bytes) -> Response 
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Err(e) = check_terms("InstallSnapshot", &req) {
+        return refuse(StatusCode::BAD_REQUEST, e);
+    }
+    let cap = node.config.max_snapshot_bytes;
+    let end = req.offset.saturating_add(req.data.len() as u64);
+    if end > cap {
+        // The transfer so far is dropped: the leader starts again from offset 0 (and is
+        // refused again while its snapshot stays larger than the cap).
+        let mut g = node.receiving.lock().await;
+        if g.as_ref()
+            .is_some_and(|r| r.snapshot_id == req.meta.snapshot_id)
+        {
+            if let Some(old) = g.take() {
+                let _ = std::fs::remove_file(&old.path);
+            }
+        }
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "snapshot {} would reach {end} bytes, above the largest snapshot this node \
+                 accepts ({cap} bytes, max_snapshot_bytes)",
+                req.meta.snapshot_id
+            ),
+        );
+    }
     let res = receive_chunk(&node, req).await;
     reply(&res)
 }
@@ -342,8 +373,16 @@ async fn receive_chunk(node: &Node, req: InstallSnapshotRequest<TypeConfig>) -> 
             return mismatch(id.clone(), 0, id, req.offset);
         }
     };
-    if let Err(e) = load_checkpoint(Bytes::from(bytes), Some(ckpt_id.epoch)) {
-        tracing::error!(snapshot = %id, error = %e, "received snapshot is damaged; refused, the leader will resend it");
+    let summary = match load_checkpoint(Bytes::from(bytes), Some(ckpt_id.epoch)) {
+        Ok((_, summary)) => summary,
+        Err(e) => {
+            tracing::error!(snapshot = %id, error = %e, "received snapshot is damaged; refused, the leader will resend it");
+            let _ = std::fs::remove_file(&path);
+            return mismatch(id.clone(), 0, id, req.offset);
+        }
+    };
+    if let Err(e) = check_snapshot_identity(&req.meta, &summary) {
+        tracing::error!(snapshot = %id, error = %e, "received snapshot does not match its own header; refused");
         let _ = std::fs::remove_file(&path);
         return mismatch(id.clone(), 0, id, req.offset);
     }

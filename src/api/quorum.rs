@@ -30,6 +30,9 @@ pub(super) fn routes() -> Router<Arc<Node>> {
         .route("/v1/quorum/voters/{id}", delete(remove_voter))
 }
 
+/// Longest `/v1/quorum/status` waits for a new leader's high watermark to be known.
+const STATUS_HW_WAIT: Duration = Duration::from_millis(500);
+
 /// End offset of entry `index` on the leader's log (None: not stored, e.g. purged).
 pub(crate) fn end_of(node: &Node, index: Option<u64>) -> Option<u64> {
     match index {
@@ -44,6 +47,8 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
 
 /// `/v1/quorum/status` of this node.
 pub(crate) async fn status_json(node: &Node) -> Value {
+    // KIP-595: not below what an earlier leader served (waits briefly after a leader change).
+    let hw = crate::api::metadata::reported_high_watermark(node, STATUS_HW_WAIT).await;
     let m = node.raft.metrics().borrow().clone();
     let applied = node.sm.applied();
     let log_start = node.log.log_start().map(|(_, s)| s).unwrap_or(0);
@@ -78,7 +83,7 @@ pub(crate) async fn status_json(node: &Node) -> Value {
         "node_id": node.id(),
         "leader_id": m.current_leader,
         "leader_epoch": m.current_term,
-        "high_watermark": applied.end_offset,
+        "high_watermark": hw,
         "log_start_offset": log_start,
         "max_follower_lag": max_lag,
         "max_follower_lag_time_ms": max_lag_ms,

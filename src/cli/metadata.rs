@@ -273,6 +273,12 @@ async fn tail(
                     _ => return Err(e.into()),
                 }
             }
+            // A leader change in progress (KIP-595: the new leader's high watermark is not
+            // known yet): retry, as a broker does.
+            Err(e) if e.code() == Some("OFFSET_NOT_AVAILABLE") => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         for r in fetch.records {

@@ -34,6 +34,9 @@ pub struct Config {
     pub snapshot_interval_ms: u64,
     /// Checkpoint files kept (the newest ones).
     pub snapshots_to_keep: usize,
+    /// Largest checkpoint this node accepts from the leader; a larger transfer is refused
+    /// and its partial file removed.
+    pub max_snapshot_bytes: u64,
     /// Log entries kept below the newest snapshot, so short-lagging followers catch up
     /// from the log rather than by a snapshot transfer.
     pub log_tail_entries: u64,
@@ -63,6 +66,7 @@ impl Default for Config {
             snapshot_max_bytes: 20 * 1024 * 1024,
             snapshot_interval_ms: 3_600_000,
             snapshots_to_keep: 3,
+            max_snapshot_bytes: 2 * 1024 * 1024 * 1024,
             log_tail_entries: 1_000,
             heartbeat_interval_ms: 100,
             election_timeout_min_ms: 300,
@@ -165,6 +169,9 @@ impl Config {
         }
         if self.snapshots_to_keep == 0 {
             return bad("snapshots_to_keep must be at least 1".into());
+        }
+        if self.max_snapshot_bytes == 0 {
+            return bad("max_snapshot_bytes must be positive".into());
         }
         for (name, addr) in [("api_addr", &self.api_addr), ("peer_addr", &self.peer_addr)] {
             if addr.parse::<std::net::SocketAddr>().is_err() {

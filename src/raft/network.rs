@@ -9,14 +9,15 @@
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RPCTypes};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{RaftNetwork, RaftNetworkFactory};
+use openraft::{LogId, RaftNetwork, RaftNetworkFactory, Vote};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,117 @@ pub const PATH_CURRENT_SNAPSHOT: &str = "/peer/v1/current-snapshot";
 pub const PATH_READ_INDEX: &str = "/peer/v1/read-index";
 /// Peer path of the node's history: does it hold anything beyond the bootstrap?
 pub const PATH_HISTORY: &str = "/peer/v1/history";
+
+/// Largest peer body a node accepts (an AppendEntries of many batches, a snapshot chunk).
+/// The client splits AppendEntries to stay below it.
+pub const MAX_PEER_BODY: usize = 256 * 1024 * 1024;
+
+/// Room left in a body for the envelope (cluster id, ids, directory id) and the request's
+/// own fields (vote, prev log id, leader commit) around the entries.
+const ENVELOPE_SLACK: usize = 4096;
+
+/// Highest Raft term a peer message may carry: a term is a Kafka leader epoch, an i32.
+pub const MAX_TERM: u64 = i32::MAX as u64;
+
+/// The Raft terms a peer message carries (its vote and every log id in it).
+pub trait Terms {
+    /// The highest of them (0 when it carries none).
+    fn highest_term(&self) -> u64;
+}
+
+fn vote_term(v: &Vote<NodeId>) -> u64 {
+    v.leader_id.term
+}
+
+fn log_term(l: &Option<LogId<NodeId>>) -> u64 {
+    l.as_ref().map(|l| l.leader_id.term).unwrap_or(0)
+}
+
+impl Terms for VoteRequest<NodeId> {
+    fn highest_term(&self) -> u64 {
+        vote_term(&self.vote).max(log_term(&self.last_log_id))
+    }
+}
+
+impl Terms for VoteResponse<NodeId> {
+    fn highest_term(&self) -> u64 {
+        vote_term(&self.vote).max(log_term(&self.last_log_id))
+    }
+}
+
+impl Terms for AppendEntriesRequest<TypeConfig> {
+    fn highest_term(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| e.log_id.leader_id.term)
+            .chain([
+                vote_term(&self.vote),
+                log_term(&self.prev_log_id),
+                log_term(&self.leader_commit),
+            ])
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl Terms for AppendEntriesResponse<NodeId> {
+    fn highest_term(&self) -> u64 {
+        match self {
+            AppendEntriesResponse::Success | AppendEntriesResponse::Conflict => 0,
+            AppendEntriesResponse::PartialSuccess(l) => log_term(l),
+            AppendEntriesResponse::HigherVote(v) => vote_term(v),
+        }
+    }
+}
+
+impl Terms for InstallSnapshotRequest<TypeConfig> {
+    fn highest_term(&self) -> u64 {
+        vote_term(&self.vote)
+            .max(log_term(&self.meta.last_log_id))
+            .max(log_term(self.meta.last_membership.log_id()))
+    }
+}
+
+impl Terms for InstallSnapshotResponse<NodeId> {
+    fn highest_term(&self) -> u64 {
+        vote_term(&self.vote)
+    }
+}
+
+/// Refuses a peer message with a term above [`MAX_TERM`]: Kafka epochs are i32, and a
+/// larger term would make every batch's leader epoch wrong.
+pub fn check_terms(what: &str, m: &impl Terms) -> Result<(), String> {
+    let t = m.highest_term();
+    if t > MAX_TERM {
+        return Err(format!(
+            "{what} carries term {t}, above the largest Kafka epoch {MAX_TERM}"
+        ));
+    }
+    Ok(())
+}
+
+/// How many of `rpc`'s first entries fit one body of `limit` bytes (None: all of them).
+/// Some(0) means the first entry alone is too large.
+pub fn entries_that_fit(rpc: &AppendEntriesRequest<TypeConfig>, limit: usize) -> Option<usize> {
+    let budget = limit.saturating_sub(ENVELOPE_SLACK);
+    let total = postcard::experimental::serialized_size(rpc).unwrap_or(usize::MAX);
+    if total <= budget {
+        return None;
+    }
+    let mut used = 0usize;
+    for (i, e) in rpc.entries.iter().enumerate() {
+        // A varint length prefix may grow by a few bytes with more entries: counted in the
+        // slack.
+        used =
+            used.saturating_add(postcard::experimental::serialized_size(e).unwrap_or(usize::MAX));
+        if used > budget {
+            return Some(i);
+        }
+    }
+    // Only the fields around the entries are too large: cannot happen with the slack, but
+    // send half rather than fail.
+    Some(rpc.entries.len() / 2)
+}
 
 /// The envelope of every peer request.
 #[derive(Debug, Serialize, Deserialize)]
@@ -123,6 +235,8 @@ pub struct Network {
     client: reqwest::Client,
     cluster_id: String,
     me: NodeId,
+    /// Largest body the receivers accept ([`MAX_PEER_BODY`]).
+    max_body: usize,
 }
 
 impl Network {
@@ -132,7 +246,14 @@ impl Network {
             client,
             cluster_id,
             me,
+            max_body: MAX_PEER_BODY,
         }
+    }
+
+    /// The same with another body limit (tests).
+    pub fn with_max_body(mut self, max_body: usize) -> Self {
+        self.max_body = max_body;
+        self
     }
 }
 
@@ -213,10 +334,19 @@ impl PeerConn {
         let body = resp.bytes().await.map_err(transport)?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]).to_string();
-            return Err(RPCError::Network(NetworkError::new(&Msg(format!(
+            let msg = Msg(format!(
                 "node {} refused {path}: {status}: {text}",
                 self.target
-            )))));
+            ));
+            if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE
+                && matches!(action, RPCTypes::AppendEntries)
+            {
+                // The receiver's body limit: append_entries turns this into a smaller hint.
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(1).with_source_error(&msg),
+                ));
+            }
+            return Err(RPCError::Network(NetworkError::new(&msg)));
         }
         let result: Result<Resp, RaftError<NodeId, E>> =
             postcard::from_bytes(&body).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -230,8 +360,63 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, KNode, RaftError<NodeId>>> {
-        self.call(PATH_APPEND, RPCTypes::AppendEntries, rpc, &option)
+        let n = rpc.entries.len();
+        let first = rpc.entries.first().map(|e| e.log_id);
+        match entries_that_fit(&rpc, self.net.max_body) {
+            None => {}
+            Some(0) => {
+                // openraft cannot split one entry: an error (retried at the next heartbeat,
+                // logged each time), not a PayloadTooLarge it would retry at once forever.
+                let msg = Msg(format!(
+                    "entry {} alone is larger than a peer body may be ({} bytes): node {} \
+                     cannot be sent it",
+                    first.map(|l| l.to_string()).unwrap_or_default(),
+                    self.net.max_body,
+                    self.target
+                ));
+                tracing::error!("{msg}");
+                return Err(RPCError::Network(NetworkError::new(&msg)));
+            }
+            Some(k) => {
+                tracing::debug!(
+                    target_node = self.target,
+                    entries = n,
+                    fit = k,
+                    "AppendEntries larger than a peer body: asking openraft to send fewer entries"
+                );
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(k as u64),
+                ));
+            }
+        }
+        let res = match self
+            .call(PATH_APPEND, RPCTypes::AppendEntries, rpc, &option)
             .await
+        {
+            Err(RPCError::PayloadTooLarge(e)) if n > 1 => {
+                tracing::warn!(
+                    target_node = self.target,
+                    entries = n,
+                    "the receiver refused an AppendEntries as too large: sending half as many entries"
+                );
+                Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint((n / 2) as u64).with_source_error(&e),
+                ))
+            }
+            Err(RPCError::PayloadTooLarge(e)) => {
+                let msg = Msg(format!(
+                    "node {} refused entry {} alone as too large: {e}",
+                    self.target,
+                    first.map(|l| l.to_string()).unwrap_or_default()
+                ));
+                tracing::error!("{msg}");
+                Err(RPCError::Network(NetworkError::new(&msg)))
+            }
+            other => other,
+        }?;
+        check_terms("AppendEntries response", &res)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
+        Ok(res)
     }
 
     async fn install_snapshot(
@@ -242,8 +427,12 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, KNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(PATH_SNAPSHOT, RPCTypes::InstallSnapshot, rpc, &option)
-            .await
+        let res: InstallSnapshotResponse<NodeId> = self
+            .call(PATH_SNAPSHOT, RPCTypes::InstallSnapshot, rpc, &option)
+            .await?;
+        check_terms("InstallSnapshot response", &res)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
+        Ok(res)
     }
 
     async fn vote(
@@ -251,11 +440,260 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, KNode, RaftError<NodeId>>> {
-        self.call(PATH_VOTE, RPCTypes::Vote, rpc, &option).await
+        let res: VoteResponse<NodeId> = self.call(PATH_VOTE, RPCTypes::Vote, rpc, &option).await?;
+        check_terms("Vote response", &res)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
+        Ok(res)
     }
 
     fn backoff(&self) -> Backoff {
         // An unreachable peer is retried every 200 ms, so a restarted node is back quickly.
         Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::Batch;
+    use axum::body::Bytes;
+    use axum::extract::{DefaultBodyLimit, State};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, SnapshotMeta};
+    use std::sync::{Arc, Mutex};
+
+    const BIG: u64 = MAX_TERM + 1;
+
+    fn log_id(term: u64, index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    fn entries(n: u64, size: usize) -> Vec<Entry<TypeConfig>> {
+        (1..=n)
+            .map(|i| Entry {
+                log_id: log_id(1, i),
+                payload: EntryPayload::Normal(Batch {
+                    bytes: vec![7u8; size],
+                }),
+            })
+            .collect()
+    }
+
+    fn append(entries: Vec<Entry<TypeConfig>>) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: Some(log_id(1, 0)),
+            entries,
+            leader_commit: None,
+        }
+    }
+
+    #[test]
+    fn terms_above_the_largest_kafka_epoch_are_refused_wherever_they_are() {
+        let ok = append(entries(2, 8));
+        check_terms("AppendEntries", &ok).unwrap();
+        let mut at_max = append(entries(1, 8));
+        at_max.vote = Vote::new_committed(MAX_TERM, 1);
+        check_terms("AppendEntries", &at_max).unwrap();
+
+        let mut v = append(vec![]);
+        v.vote = Vote::new_committed(BIG, 1);
+        let mut prev = append(vec![]);
+        prev.prev_log_id = Some(log_id(BIG, 0));
+        let mut commit = append(vec![]);
+        commit.leader_commit = Some(log_id(BIG, 0));
+        let mut entry = append(entries(3, 8));
+        entry.entries[2].log_id = log_id(BIG, 3);
+        for (what, req) in [
+            ("vote", v),
+            ("prev", prev),
+            ("commit", commit),
+            ("entry", entry),
+        ] {
+            let e = check_terms("AppendEntries", &req).unwrap_err();
+            assert!(e.contains("above the largest Kafka epoch"), "{what}: {e}");
+        }
+
+        let vote = VoteRequest::new(Vote::new(BIG, 2), Some(log_id(1, 3)));
+        assert!(check_terms("Vote", &vote).is_err());
+        let vote = VoteRequest::new(Vote::new(2, 2), Some(log_id(BIG, 3)));
+        assert!(check_terms("Vote", &vote).is_err());
+        let vote = VoteRequest::new(Vote::new(2, 2), Some(log_id(1, 3)));
+        check_terms("Vote", &vote).unwrap();
+
+        let snap = |vote: Vote<NodeId>, last: Option<LogId<NodeId>>| InstallSnapshotRequest {
+            vote,
+            meta: SnapshotMeta {
+                last_log_id: last,
+                last_membership: Default::default(),
+                snapshot_id: "1-1".into(),
+            },
+            offset: 0,
+            data: vec![],
+            done: false,
+        };
+        check_terms("snap", &snap(Vote::new_committed(1, 1), Some(log_id(1, 1)))).unwrap();
+        assert!(check_terms("snap", &snap(Vote::new_committed(BIG, 1), None)).is_err());
+        assert!(check_terms(
+            "snap",
+            &snap(Vote::new_committed(1, 1), Some(log_id(BIG, 1)))
+        )
+        .is_err());
+
+        let higher: AppendEntriesResponse<NodeId> =
+            AppendEntriesResponse::HigherVote(Vote::new(BIG, 3));
+        assert!(check_terms("resp", &higher).is_err());
+        let partial: AppendEntriesResponse<NodeId> =
+            AppendEntriesResponse::PartialSuccess(Some(log_id(BIG, 3)));
+        assert!(check_terms("resp", &partial).is_err());
+        let vr = VoteResponse {
+            vote: Vote::new(BIG, 3),
+            vote_granted: false,
+            last_log_id: None,
+        };
+        assert!(check_terms("resp", &vr).is_err());
+    }
+
+    /// A peer listener stand-in: answers AppendEntries with success (or a Vote with a
+    /// term too large) and records the size and entry count of every body it accepted.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<(usize, usize)>>>);
+
+    async fn accept_append(State(seen): State<Seen>, body: Bytes) -> Vec<u8> {
+        let env: PeerRequest<AppendEntriesRequest<TypeConfig>> =
+            postcard::from_bytes(&body).unwrap();
+        seen.0
+            .lock()
+            .unwrap()
+            .push((body.len(), env.body.entries.len()));
+        let res: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+            Ok(AppendEntriesResponse::Success);
+        postcard::to_allocvec(&res).unwrap()
+    }
+
+    async fn huge_vote(_body: Bytes) -> Vec<u8> {
+        let res: Result<VoteResponse<NodeId>, RaftError<NodeId>> = Ok(VoteResponse {
+            vote: Vote::new(BIG, 3),
+            vote_granted: true,
+            last_log_id: None,
+        });
+        postcard::to_allocvec(&res).unwrap()
+    }
+
+    async fn peer(limit: usize) -> (String, Seen) {
+        let seen = Seen::default();
+        let app = axum::Router::new()
+            .route(PATH_APPEND, axum::routing::post(accept_append))
+            .route(PATH_VOTE, axum::routing::post(huge_vote))
+            .layer(DefaultBodyLimit::max(limit))
+            .with_state(seen.clone());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (addr, seen)
+    }
+
+    fn conn(addr: &str, max_body: usize) -> PeerConn {
+        PeerConn {
+            net: Network::new(http_client(), "c".into(), 1).with_max_body(max_body),
+            target: 2,
+            node: KNode {
+                peer_addr: addr.to_string(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn opt() -> RPCOption {
+        RPCOption::new(Duration::from_secs(5))
+    }
+
+    /// Sends `all` as openraft's replication does: on PayloadTooLarge, at once again with
+    /// the hinted number of entries. Returns the number of RPCs, or the first other error.
+    async fn replicate(c: &mut PeerConn, all: Vec<Entry<TypeConfig>>) -> Result<usize, String> {
+        let mut next = 0usize;
+        let mut hint = usize::MAX;
+        for rpcs in 1..=100 {
+            let end = all.len().min(next.saturating_add(hint));
+            let req = append(all[next..end].to_vec());
+            match c.append_entries(req, opt()).await {
+                Ok(AppendEntriesResponse::Success) => {
+                    next = end;
+                    if next == all.len() {
+                        return Ok(rpcs);
+                    }
+                }
+                Ok(other) => return Err(format!("answer {other:?}")),
+                Err(RPCError::PayloadTooLarge(p)) => hint = p.entries_hint() as usize,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("not done in 100 RPCs".into())
+    }
+
+    #[tokio::test]
+    async fn append_entries_larger_than_a_peer_body_are_split_not_retried_forever() {
+        let limit = 64 * 1024;
+        let (addr, seen) = peer(limit).await;
+        // The client knows the receiver's limit: it never sends a body over it.
+        let mut c = conn(&addr, limit);
+        let rpcs = replicate(&mut c, entries(10, 10_000)).await.unwrap();
+        let got = seen.0.lock().unwrap().clone();
+        assert!(rpcs >= 3, "10 x 10 kB in bodies of 64 KiB: {got:?}");
+        assert_eq!(got.iter().map(|(_, n)| n).sum::<usize>(), 10, "{got:?}");
+        assert!(got.iter().all(|(b, _)| *b <= limit), "{got:?}");
+
+        // One entry larger than a body: an error at once, nothing sent, no PayloadTooLarge
+        // (openraft would retry that immediately, forever).
+        seen.0.lock().unwrap().clear();
+        let err = c
+            .append_entries(append(entries(1, 100_000)), opt())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RPCError::Network(_)), "{err:?}");
+        assert!(err.to_string().contains("alone is larger"), "{err}");
+        assert!(seen.0.lock().unwrap().is_empty());
+        let err = replicate(&mut c, entries(1, 100_000)).await.unwrap_err();
+        assert!(err.contains("alone is larger"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_receivers_413_makes_the_client_send_fewer_entries() {
+        let limit = 64 * 1024;
+        let (addr, seen) = peer(limit).await;
+        // The client believes bodies may be larger: the receiver's 413 must be understood.
+        let mut c = conn(&addr, MAX_PEER_BODY);
+        let err = c
+            .append_entries(append(entries(10, 10_000)), opt())
+            .await
+            .unwrap_err();
+        match &err {
+            RPCError::PayloadTooLarge(p) => assert_eq!(p.entries_hint(), 5),
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+        let rpcs = replicate(&mut c, entries(10, 10_000)).await.unwrap();
+        assert!(rpcs >= 3);
+        let got = seen.0.lock().unwrap().clone();
+        assert_eq!(got.iter().map(|(_, n)| n).sum::<usize>(), 10, "{got:?}");
+        // A single entry the receiver refuses: an error, not a hint openraft loops on.
+        let err = c
+            .append_entries(append(entries(1, 100_000)), opt())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RPCError::Network(_)), "{err:?}");
+        assert!(err.to_string().contains("alone as too large"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_answer_with_a_term_above_an_i32_is_refused() {
+        let (addr, _) = peer(1 << 20).await;
+        let mut c = conn(&addr, MAX_PEER_BODY);
+        let err = c
+            .vote(VoteRequest::new(Vote::new(2, 1), None), opt())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("above the largest Kafka epoch"),
+            "{err}"
+        );
     }
 }

@@ -111,6 +111,66 @@ pub struct OpenTxn {
     pub before_end_offset: u64,
 }
 
+/// The high watermark a node may serve (KIP-595): its applied end offset, but only once it
+/// has applied an entry of the current term (a new leader's blank entry, or for a follower
+/// any entry of its leader's term). Every entry that a leader of an earlier term could
+/// have served lies below that entry, so what is served never goes below what an earlier
+/// leader served. `None`: not known yet; a reader waits rather than see it go back.
+pub fn served_high_watermark(applied: AppliedPos, current_term: u64) -> Option<u64> {
+    let epoch = u64::try_from(applied.epoch).unwrap_or(0);
+    (epoch >= current_term).then_some(applied.end_offset)
+}
+
+/// Checks a snapshot's id (file name: end offset and epoch) and openraft metadata against
+/// the raft metadata its own SnapshotHeaderRecord carries (the batches' epoch is checked
+/// against the name by the checkpoint reader). A snapshot that names another position than
+/// its header is refused: installing it would put the image at the wrong entry.
+pub fn check_snapshot_identity(
+    meta: &KSnapshotMeta,
+    summary: &CheckpointSummary,
+) -> Result<(), String> {
+    let id = parse_snapshot_id(&meta.snapshot_id).ok_or_else(|| {
+        format!(
+            "snapshot id {:?} is not a checkpoint name",
+            meta.snapshot_id
+        )
+    })?;
+    let rm = raft_meta_of(summary).ok_or_else(|| {
+        format!(
+            "snapshot {} carries no readable raft metadata in its SnapshotHeaderRecord",
+            meta.snapshot_id
+        )
+    })?;
+    if rm.last_log_id != meta.last_log_id {
+        return Err(format!(
+            "snapshot {} is sent as ending at entry {:?}, but its header says {:?}",
+            meta.snapshot_id, meta.last_log_id, rm.last_log_id
+        ));
+    }
+    if rm.last_membership != meta.last_membership {
+        return Err(format!(
+            "snapshot {} is sent with membership {:?}, but its header says {:?}",
+            meta.snapshot_id, meta.last_membership, rm.last_membership
+        ));
+    }
+    let epoch = rm.last_log_id.as_ref().map(epoch_of).unwrap_or(0);
+    if id.epoch != epoch {
+        return Err(format!(
+            "snapshot {} is named for epoch {}, but its last entry {:?} is of epoch {epoch}",
+            meta.snapshot_id, id.epoch, rm.last_log_id
+        ));
+    }
+    // The end offset is in the name only (a checkpoint's batches count from 0, and entries
+    // need not start at offset 0 after a log gap): a negative one names no position.
+    if id.end_offset < 0 {
+        return Err(format!(
+            "snapshot {} is named for a negative end offset",
+            meta.snapshot_id
+        ));
+    }
+    Ok(())
+}
+
 /// State shared by the state machine, the API and the snapshot policy.
 #[derive(Debug)]
 pub struct SmShared {
@@ -149,6 +209,12 @@ impl SmShared {
     /// The applied position now.
     pub fn applied(&self) -> AppliedPos {
         *self.applied.borrow()
+    }
+
+    /// The high watermark this node may serve now in `current_term`
+    /// ([`served_high_watermark`]).
+    pub fn high_watermark(&self, current_term: u64) -> Option<u64> {
+        served_high_watermark(self.applied(), current_term)
     }
 
     fn publish(&self, st: &SmState) {
@@ -473,8 +539,10 @@ impl StateMachine {
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
+impl StateMachine {
+    /// Writes a checkpoint of the applied state (not yet current): the snapshot and the
+    /// end offset it covers.
+    async fn write_built(&self) -> SResult<(CurrentSnapshot, u64)> {
         let (image, last_applied, end, membership, ts) = {
             let st = self.shared.read();
             // Inside an open transaction the image holds none of its records: it is the
@@ -534,20 +602,53 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership: membership,
             snapshot_id: snapshot_id_string(&id),
         };
-        Self::set_current(
-            &mut self.shared.write(),
+        Ok((
             CurrentSnapshot {
-                meta: smeta.clone(),
+                meta: smeta,
                 id,
-                path: path.clone(),
+                path,
             },
-        );
-        self.anchor_and_retain(last_applied, end);
-        let f = tokio::fs::File::open(&path)
+            end,
+        ))
+    }
+
+    /// Makes a checkpoint just built current, unless a newer snapshot was installed while
+    /// it was being written: then the built file is removed and the installed one stays.
+    /// Returns the snapshot that is current.
+    fn adopt_built(&self, built: CurrentSnapshot, end: u64) -> CurrentSnapshot {
+        let mut st = self.shared.write();
+        if let Some(cur) = st.current.clone() {
+            if cur.meta.last_log_id > built.meta.last_log_id {
+                drop(st);
+                if cur.path != built.path {
+                    if let Err(e) = std::fs::remove_file(&built.path) {
+                        tracing::warn!(file = %built.path.display(), error = %e, "cannot delete the superseded checkpoint");
+                    }
+                }
+                tracing::info!(
+                    built = %built.meta.snapshot_id,
+                    current = %cur.meta.snapshot_id,
+                    "a newer snapshot was installed while this checkpoint was written: the newer one stays current"
+                );
+                return cur;
+            }
+        }
+        Self::set_current(&mut st, built.clone());
+        drop(st);
+        self.anchor_and_retain(built.meta.last_log_id, end);
+        built
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
+        let (built, end) = self.write_built().await?;
+        let cur = self.adopt_built(built, end);
+        let f = tokio::fs::File::open(&cur.path)
             .await
-            .map_err(|e| StorageIOError::read_snapshot(Some(smeta.signature()), &e))?;
+            .map_err(|e| StorageIOError::read_snapshot(Some(cur.meta.signature()), &e))?;
         Ok(Snapshot {
-            meta: smeta,
+            meta: cur.meta,
             snapshot: Box::new(f),
         })
     }
@@ -624,6 +725,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let bytes = Bytes::from(buf);
         let (image, summary) = load_checkpoint(bytes.clone(), Some(id.epoch))
             .map_err(|e| snap_err(Some(meta), io_other(e.to_string())))?;
+        // The peer listener checks this before openraft sees a transfer; checked again here
+        // so nothing installs a snapshot whose name or metadata contradicts its header.
+        check_snapshot_identity(meta, &summary).map_err(|e| snap_err(Some(meta), io_other(e)))?;
         let dir = self.shared.dir.clone();
         let path = tokio::task::spawn_blocking(move || write_checkpoint_bytes(&dir, id, &bytes))
             .await
@@ -678,6 +782,150 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::raft::log_store::LogStore;
+    use crate::raft::KMembership;
+    use openraft::CommittedLeaderId;
+    use std::collections::BTreeSet;
+
+    fn open(dir: &Path) -> (StateMachine, LogStore) {
+        let log = LogStore::open(&dir.join("raft")).unwrap();
+        let (sm, _) = StateMachine::open(&dir.join("__cluster_metadata-0"), log.book(), 3).unwrap();
+        (sm, log)
+    }
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    async fn apply_blanks(sm: &mut StateMachine, term: u64, from: u64, to: u64) {
+        let entries: Vec<Entry> = (from..=to)
+            .map(|i| Entry {
+                log_id: log_id(term, i),
+                payload: EntryPayload::Blank,
+            })
+            .collect();
+        sm.apply(entries).await.unwrap();
+    }
+
+    fn checkpoints(sm: &StateMachine) -> Vec<SnapshotId> {
+        list_checkpoints(&sm.shared.dir)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    #[test]
+    fn the_high_watermark_is_served_only_after_an_entry_of_the_current_term_is_applied() {
+        let pos = |end, epoch| AppliedPos {
+            end_offset: end,
+            index: Some(end - 1),
+            epoch,
+        };
+        // A new leader of term 4 whose applied end (1908) is below what the leader of term
+        // 3 served (1910): nothing is served until its own entry is applied.
+        assert_eq!(served_high_watermark(pos(1908, 3), 4), None);
+        assert_eq!(served_high_watermark(pos(1911, 4), 4), Some(1911));
+        // A follower: the same rule, and never above what it applied.
+        assert_eq!(served_high_watermark(pos(1905, 4), 4), Some(1905));
+        // Metrics may lag the state machine: an entry of a newer term is just as good.
+        assert_eq!(served_high_watermark(pos(1912, 5), 4), Some(1912));
+        // An empty, uninitialized node.
+        assert_eq!(served_high_watermark(AppliedPos::default(), 0), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_built_while_a_newer_snapshot_was_installed_is_discarded() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut a, _la) = open(da.path());
+        let (mut b, _lb) = open(db.path());
+        apply_blanks(&mut a, 1, 0, 2).await;
+        apply_blanks(&mut b, 1, 0, 5).await;
+        let newer = b.build_snapshot().await.unwrap();
+        assert_eq!(newer.meta.last_log_id, Some(log_id(1, 5)));
+
+        // `a` writes its checkpoint of entry 2 ...
+        let (built, end) = a.write_built().await.unwrap();
+        assert!(built.path.exists());
+        assert_eq!(end, 3);
+        // ... while the leader's newer snapshot is installed.
+        a.install_snapshot(&newer.meta, newer.snapshot)
+            .await
+            .unwrap();
+        let cur = a.adopt_built(built.clone(), end);
+        assert_eq!(cur.meta.last_log_id, Some(log_id(1, 5)));
+        let st_cur = a.shared.read().current.clone().unwrap();
+        assert_eq!(st_cur.meta.last_log_id, Some(log_id(1, 5)));
+        assert!(st_cur.path.exists());
+        assert!(!built.path.exists(), "the superseded checkpoint is removed");
+        assert_eq!(a.shared.applied().end_offset, 6);
+        assert_eq!(
+            checkpoints(&a),
+            vec![SnapshotId {
+                end_offset: 6,
+                epoch: 1
+            }]
+        );
+
+        // A build that is not overtaken becomes current as before.
+        apply_blanks(&mut a, 2, 6, 7).await;
+        let snap = a.build_snapshot().await.unwrap();
+        assert_eq!(snap.meta.last_log_id, Some(log_id(2, 7)));
+        assert_eq!(
+            a.shared.read().current.as_ref().unwrap().meta.last_log_id,
+            Some(log_id(2, 7))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_whose_id_contradicts_its_own_header_is_refused_and_changes_nothing() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut a, _la) = open(da.path());
+        let (mut b, _lb) = open(db.path());
+        apply_blanks(&mut a, 1, 0, 2).await;
+        apply_blanks(&mut b, 1, 0, 5).await;
+        let good = b.build_snapshot().await.unwrap();
+        let path = b.shared.read().current.clone().unwrap().path;
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, summary) = load_checkpoint(Bytes::from(bytes), Some(1)).unwrap();
+        check_snapshot_identity(&good.meta, &summary).unwrap();
+
+        let mut later_entry = good.meta.clone();
+        later_entry.last_log_id = Some(log_id(1, 9));
+        let mut other_membership = good.meta.clone();
+        other_membership.last_membership = KStoredMembership::new(
+            Some(log_id(1, 3)),
+            KMembership::new(vec![BTreeSet::from([1])], ()),
+        );
+        let mut no_name = good.meta.clone();
+        no_name.snapshot_id = "../../etc".into();
+        for (what, meta) in [
+            ("a later last entry", later_entry),
+            ("another membership", other_membership),
+            ("a name that is no checkpoint id", no_name),
+        ] {
+            let e = check_snapshot_identity(&meta, &summary).unwrap_err();
+            eprintln!("{what}: {e}");
+            let file = tokio::fs::File::open(&path).await.unwrap();
+            let r = a.install_snapshot(&meta, Box::new(file)).await;
+            assert!(r.is_err(), "{what}: installed");
+            assert_eq!(a.shared.applied().end_offset, 3, "{what}");
+            assert_eq!(a.shared.read().last_applied, Some(log_id(1, 2)), "{what}");
+            assert!(a.shared.read().current.is_none(), "{what}");
+            assert!(checkpoints(&a).is_empty(), "{what}: {:?}", checkpoints(&a));
+        }
+        // The true one installs.
+        let file = tokio::fs::File::open(&path).await.unwrap();
+        a.install_snapshot(&good.meta, Box::new(file))
+            .await
+            .unwrap();
+        assert_eq!(a.shared.applied().end_offset, 6);
+    }
+}
+
+#[cfg(test)]
+mod transaction_tests {
     use super::*;
     use crate::raft::{data_batch, Batch};
     use crate::record::batch::stamp_batch;

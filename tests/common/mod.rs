@@ -545,3 +545,120 @@ where
 pub fn err_text(e: ClientError) -> String {
     e.to_string()
 }
+
+/// Follows every node's log the way brokers do and checks KIP-595's promise: the high
+/// watermark a leader serves never goes below one an earlier leader served, and a fetch at
+/// an offset a leader served never gets 416 from the node that leads next.
+///
+/// Per node, one poller fetches at offset 0 without waiting and records the high
+/// watermark of every answer from a node that names itself the leader; another long-polls
+/// at the highest high watermark seen so far and records every 416.
+pub struct HwWatch {
+    stop: Arc<AtomicBool>,
+    state: Arc<Mutex<HwState>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct HwState {
+    /// Highest high watermark a self-named leader served.
+    max_hw: i64,
+    samples: usize,
+    violations: Vec<String>,
+    /// 416 answers: node, offset asked, when.
+    refusals: Vec<(u64, i64, Instant)>,
+    /// 503 OFFSET_NOT_AVAILABLE answers (a wait that ran out, allowed).
+    not_available: usize,
+}
+
+impl HwWatch {
+    pub fn spawn(targets: Vec<(u64, Client)>) -> HwWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(Mutex::new(HwState::default()));
+        let mut tasks = Vec::new();
+        for (id, client) in targets {
+            let (stop1, state1, c1) = (stop.clone(), state.clone(), client.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop1.load(Ordering::SeqCst) {
+                    let bound = state1.lock().unwrap().max_hw;
+                    match c1.fetch_log(0, Some(1), None).await {
+                        Ok(f) if f.leader_id == Some(id) => {
+                            let mut st = state1.lock().unwrap();
+                            st.samples += 1;
+                            if f.high_watermark < bound {
+                                st.violations.push(format!(
+                                    "node {id}, leader in epoch {:?}, served high watermark {} after a leader had served {bound}",
+                                    f.leader_epoch, f.high_watermark
+                                ));
+                            }
+                            st.max_hw = st.max_hw.max(f.high_watermark);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            if e.code() == Some("OFFSET_NOT_AVAILABLE") {
+                                state1.lock().unwrap().not_available += 1;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(4)).await;
+                }
+            }));
+            let (stop2, state2, c2) = (stop.clone(), state.clone(), client);
+            tasks.push(tokio::spawn(async move {
+                while !stop2.load(Ordering::SeqCst) {
+                    let at = state2.lock().unwrap().max_hw;
+                    let r = c2
+                        .fetch_log(at, Some(1), Some(Duration::from_millis(200)))
+                        .await;
+                    if let Err(e) = r {
+                        {
+                            let mut st = state2.lock().unwrap();
+                            if e.code() == Some("OFFSET_NOT_AVAILABLE") {
+                                st.not_available += 1;
+                            } else if e.status().map(|s| s.as_u16()) == Some(416) {
+                                st.refusals.push((id, at, Instant::now()));
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(4)).await;
+                }
+            }));
+        }
+        HwWatch { stop, state, tasks }
+    }
+
+    /// Stops polling; panics on a high watermark that went back, or on a 416 from node
+    /// `next_leader` after `since` (when it held every offset a leader had served).
+    pub async fn stop_and_check(self, next_leader: u64, since: Instant) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let st = self.state.lock().unwrap();
+        let refused: Vec<(u64, i64)> = st
+            .refusals
+            .iter()
+            .filter(|(id, _, at)| *id == next_leader && *at >= since)
+            .map(|(id, off, _)| (*id, *off))
+            .collect();
+        eprintln!(
+            "  high watermark watch: {} answers from leaders, highest {}, {} waits ran out (503), {} 416s from node {next_leader} after the failover",
+            st.samples,
+            st.max_hw,
+            st.not_available,
+            refused.len()
+        );
+        assert!(st.samples > 0, "no leader answered the watch");
+        assert!(
+            st.violations.is_empty(),
+            "the high watermark went back: {:?}",
+            st.violations
+        );
+        assert!(
+            refused.is_empty(),
+            "fetches at offsets a leader had served got 416 (node, offset): {refused:?}"
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! Malformed and hostile peer messages on real processes: each is refused with a clear
+//! error (or left without effect) and the quorum carries on as before.
+//!
+//! - a term above i32::MAX (Kafka epochs are i32) in a Vote or an AppendEntries: 400, the
+//!   node's epoch and leader unchanged;
+//! - an AppendEntries that Raft refuses (a deposed leader's vote) with a huge commit index:
+//!   the node does not take that commit as seen (it stays ready);
+//! - a snapshot transfer over `max_snapshot_bytes`: 413 and its partial file removed;
+//! - a snapshot whose metadata contradicts its own SnapshotHeaderRecord: refused, nothing
+//!   installed, the node keeps following the leader.
+
+mod common;
+
+use common::*;
+use kraftd::raft::network::{
+    NodeInfo, PeerRequest, PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_INFO, PATH_SNAPSHOT, PATH_VOTE,
+    POSTCARD,
+};
+use kraftd::raft::state_machine::parse_snapshot_id;
+use kraftd::raft::{NodeId, TypeConfig};
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest,
+};
+use openraft::{CommittedLeaderId, LogId, SnapshotMeta, Vote};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+
+const MAX_SNAPSHOT: usize = 64 * 1024;
+const TOO_BIG_TERM: u64 = i32::MAX as u64 + 1;
+
+struct Peer {
+    http: reqwest::Client,
+    addr: String,
+    info: NodeInfo,
+}
+
+impl Peer {
+    async fn of(s: &Scenario, id: u64) -> Peer {
+        let http = reqwest::Client::new();
+        let addr = s.q.node(id).unwrap().peer_addr.to_string();
+        let body = http
+            .get(format!("http://{addr}{PATH_INFO}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let info: NodeInfo = postcard::from_bytes(&body).unwrap();
+        Peer { http, addr, info }
+    }
+
+    /// POSTs `body` in a correct envelope; the status and the body.
+    async fn post<T: Serialize>(&self, path: &str, body: T) -> (u16, Vec<u8>) {
+        let env = PeerRequest {
+            cluster_id: self.info.cluster_id.clone(),
+            from: 99,
+            to: self.info.node_id,
+            to_directory: self.info.directory_id,
+            body,
+        };
+        let resp = self
+            .http
+            .post(format!("http://{}{path}", self.addr))
+            .header(reqwest::header::CONTENT_TYPE, POSTCARD)
+            .body(postcard::to_allocvec(&env).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.unwrap().to_vec())
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+fn parts_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.ends_with(".part"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn log_id(term: u64, leader: u64, index: u64) -> LogId<NodeId> {
+    LogId::new(CommittedLeaderId::new(term, leader), index)
+}
+
+#[test]
+fn malformed_peer_messages_are_refused_and_change_nothing() {
+    run("malformed_peer_messages_are_refused", async {
+        let max = MAX_SNAPSHOT.to_string();
+        let mut s =
+            Scenario::start(3, &[NO_NOOPS, ("KRAFTD_MAX_SNAPSHOT_BYTES", max.as_str())]).await;
+        let leader = s.leader().await;
+        let f = s.q.ids().into_iter().find(|&i| i != leader).unwrap();
+        let ids = s.q.ids();
+        write_config(&s.client(leader), "peer.k0", "v0").await;
+        let before = s.status(f).await;
+        let term = before.leader_epoch as u64;
+        let peer = Peer::of(&s, f).await;
+        eprintln!("  follower {f}, leader {leader}, epoch {term}");
+
+        eprintln!("step 1: a term above i32::MAX is refused before Raft sees it");
+        let vote = VoteRequest::<NodeId>::new(
+            Vote::new(TOO_BIG_TERM, leader),
+            Some(log_id(term, leader, 1_000_000)),
+        );
+        let (status, body) = peer.post(PATH_VOTE, vote).await;
+        assert_eq!(status, 400, "{}", text(&body));
+        assert!(
+            text(&body).contains("above the largest Kafka epoch"),
+            "{}",
+            text(&body)
+        );
+        let append = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(TOO_BIG_TERM, leader),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: None,
+        };
+        let (status, body) = peer.post(PATH_APPEND, append).await;
+        assert_eq!(status, 400, "{}", text(&body));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for &id in &ids {
+            let st = s.status(id).await;
+            assert_eq!(st.leader_epoch as u64, term, "node {id} kept its epoch");
+            assert_eq!(st.leader_id, Some(leader), "node {id} kept its leader");
+        }
+
+        eprintln!("step 2: a refused AppendEntries does not count as a seen commit");
+        let stale = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(term - 1, leader),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: Some(log_id(term - 1, leader, 1_000_000)),
+        };
+        let (status, body) = peer.post(PATH_APPEND, stale).await;
+        assert_eq!(status, 200, "{}", text(&body));
+        let res: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+            postcard::from_bytes(&body).unwrap();
+        assert!(
+            matches!(res, Ok(AppendEntriesResponse::HigherVote(_))),
+            "Raft refuses the deposed leader: {res:?}"
+        );
+        write_config(&s.client(leader), "peer.k1", "v1").await;
+        let ready = eventually("the follower is ready", Duration::from_secs(10), || async {
+            s.client(f).readyz().await.map_err(err_text)
+        })
+        .await;
+        let _: () = ready;
+        // Still ready a little later: nothing waits for commit 1,000,000.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.client(f).readyz().await.unwrap();
+
+        eprintln!("step 3: a snapshot transfer above max_snapshot_bytes is refused");
+        let ckpt_dir = s.q.node(f).unwrap().data_dir.join("__cluster_metadata-0");
+        let vote = Vote::new_committed(term, leader);
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(term, leader, 1_000)),
+            last_membership: Default::default(),
+            snapshot_id: format!("{:020}-{:020}", 5_000, term),
+        };
+        let chunk = |offset: usize, len: usize, done: bool| InstallSnapshotRequest::<TypeConfig> {
+            vote,
+            meta: meta.clone(),
+            offset: offset as u64,
+            data: vec![0u8; len],
+            done,
+        };
+        let half = MAX_SNAPSHOT * 5 / 8;
+        let (status, body) = peer.post(PATH_SNAPSHOT, chunk(0, half, false)).await;
+        assert_eq!(status, 200, "{}", text(&body));
+        let res: Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> =
+            postcard::from_bytes(&body).unwrap();
+        assert!(res.is_ok(), "first chunk: {res:?}");
+        assert_eq!(
+            parts_in(&ckpt_dir).len(),
+            1,
+            "the transfer's temporary file"
+        );
+        let (status, body) = peer.post(PATH_SNAPSHOT, chunk(half, half, false)).await;
+        assert_eq!(status, 413, "{}", text(&body));
+        assert!(
+            text(&body).contains("max_snapshot_bytes"),
+            "{}",
+            text(&body)
+        );
+        assert!(parts_in(&ckpt_dir).is_empty(), "{:?}", parts_in(&ckpt_dir));
+
+        eprintln!("step 4: a snapshot whose metadata contradicts its own header is refused");
+        let snap = s.client(f).take_snapshot().await.unwrap();
+        let resp = peer
+            .http
+            .get(format!("http://{}{PATH_CURRENT_SNAPSHOT}", peer.addr))
+            .send()
+            .await
+            .unwrap();
+        let name = resp
+            .headers()
+            .get(reqwest::header::CONTENT_DISPOSITION)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches(".checkpoint")
+            .to_string();
+        let file = resp.bytes().await.unwrap().to_vec();
+        assert!(file.len() < MAX_SNAPSHOT, "{} bytes", file.len());
+        let id = parse_snapshot_id(&name).unwrap();
+        assert_eq!(id.end_offset, snap.end_offset);
+        let hw = s.status(f).await.high_watermark;
+        // The file's own header says it ends at the entry it was taken at; the metadata
+        // claims a much later one (which Raft would otherwise install over its log).
+        let lie = InstallSnapshotRequest::<TypeConfig> {
+            vote,
+            meta: SnapshotMeta {
+                last_log_id: Some(log_id(term, leader, 1_000_000)),
+                last_membership: Default::default(),
+                snapshot_id: name.clone(),
+            },
+            offset: 0,
+            data: file,
+            done: true,
+        };
+        let (status, body) = peer.post(PATH_SNAPSHOT, lie).await;
+        assert_eq!(status, 200, "{}", text(&body));
+        let res: Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> =
+            postcard::from_bytes(&body).unwrap();
+        assert!(res.is_err(), "a lying snapshot was installed: {res:?}");
+        assert!(parts_in(&ckpt_dir).is_empty(), "{:?}", parts_in(&ckpt_dir));
+        assert_eq!(s.status(f).await.high_watermark, hw);
+
+        eprintln!("step 5: the quorum goes on; the follower follows the leader as before");
+        let ack = write_config(&s.client(leader), "peer.k2", "v2").await;
+        let hw = wait_same_high_watermark(&s, &ids, ack.offset + 1).await;
+        wait_same_image(&s, &ids, hw).await;
+        for &id in &ids {
+            let st = s.status(id).await;
+            assert_eq!(st.leader_epoch as u64, term, "node {id}");
+        }
+    });
+}
