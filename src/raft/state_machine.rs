@@ -97,6 +97,24 @@ pub struct SmState {
     pub txn: Option<OpenTxn>,
 }
 
+impl SmState {
+    /// The state of a node that has applied nothing: the bootstrap image at offset 0.
+    pub fn fresh() -> Self {
+        SmState {
+            image: MetadataImage::bootstrap(),
+            last_applied: None,
+            end_offset: 0,
+            membership: KStoredMembership::default(),
+            last_timestamp: -1,
+            current: None,
+            bytes_since_snapshot: 0,
+            new_records_since: None,
+            features_in_log: false,
+            txn: None,
+        }
+    }
+}
+
 /// A metadata transaction whose end has not been applied yet.
 #[derive(Debug)]
 pub struct OpenTxn {
@@ -282,18 +300,7 @@ impl StateMachine {
                 }
             }
         }
-        let mut state = SmState {
-            image: MetadataImage::bootstrap(),
-            last_applied: None,
-            end_offset: 0,
-            membership: KStoredMembership::default(),
-            last_timestamp: -1,
-            current: None,
-            bytes_since_snapshot: 0,
-            new_records_since: None,
-            features_in_log: false,
-            txn: None,
-        };
+        let mut state = SmState::fresh();
         let list = list_checkpoints(dir).map_err(|e| e.to_string())?;
         let mut loaded = false;
         for (id, path) in list {
@@ -935,18 +942,7 @@ mod transaction_tests {
     use openraft::CommittedLeaderId;
 
     fn state() -> SmState {
-        SmState {
-            image: MetadataImage::bootstrap(),
-            last_applied: None,
-            end_offset: 0,
-            membership: KStoredMembership::default(),
-            last_timestamp: -1,
-            current: None,
-            bytes_since_snapshot: 0,
-            new_records_since: None,
-            features_in_log: false,
-            txn: None,
-        }
+        SmState::fresh()
     }
 
     fn entry(st: &SmState, index: u64, records: &[MetadataRecord]) -> Entry {

@@ -33,7 +33,7 @@ use crate::controller::{ControllerError, View, WriteAck};
 use crate::image::ConfigResource;
 use crate::image::MetadataImage;
 use crate::raft::state_machine::{SmState, StateMachine};
-use crate::raft::{data_batch, Entry, KStoredMembership, NodeId};
+use crate::raft::{data_batch, Entry, NodeId};
 use crate::record::batch::{decode_batch, stamp_batch};
 use crate::record::metadata::{MetadataRecord, VersionedRecord};
 use crate::record::LogRecord;
@@ -87,18 +87,7 @@ impl FakeRaft {
             bases: Vec::new(),
             end: 0,
             committed: 0,
-            sm: SmState {
-                image: MetadataImage::bootstrap(),
-                last_applied: None,
-                end_offset: 0,
-                membership: KStoredMembership::default(),
-                last_timestamp: -1,
-                current: None,
-                bytes_since_snapshot: 0,
-                new_records_since: None,
-                features_in_log: false,
-                txn: None,
-            },
+            sm: SmState::fresh(),
             inbox: VecDeque::new(),
             waiting: BTreeMap::new(),
             outbox: Vec::new(),
