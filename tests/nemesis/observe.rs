@@ -6,7 +6,7 @@
 //!   process it talks to lives; and no leader of a later epoch serves less than a leader
 //!   of an earlier epoch already served).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -135,7 +135,7 @@ impl Watchers {
 }
 
 impl Observations {
-    fn note(&self, s: HwSeen) {
+    pub fn note(&self, s: HwSeen) {
         *self.samples.lock().unwrap() += 1;
         if let Some(l) = s.leader {
             self.leaders
@@ -228,7 +228,20 @@ impl Observations {
         out
     }
 
-    pub fn epochs_seen(&self) -> BTreeSet<i64> {
-        self.leaders.lock().unwrap().keys().copied().collect()
+    /// "epoch E: node N served LO..HI" for every epoch a leader answered in.
+    pub fn leader_hw_ranges(&self) -> String {
+        let mut by_epoch: BTreeMap<i64, (u64, i64, i64)> = BTreeMap::new();
+        for seen in self.hws.lock().unwrap().values() {
+            for s in seen.iter().filter(|s| s.leader == Some(s.node)) {
+                let e = by_epoch.entry(s.epoch).or_insert((s.node, s.hw, s.hw));
+                e.1 = e.1.min(s.hw);
+                e.2 = e.2.max(s.hw);
+            }
+        }
+        by_epoch
+            .iter()
+            .map(|(e, (n, lo, hi))| format!("{e}: node {n} {lo}..{hi}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

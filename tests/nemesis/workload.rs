@@ -229,7 +229,7 @@ impl Writers {
                     i += 1;
                     // Paced: each one is thousands of records, and the log must stay small
                     // enough for a replaced disk to catch up within the runbook's wait.
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    tokio::time::sleep(Duration::from_millis(3000)).await;
                 }
             }));
         }
