@@ -233,6 +233,7 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
     let mut double_done = false;
     let mut replaced: Vec<u64> = Vec::new();
     let mut quorum_lost_after_double = false;
+    let mut readmissions = Vec::new();
     // The two quick replacements happen in every run, late if the schedule ran over.
     while (Instant::now() < faults_until || !double_done) && !quorum_lost_after_double {
         // Half of the faults hit whoever leads now (leader changes are where high
@@ -292,12 +293,17 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
                 }
                 replace_disk(&mut cluster, &watchers, runbook, id).await;
                 replaced.push(id);
-                match readmit(runbook, id, &IDS, READMIT_WAIT).await {
-                    Ok(d) => eprintln!(
+                // Re-admission goes on in the background (the next disk replacement waits
+                // for a healthy quorum anyway); other faults may come meanwhile.
+                let mut h = tokio::spawn(readmit(runbook, id, &IDS, READMIT_WAIT));
+                match tokio::time::timeout(Duration::from_secs(10), &mut h).await {
+                    Ok(Ok(Ok(d))) => eprintln!(
                         "    node {id} is a voter again after {:.1} s",
                         d.as_secs_f64()
                     ),
-                    Err(e) => notes.push(format!("{} {e}", stamp(t0))),
+                    Ok(Ok(Err(e))) => notes.push(format!("{} {e}", stamp(t0))),
+                    Ok(Err(e)) => panic!("re-admission of node {id} panicked: {e}"),
+                    Err(_) => readmissions.push((id, stamp(t0), h)),
                 }
             }
             Fault::ReplaceTwoDisks(a, b) => {
@@ -331,6 +337,18 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
         }
         faults.push(line);
         tokio::time::sleep(rng.ms(500, 2000)).await;
+    }
+
+    for (id, when, h) in readmissions {
+        match tokio::time::timeout(READMIT_WAIT, h).await {
+            Ok(Ok(Ok(d))) => eprintln!(
+                "  node {id} (disk replaced at {when}) was a voter again after {:.1} s",
+                d.as_secs_f64()
+            ),
+            Ok(Ok(Err(e))) => notes.push(format!("{when} {e}")),
+            Ok(Err(e)) => panic!("re-admission of node {id} panicked: {e}"),
+            Err(_) => notes.push(format!("{when} re-admission of node {id} never returned")),
+        }
     }
 
     eprintln!("step 6: heal every fault (rules removed, every process running)");
