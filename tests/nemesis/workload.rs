@@ -91,6 +91,9 @@ pub struct History {
     /// Read-backs (after a dependent chain) that did not show what was acknowledged
     /// within their bound. Not a violation by itself (the end check decides).
     pub readback_misses: Mutex<Vec<String>>,
+    /// A step of a dependent chain answered that the topic it depends on, whose creation
+    /// was acknowledged, does not exist: the leader acted on a state without it.
+    pub dependent_refusals: Mutex<Vec<String>>,
 }
 
 fn classify(r: Result<Option<i64>, ClientError>) -> Answer {
@@ -138,6 +141,22 @@ impl Ctx {
 
     fn record(&self, write: Write, via: u64, answer: Answer) -> bool {
         let acked = matches!(answer, Answer::Acked { .. });
+        if let (
+            Answer::Refused(e),
+            Write::SetTopicConfigs { topic, .. } | Write::GrowTopic { topic, .. },
+        ) = (&answer, &write)
+        {
+            // Only dependent steps come here, each after its topic's acknowledged create.
+            if e.contains("UNKNOWN_TOPIC") {
+                self.history.dependent_refusals.lock().unwrap().push(format!(
+                    "\"{}\" by {} via node {} at {:.1} s was refused although the creation of {topic} was acknowledged: {e}",
+                    write.short(),
+                    self.name,
+                    via,
+                    self.started.elapsed().as_secs_f64()
+                ));
+            }
+        }
         self.history.outcomes.lock().unwrap().push(Outcome {
             writer: self.name.clone(),
             write,
