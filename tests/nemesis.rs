@@ -541,7 +541,10 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
     );
     if !violations.is_empty() {
         dump_logs(&cluster);
-        eprintln!("  (data kept for inspection in {})", dir.keep().display());
+        // NEMESIS_KEEP_DATA=0 (scripts/nemesis) drops it: many runs would fill the disk.
+        if std::env::var("NEMESIS_KEEP_DATA").as_deref() != Ok("0") {
+            eprintln!("  (data kept for inspection in {})", dir.keep().display());
+        }
     }
     Summary { violations }
 }
