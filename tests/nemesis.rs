@@ -372,9 +372,20 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
     let leader = wait_leader(&IDS, LEADER_WAIT).await;
     let mut converged = false;
     if leader.is_some() {
-        for &id in &replaced {
-            if let Err(e) = readmit(runbook, id, &IDS, Duration::from_secs(20)).await {
-                notes.push(format!("at the end: {e}"));
+        // Every replaced node at once, 20 s in all.
+        let mut ids = replaced.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        let waits: Vec<_> = ids
+            .iter()
+            .map(|&id| tokio::spawn(readmit(runbook, id, &IDS, Duration::from_secs(20))))
+            .collect();
+        for w in waits {
+            match tokio::time::timeout(Duration::from_secs(30), w).await {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err(e))) => notes.push(format!("at the end: {e}")),
+                Ok(Err(e)) => panic!("a re-admission wait panicked: {e}"),
+                Err(_) => notes.push("at the end: a re-admission wait never returned".into()),
             }
         }
         converged = wait_same_high_watermark(&IDS, Duration::from_secs(30))
