@@ -55,10 +55,11 @@ impl Runbook {
             format!("--data-dir={}", data_dir.display()),
             format!("--cluster-id={cluster_id}"),
             format!("--node-id={id}"),
-            format!("--voters={voters}"),
         ];
-        if self == Runbook::FormatToJoinThenAddVoter {
-            args.push("--join".into());
+        // deploy/README.md: a replaced disk is formatted to join, never with --voters.
+        match self {
+            Runbook::FormatToJoinThenAddVoter => args.push("--join".into()),
+            Runbook::ReformatWithOriginalVoters => args.push(format!("--voters={voters}")),
         }
         args
     }
@@ -354,6 +355,9 @@ pub async fn readmit(
     let started = Instant::now();
     let deadline = started + limit;
     let mut last = String::new();
+    // The join runbook's add-voter answers once the node is a voter again under its new
+    // directory id (the leader demotes the old identity first).
+    let mut added = runbook != Runbook::FormatToJoinThenAddVoter;
     while Instant::now() < deadline {
         // Who leads, by any node that knows.
         let mut leader = None;
@@ -387,18 +391,19 @@ pub async fn readmit(
                 // directory id; until then the old entry still reads as a voter.
                 let settled = runbook == Runbook::FormatToJoinThenAddVoter
                     || started.elapsed() >= Duration::from_secs(3);
-                if voter_now && caught_up && settled {
+                if added && voter_now && caught_up && settled {
                     return Ok(started.elapsed());
                 }
-                if runbook == Runbook::FormatToJoinThenAddVoter && !voter_now {
+                if !added {
                     let add = NewVoter {
                         id,
                         peer: Lab::peer(id),
                         api: Lab::api(id),
                     };
                     let c = Cluster::client(l, Duration::from_secs(30));
-                    if let Err(e) = c.add_voter(&add).await {
-                        last = format!("POST /v1/quorum/voters to node {l}: {e}");
+                    match c.add_voter(&add).await {
+                        Ok(_) => added = true,
+                        Err(e) => last = format!("POST /v1/quorum/voters to node {l}: {e}"),
                     }
                 } else {
                     last = format!("leader {l}: voter {voter_now}, caught up {caught_up}");
