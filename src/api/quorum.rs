@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::{forward, ApiError, LeaderRequest};
 use crate::node::server::{fetch_info, now_ms, Node};
-use crate::raft::{KNode, NodeId};
+use crate::raft::{KNode, NodeId, Raft};
 
 pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new()
@@ -235,12 +235,12 @@ async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Value>, ApiErro
     // Raft (it places records at exact offsets); catching up happens in between.
     admit_as_learner(node, req.id, kn).await?;
     wait_caught_up(node, req.id).await?;
+    let id = req.id;
     node.controller
-        .exclusive(
-            2,
-            node.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false),
-        )
+        .exclusive(2, move |raft: Raft| async move {
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+        })
         .await
         .map_err(controller_error)?
         .map_err(membership_error)?;
@@ -267,7 +267,10 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
             Some(n) if n.directory_id == kn.directory_id => return Ok(()),
             None => node
                 .controller
-                .exclusive(1, node.raft.add_learner(id, kn.clone(), false))
+                .exclusive(1, {
+                    let kn = kn.clone();
+                    move |raft: Raft| async move { raft.add_learner(id, kn, false).await }
+                })
                 .await
                 .map_err(controller_error)?
                 .map(|_| ()),
@@ -285,29 +288,29 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
                     "adding a voter whose disk was replaced: demoting its old identity first"
                 );
                 node.controller
-                    .exclusive(
-                        2,
-                        node.raft.change_membership(
+                    .exclusive(2, move |raft: Raft| async move {
+                        raft.change_membership(
                             ChangeMembers::RemoveVoters(BTreeSet::from([id])),
                             true,
-                        ),
-                    )
+                        )
+                        .await
+                    })
                     .await
                     .map_err(controller_error)?
                     .map(|_| ())
             }
             Some(_) => node
                 .controller
-                .exclusive(
-                    1,
-                    node.raft.change_membership(
-                        ChangeMembers::SetNodes(std::collections::BTreeMap::from([(
-                            id,
-                            kn.clone(),
-                        )])),
-                        true,
-                    ),
-                )
+                .exclusive(1, {
+                    let kn = kn.clone();
+                    move |raft: Raft| async move {
+                        raft.change_membership(
+                            ChangeMembers::SetNodes(std::collections::BTreeMap::from([(id, kn)])),
+                            true,
+                        )
+                        .await
+                    }
+                })
                 .await
                 .map_err(controller_error)?
                 .map(|_| ()),
@@ -380,11 +383,10 @@ async fn remove_voter(
             return Err(ApiError::invalid("cannot remove the last voter"));
         }
         node.controller
-            .exclusive(
-                2,
-                node.raft
-                    .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
-            )
+            .exclusive(2, move |raft: Raft| async move {
+                raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                    .await
+            })
             .await
             .map_err(controller_error)?
             .map_err(membership_error)?;

@@ -305,6 +305,7 @@ struct ExclusiveReq {
 
 /// The write path of a node.
 pub struct Controller {
+    raft: Raft,
     tx: mpsc::Sender<Job>,
     exclusive_tx: mpsc::Sender<ExclusiveReq>,
     /// When a batch was last handed to Raft (ms since the epoch). Requests that write
@@ -342,6 +343,7 @@ impl Controller {
         let (exclusive_tx, exclusive_rx) = mpsc::channel(16);
         let last_append_ms = Arc::new(AtomicU64::new(now_ms()));
         let c = Arc::new(Controller {
+            raft: deps.raft.clone(),
             tx,
             exclusive_tx,
             last_append_ms: last_append_ms.clone(),
@@ -404,15 +406,18 @@ impl Controller {
             .map(|((), ack)| ack)
     }
 
-    /// Runs `fut`, a membership change that appends `entries` entries, while the pipeline
-    /// hands nothing to Raft. Jobs keep running (heartbeats are heard); what they write is
-    /// placed after the change's entries and goes out when it is over. Err: the pipeline
-    /// did not drain within its limit (the quorum is not committing), and `fut` did not run.
-    pub async fn exclusive<T, Fut: std::future::Future<Output = T>>(
-        &self,
-        entries: u64,
-        fut: Fut,
-    ) -> Result<T, ControllerError> {
+    /// Runs `change` (a membership change that appends `entries` entries) while the
+    /// pipeline hands nothing to Raft. Jobs keep running (heartbeats are heard); what they
+    /// write is placed after the change's entries and goes out when it is over. The change
+    /// runs in its own task, so the pipeline resumes only once it has really finished, even
+    /// if the caller goes away. Err: the pipeline did not drain within its limit (the quorum
+    /// is not committing), and the change did not run.
+    pub async fn exclusive<T, F, Fut>(&self, entries: u64, change: F) -> Result<T, ControllerError>
+    where
+        F: FnOnce(Raft) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
         let (go_tx, go_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let req = ExclusiveReq {
@@ -427,9 +432,14 @@ impl Controller {
         go_rx
             .await
             .map_err(|_| ControllerError::Timeout(EXCLUSIVE_LIMIT))?;
-        let out = fut.await;
-        let _ = done_tx.send(());
-        Ok(out)
+        let fut = change(self.raft.clone());
+        let task = tokio::spawn(async move {
+            let out = fut.await;
+            let _ = done_tx.send(());
+            out
+        });
+        task.await
+            .map_err(|e| ControllerError::Internal(format!("the membership change failed: {e}")))
     }
 
     /// Appends a NoOpRecord if nothing was submitted for `idle`; does not wait for it.
@@ -479,6 +489,10 @@ impl RaftLog for RaftPort {
 
     fn appended_end(&self) -> Option<u64> {
         self.log.appended_end()
+    }
+
+    fn open_transaction(&self) -> bool {
+        self.sm.read().txn.is_some()
     }
 
     fn append(&mut self, seq: u64, term: u64, values: Vec<Bytes>) {
@@ -598,9 +612,12 @@ async fn run(
                 p.begin_exclusive(req.entries);
                 change = Some((Some(req.go), req.done, Instant::now() + EXCLUSIVE_LIMIT));
             }
+            // A change that started is waited for to the end: its entries must be in the log
+            // before anything placed after them goes out (it runs in its own task, so a
+            // caller that goes away does not end it early).
             _ = async {
-                if let Some((_, done, deadline)) = change.as_mut() {
-                    let _ = tokio::time::timeout_at((*deadline).into(), done).await;
+                if let Some((_, done, _)) = change.as_mut() {
+                    let _ = done.await;
                 }
             }, if changing => {
                 change = None;
@@ -623,7 +640,7 @@ async fn run(
                         Err(_) => break,
                     }
                 }
-                p.tick(Instant::now(), random());
+                p.tick(Instant::now(), random(), rx.is_empty());
             }
             r = applied.changed() => {
                 if r.is_err() { return; }

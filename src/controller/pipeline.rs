@@ -32,7 +32,9 @@ use super::brokers::{self, Sessions};
 use super::{ControllerError, PartitionIndex, View, WriteAck};
 use crate::image::MetadataImage;
 use crate::raft::NodeId;
-use crate::record::metadata::{BeginTransactionRecord, MetadataRecord, VersionedRecord};
+use crate::record::metadata::{
+    AbortTransactionRecord, BeginTransactionRecord, MetadataRecord, VersionedRecord,
+};
 
 /// Batches in flight at once: one being made durable while the next fills up.
 pub const IN_FLIGHT_BATCHES: usize = 2;
@@ -54,6 +56,8 @@ pub trait RaftLog {
     fn committed(&self) -> (MetadataImage, u64);
     /// The offset after the last appended record, when known.
     fn appended_end(&self) -> Option<u64>;
+    /// Whether the committed log ends inside a metadata transaction.
+    fn open_transaction(&self) -> bool;
     /// Hands one batch of record values to Raft, to be appended only while this node still
     /// leads `term`. Batches reach the log in the order of the calls; the outcome comes back
     /// through [`Pipeline::completed`] with `seq`.
@@ -134,6 +138,8 @@ impl Open {
 
 struct InFlight {
     seq: u64,
+    /// The term of the view that made it.
+    term: u64,
     submitted: Instant,
     replies: Vec<Reply>,
     base: u64,
@@ -255,10 +261,27 @@ impl<L: RaftLog> Pipeline<L> {
                 "a new term began",
             );
         }
-        if !self.in_flight.is_empty()
-            || self.hold != Hold::None
-            || self.log.applied_epoch() as u64 != term
-        {
+        if self.hold != Hold::None || self.log.applied_epoch() as u64 != term {
+            return Ok(false);
+        }
+        // This leader's own first entry is applied: every batch of an earlier term is
+        // applied or gone by now. openraft may never answer one whose entry a snapshot
+        // replaced, so they are settled here as unknown rather than waited for forever.
+        let mut i = 0;
+        while i < self.in_flight.len() {
+            if self.in_flight[i].term < term {
+                if let Some(b) = self.in_flight.remove(i) {
+                    for r in b.replies {
+                        (r.answer)(Err(ControllerError::OutcomeUnknown(
+                            "the batch was handed to Raft in an earlier term and its outcome was never reported".into(),
+                        )));
+                    }
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if !self.in_flight.is_empty() {
             return Ok(false);
         }
         let (image, applied_end) = self.log.committed();
@@ -287,7 +310,28 @@ impl<L: RaftLog> Pipeline<L> {
             cluster_id: self.cluster_id.clone(),
             random: 0,
         });
+        // A transaction an earlier view of this term began and never ended (its tail was
+        // dropped) would swallow every later record: end it first, as Kafka's controller
+        // does when it becomes active.
+        if self.log.open_transaction() {
+            tracing::warn!("the committed log ends inside an unfinished transaction: aborting it");
+            let abort = MetadataRecord::AbortTransaction(AbortTransactionRecord {
+                reason: Some("the controller that began it did not finish it".into()),
+            });
+            let staged = self.view.as_mut().map(|v| {
+                v.next_offset += 1;
+                vec![VersionedRecord::new(abort)]
+            });
+            if let Some(staged) = staged {
+                self.stage_marker(staged);
+            }
+        }
         Ok(true)
+    }
+
+    /// Stages records nobody waits for (transaction markers the pipeline writes itself).
+    fn stage_marker(&mut self, records: Vec<VersionedRecord>) {
+        self.stage(records, Box::new(|_| {}));
     }
 
     fn run_job(&mut self, job: Job, now: Instant, random: u32) {
@@ -403,6 +447,14 @@ impl<L: RaftLog> Pipeline<L> {
             answer: c,
         });
         self.close_open();
+        // All of a transaction goes to Raft at once: once its head is there, a dropped
+        // view must not be able to throw its tail away. (During a membership change
+        // nothing of it has gone yet, so all of it is held together.)
+        if self.hold == Hold::None {
+            while let Some(b) = self.ready.pop_front() {
+                self.hand_to_raft(b);
+            }
+        }
     }
 
     /// Answers a job that emitted nothing once everything before it is committed.
@@ -467,6 +519,7 @@ impl<L: RaftLog> Pipeline<L> {
         self.stats.batches += 1;
         self.in_flight.push_back(InFlight {
             seq: self.seq,
+            term,
             submitted: Instant::now(),
             replies: b.replies,
             base: b.base,
@@ -590,7 +643,9 @@ impl<L: RaftLog> Pipeline<L> {
 
     /// Gives up on jobs that waited too long for a view, and fences brokers whose sessions
     /// expired.
-    pub fn tick(&mut self, now: Instant, random: u32) {
+    /// `may_fence`: no heartbeat is waiting unread (the caller could not drain them all),
+    /// so an expired session really went silent.
+    pub fn tick(&mut self, now: Instant, random: u32, may_fence: bool) {
         while self
             .deferred
             .front()
@@ -602,6 +657,9 @@ impl<L: RaftLog> Pipeline<L> {
         }
         self.retry_deferred(now, random);
         if !matches!(self.ensure_view(now), Ok(true)) {
+            return;
+        }
+        if !may_fence {
             return;
         }
         let Some(view) = self.view.as_mut() else {

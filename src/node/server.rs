@@ -785,11 +785,13 @@ async fn reconcile_directories(node: &Node) {
         if voters.len() > ids.len() {
             match node
                 .controller
-                .exclusive(
-                    2,
-                    node.raft
-                        .change_membership(ChangeMembers::RemoveVoters(ids.clone()), true),
-                )
+                .exclusive(2, {
+                    let ids = ids.clone();
+                    move |raft: Raft| async move {
+                        raft.change_membership(ChangeMembers::RemoveVoters(ids), true)
+                            .await
+                    }
+                })
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()))
@@ -808,11 +810,10 @@ async fn reconcile_directories(node: &Node) {
         let ids: BTreeSet<_> = fill.keys().copied().collect();
         match node
             .controller
-            .exclusive(
-                1,
-                node.raft
-                    .change_membership(ChangeMembers::SetNodes(fill), true),
-            )
+            .exclusive(1, move |raft: Raft| async move {
+                raft.change_membership(ChangeMembers::SetNodes(fill), true)
+                    .await
+            })
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
@@ -848,11 +849,10 @@ async fn reconcile_directories(node: &Node) {
         if matched.is_some_and(|i| i + 16 >= last) {
             match node
                 .controller
-                .exclusive(
-                    2,
-                    node.raft
-                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
-                )
+                .exclusive(2, move |raft: Raft| async move {
+                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                })
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()))

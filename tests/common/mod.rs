@@ -488,7 +488,18 @@ pub async fn read_log(client: &Client, from: i64, to: i64, max_bytes: u64) -> Ve
         if next >= to {
             break;
         }
-        let fetch = client.fetch_log(next, Some(max_bytes), None).await.unwrap();
+        // A node whose leader just changed answers 503 OFFSET_NOT_AVAILABLE until it knows
+        // its high watermark again: retried, bounded.
+        let deadline = Instant::now() + CONVERGE;
+        let fetch = loop {
+            match client.fetch_log(next, Some(max_bytes), None).await {
+                Ok(f) => break f,
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{}: fetching the log at {next}: {e}", client.base_url()),
+            }
+        };
         assert!(
             !fetch.batches.is_empty(),
             "{}: empty answer at offset {next} below high watermark {} (wanted up to {to})",

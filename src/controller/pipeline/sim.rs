@@ -327,6 +327,10 @@ impl RaftLog for Port {
         Some(self.0.lock().unwrap().end)
     }
 
+    fn open_transaction(&self) -> bool {
+        self.0.lock().unwrap().sm.txn.is_some()
+    }
+
     fn append(&mut self, seq: u64, term: u64, values: Vec<Bytes>) {
         self.0.lock().unwrap().inbox.push_back((seq, term, values));
     }
@@ -589,7 +593,7 @@ impl Sim {
             91..=93 => self.membership_step(),
             _ => {
                 self.now += Duration::from_millis(self.rng.u64(100..4_000));
-                self.p.tick(self.now, random);
+                self.p.tick(self.now, random, true);
             }
         }
         self.p.flush();
@@ -749,7 +753,7 @@ impl Sim {
                 self.p.completed(d, self.now, 0);
             }
             self.now += Duration::from_secs(6);
-            self.p.tick(self.now, 0);
+            self.p.tick(self.now, 0, true);
             self.p.flush();
             self.check(true);
             if self.p.in_flight() == 0
