@@ -200,7 +200,12 @@ async fn wait_high_watermark(node: &Node, offset: u64, wait: Duration) -> Result
         };
         let applied = *rx.borrow_and_update();
         let hw = crate::raft::state_machine::served_high_watermark(applied, term);
-        let log_end = super::quorum::end_of(node, last_index).unwrap_or(applied.end_offset);
+        // The log's end matters only for an offset above the high watermark (or while it
+        // is unknown); a steady long poll at the high watermark skips the look-up.
+        let log_end = match hw {
+            Some(h) if offset <= h => h,
+            _ => super::quorum::end_of(node, last_index).unwrap_or(applied.end_offset),
+        };
         let gate = fetch_gate(offset, hw, log_end.max(applied.end_offset));
         let deadline = started
             + match gate {
@@ -237,9 +242,15 @@ async fn wait_high_watermark(node: &Node, offset: u64, wait: Duration) -> Result
             }
             FetchGate::AtEnd(_) | FetchGate::Unknown => {}
         }
+        // Waiting at the high watermark, only a newly applied entry can change the answer
+        // (the term is read afresh then); Raft's metrics, which change with every
+        // replication round, are watched only while the high watermark is unknown.
+        let unknown = gate == FetchGate::Unknown;
         tokio::select! {
             r = rx.changed() => if r.is_err() { tokio::time::sleep_until(deadline).await },
-            r = metrics.changed() => if r.is_err() { tokio::time::sleep_until(deadline).await },
+            r = metrics.changed(), if unknown => {
+                if r.is_err() { tokio::time::sleep_until(deadline).await }
+            }
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
