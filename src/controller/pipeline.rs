@@ -184,6 +184,9 @@ pub struct Pipeline<L> {
     cluster_id: Arc<str>,
     session_timeout: Duration,
     stats: PipelineStats,
+    /// Answers of jobs that wrote nothing, given during a membership change with nothing
+    /// staged: the offset to report is known only once the change's entries are written.
+    held: Vec<Completion>,
 }
 
 impl<L: RaftLog> Pipeline<L> {
@@ -201,6 +204,7 @@ impl<L: RaftLog> Pipeline<L> {
             cluster_id,
             session_timeout,
             stats: PipelineStats::default(),
+            held: Vec::new(),
         }
     }
 
@@ -474,6 +478,7 @@ impl<L: RaftLog> Pipeline<L> {
                 last,
                 answer: c,
             }),
+            None if self.hold != Hold::None => self.held.push(c),
             None => {
                 let (offset, epoch) = match &self.view {
                     Some(v) => (v.next_offset.saturating_sub(1), v.epoch()),
@@ -619,6 +624,9 @@ impl<L: RaftLog> Pipeline<L> {
                 (r.answer)(Err(e.clone()));
             }
         }
+        for c in self.held.drain(..) {
+            c(Err(e.clone()));
+        }
     }
 
     /// Runs the jobs that waited for a view, once there is one.
@@ -710,6 +718,15 @@ impl<L: RaftLog> Pipeline<L> {
     /// rebuilt. A change that never started (it gave up waiting for the pipeline to drain)
     /// wrote nothing, so what was placed after its entries is refused the same way.
     pub fn end_exclusive(&mut self) {
+        self.end_hold();
+        // Jobs that wrote nothing meanwhile are answered now, with the log end the change
+        // left (or, if the view was dropped, NOT_CONTROLLER by drop_view already).
+        for c in std::mem::take(&mut self.held) {
+            self.attach(c);
+        }
+    }
+
+    fn end_hold(&mut self) {
         let started = self.hold == Hold::Changing;
         self.hold = Hold::None;
         if !started {
