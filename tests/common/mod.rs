@@ -531,6 +531,27 @@ pub async fn read_log(client: &Client, from: i64, to: i64, max_bytes: u64) -> Ve
     out
 }
 
+/// [`read_log`] of a node that may have no quorum (and so no high watermark it may serve,
+/// KIP-595): Err after `wait` of 503 OFFSET_NOT_AVAILABLE instead of a panic.
+pub async fn try_read_log(
+    client: &Client,
+    from: i64,
+    to: i64,
+    max_bytes: u64,
+    wait: Duration,
+) -> Result<Vec<(i64, Bytes)>, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match client.fetch_log(from, Some(max_bytes), None).await {
+            Ok(_) => return Ok(read_log(client, from, to, max_bytes).await),
+            Err(e) if e.code() == Some("OFFSET_NOT_AVAILABLE") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 /// Waits until `check` holds (bounded); panics with `what` and the last observation.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
