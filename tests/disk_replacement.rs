@@ -12,8 +12,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-use kraftd::client::Client;
-
 const VETO: &str = "already holds this cluster's history";
 const INITIALIZED: &str = "initialized the log with the bootstrap voters";
 
@@ -31,21 +29,22 @@ fn current_run_log(s: &Scenario, id: u64) -> String {
     }
 }
 
-async fn wait_voters(client: &Client, want: &[u64], what: &str) {
-    let want = want.to_vec();
-    eventually(what, CONVERGE, || {
-        let client = client.clone();
-        let want = want.clone();
-        async move {
-            let st = client.quorum_status().await.map_err(err_text)?;
-            if st.voter_ids() == want && st.leader_id.is_some() {
-                Ok(())
-            } else {
-                Err(format!("{st:?}"))
-            }
-        }
-    })
-    .await;
+/// The closing step of a replacement scenario: every node reports voters `ids`, takes
+/// more writes, and every node holds every acknowledged write in the same image.
+async fn all_voters_hold_every_write(s: &Scenario, ids: &[u64], acked: &mut Vec<Acked>) {
+    for &id in ids {
+        wait_voters(
+            &s.client(id),
+            ids,
+            &format!("node {id} reports voters {ids:?}"),
+            CONVERGE,
+        )
+        .await;
+    }
+    acked.extend(write_n(s, ids, "after", 10).await);
+    let last = acked.iter().map(|a| a.offset).max().unwrap();
+    wait_same_image(s, ids, last + 1).await;
+    assert_acked_present(s, ids, acked).await;
 }
 
 #[test]
@@ -83,18 +82,7 @@ fn replacing_two_disks_in_quick_succession_by_the_runbook_keeps_every_acknowledg
             acked.extend(write_n(&s, &survivors, &format!("round{round}"), 10).await);
         }
 
-        for &id in &ids {
-            wait_voters(
-                &s.client(id),
-                &ids,
-                &format!("node {id} reports voters {ids:?}"),
-            )
-            .await;
-        }
-        acked.extend(write_n(&s, &ids, "after", 10).await);
-        let last = acked.iter().map(|a| a.offset).max().unwrap();
-        wait_same_image(&s, &ids, last + 1).await;
-        assert_acked_present(&s, &ids, &acked).await;
+        all_voters_hold_every_write(&s, &ids, &mut acked).await;
     });
 }
 
@@ -137,6 +125,7 @@ fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
                     &s.client(id),
                     &ids,
                     &format!("node {id} reports voters {ids:?}"),
+                    CONVERGE,
                 )
                 .await;
             }
@@ -332,17 +321,6 @@ fn a_wiped_disk_given_its_old_directory_id_by_voters_refuses_raft_until_reformat
         let mut voters = s.client(survivors[0]).add_voter(&new_voter).await.unwrap();
         voters.sort_unstable();
         assert_eq!(voters, ids);
-        for &id in &ids {
-            wait_voters(
-                &s.client(id),
-                &ids,
-                &format!("node {id} reports voters {ids:?}"),
-            )
-            .await;
-        }
-        acked.extend(write_n(&s, &ids, "after", 10).await);
-        let last = acked.iter().map(|a| a.offset).max().unwrap();
-        wait_same_image(&s, &ids, last + 1).await;
-        assert_acked_present(&s, &ids, &acked).await;
+        all_voters_hold_every_write(&s, &ids, &mut acked).await;
     });
 }

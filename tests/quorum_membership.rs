@@ -54,23 +54,11 @@ fn adding_a_fourth_voter_and_removing_one_under_writes_keeps_every_acknowledged_
         // 4. Every remaining node reports the new voter set, holds every acknowledged write,
         //    and the same image.
         for &id in &remaining {
-            let client = s.client(id);
-            let want = remaining.clone();
-            eventually(
+            wait_voters(
+                &s.client(id),
+                &remaining,
                 &format!("node {id} reports voters {remaining:?}"),
                 Duration::from_secs(20),
-                || {
-                    let client = client.clone();
-                    let want = want.clone();
-                    async move {
-                        let st = client.quorum_status().await.map_err(err_text)?;
-                        if st.voter_ids() == want && st.leader_id.is_some() {
-                            Ok(())
-                        } else {
-                            Err(format!("{st:?}"))
-                        }
-                    }
-                },
             )
             .await;
         }

@@ -653,7 +653,7 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
 
 /// Makes the child die with the thread that spawns it (Linux), so no node outlives a
 /// killed test or bench.
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         let parent = std::process::id() as libc::pid_t;

@@ -574,6 +574,21 @@ async fn submitter(
     }
 }
 
+/// A random number for a job (placement).
+fn random_u32() -> u32 {
+    uuid::Uuid::new_v4().as_u128() as u32
+}
+
+/// Runs the jobs already queued, while the pipeline accepts them.
+fn take_queued(p: &mut Pipeline<RaftPort>, rx: &mut mpsc::Receiver<Job>) {
+    while p.accepting() {
+        match rx.try_recv() {
+            Ok(job) => p.submit(job, Instant::now(), random_u32()),
+            Err(_) => break,
+        }
+    }
+}
+
 /// The controller loop: feeds jobs, batch outcomes, ticks and membership changes to the
 /// pipeline, one at a time.
 async fn run(
@@ -588,7 +603,6 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The membership change under way: its go signal (until sent), its end, its deadline.
     let mut change: Option<(Option<oneshot::Sender<()>>, oneshot::Receiver<()>, Instant)> = None;
-    let random = || uuid::Uuid::new_v4().as_u128() as u32;
     loop {
         let accepting = p.accepting();
         let idle = change.is_none();
@@ -598,14 +612,9 @@ async fn run(
         tokio::select! {
             job = rx.recv(), if accepting => {
                 let Some(job) = job else { return };
-                p.submit(job, Instant::now(), random());
+                p.submit(job, Instant::now(), random_u32());
                 // Group commit: take whatever else has queued up.
-                while p.accepting() {
-                    match rx.try_recv() {
-                        Ok(job) => p.submit(job, Instant::now(), random()),
-                        Err(_) => break,
-                    }
-                }
+                take_queued(&mut p, &mut rx);
             }
             req = exclusive_rx.recv(), if idle => {
                 let Some(req) = req else { return };
@@ -630,21 +639,16 @@ async fn run(
                 change = None;
                 p.end_exclusive();
             }
-            Some(d) = done_rx.recv() => p.completed(d, Instant::now(), random()),
+            Some(d) = done_rx.recv() => p.completed(d, Instant::now(), random_u32()),
             _ = tick.tick() => {
                 // Heartbeats already queued are heard before sessions are judged: a broker
                 // is never fenced because its heartbeat waited behind other work.
-                while p.accepting() {
-                    match rx.try_recv() {
-                        Ok(job) => p.submit(job, Instant::now(), random()),
-                        Err(_) => break,
-                    }
-                }
-                p.tick(Instant::now(), random(), rx.is_empty());
+                take_queued(&mut p, &mut rx);
+                p.tick(Instant::now(), random_u32(), rx.is_empty());
             }
             r = applied.changed() => {
                 if r.is_err() { return; }
-                p.retry_deferred(Instant::now(), random());
+                p.retry_deferred(Instant::now(), random_u32());
             }
         }
         if let Some((go, _, _)) = change.as_mut() {

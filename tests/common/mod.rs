@@ -480,6 +480,21 @@ pub async fn assert_acked_present(s: &Scenario, ids: &[u64], acked: &[Acked]) {
 /// The batches of node `client`'s log holding offsets `from..to`, as (base offset, bytes),
 /// fetched in pieces of at most `max_bytes`; every batch is checked (CRC, framing).
 pub async fn read_log(client: &Client, from: i64, to: i64, max_bytes: u64) -> Vec<(i64, Bytes)> {
+    try_read_log(client, from, to, max_bytes, CONVERGE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`read_log`] that reports instead of panicking when a fetch keeps failing for `wait`
+/// (a node that just changed leader, or has no quorum and so no high watermark it may
+/// serve, answers 503 OFFSET_NOT_AVAILABLE: retried until then).
+pub async fn try_read_log(
+    client: &Client,
+    from: i64,
+    to: i64,
+    max_bytes: u64,
+    wait: Duration,
+) -> Result<Vec<(i64, Bytes)>, String> {
     let mut out: Vec<(i64, Bytes)> = Vec::new();
     let mut next = from;
     // Each answer holds at least one batch, so this many fetches always suffice.
@@ -488,16 +503,19 @@ pub async fn read_log(client: &Client, from: i64, to: i64, max_bytes: u64) -> Ve
         if next >= to {
             break;
         }
-        // A node whose leader just changed answers 503 OFFSET_NOT_AVAILABLE until it knows
-        // its high watermark again: retried, bounded.
-        let deadline = Instant::now() + CONVERGE;
+        let deadline = Instant::now() + wait;
         let fetch = loop {
             match client.fetch_log(next, Some(max_bytes), None).await {
                 Ok(f) => break f,
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => panic!("{}: fetching the log at {next}: {e}", client.base_url()),
+                Err(e) => {
+                    return Err(format!(
+                        "{}: fetching the log at {next}: {e}",
+                        client.base_url()
+                    ))
+                }
             }
         };
         assert!(
@@ -528,28 +546,7 @@ pub async fn read_log(client: &Client, from: i64, to: i64, max_bytes: u64) -> Ve
         "log of {} ends at {next}, wanted {to}",
         client.base_url()
     );
-    out
-}
-
-/// [`read_log`] of a node that may have no quorum (and so no high watermark it may serve,
-/// KIP-595): Err after `wait` of 503 OFFSET_NOT_AVAILABLE instead of a panic.
-pub async fn try_read_log(
-    client: &Client,
-    from: i64,
-    to: i64,
-    max_bytes: u64,
-    wait: Duration,
-) -> Result<Vec<(i64, Bytes)>, String> {
-    let deadline = Instant::now() + wait;
-    loop {
-        match client.fetch_log(from, Some(max_bytes), None).await {
-            Ok(_) => return Ok(read_log(client, from, to, max_bytes).await),
-            Err(e) if e.code() == Some("OFFSET_NOT_AVAILABLE") && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
+    Ok(out)
 }
 
 /// Waits until `check` holds (bounded); panics with `what` and the last observation.
@@ -571,6 +568,25 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits (bounded by `timeout`) until node `client` reports exactly the voters `want`
+/// (sorted) and knows a leader.
+pub async fn wait_voters(client: &Client, want: &[u64], what: &str, timeout: Duration) {
+    let want = want.to_vec();
+    eventually(what, timeout, || {
+        let client = client.clone();
+        let want = want.clone();
+        async move {
+            let st = client.quorum_status().await.map_err(err_text)?;
+            if st.voter_ids() == want && st.leader_id.is_some() {
+                Ok(())
+            } else {
+                Err(format!("{st:?}"))
+            }
+        }
+    })
+    .await;
 }
 
 /// Short text of a client error, for `eventually` observations.

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -189,7 +188,9 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
-        die_with_parent(&mut cmd);
+        // The child dies with the thread that started it (a runtime worker, alive for the
+        // whole run), so no controller outlives a killed test.
+        kraftd::cli::local_quorum::die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .map_err(|e| format!("starting node {id}: {e}"))?;
@@ -415,23 +416,4 @@ pub async fn readmit(
     Err(format!(
         "node {id} not re-admitted within {limit:?}: {last}"
     ))
-}
-
-/// The child dies with the thread that started it (a runtime worker, alive for the whole
-/// run), so no controller outlives a killed test.
-fn die_with_parent(cmd: &mut Command) {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: prctl, getppid and _exit are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-    cmd.process_group(0);
 }
