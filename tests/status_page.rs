@@ -63,7 +63,6 @@ fn the_status_page_shows_the_quorum_lag_and_a_fenced_broker_in_a_browser() {
     run("status_page", async {
         let mut s = Scenario::start(3, &[("KRAFTD_BROKER_SESSION_TIMEOUT_MS", "1500")]).await;
         let leader = s.leader().await;
-        let follower = s.q.ids().into_iter().find(|&i| i != leader).unwrap();
         let c = s.client(leader);
 
         eprintln!("step 1: three brokers register and heartbeat; a topic over all three");
@@ -94,7 +93,11 @@ fn the_status_page_shows_the_quorum_lag_and_a_fenced_broker_in_a_browser() {
             }
         })
         .await;
-        let status = c.quorum_status().await.unwrap();
+        // Leadership may have moved during the steps above (no pre-vote yet): the page
+        // checks below use the leader of now.
+        let leader = s.leader().await;
+        let follower = s.q.ids().into_iter().find(|&i| i != leader).unwrap();
+        let status = s.client(leader).quorum_status().await.unwrap();
 
         eprintln!("step 3: the leader's page, as Chromium renders it");
         let profile = tempfile::tempdir().unwrap();
