@@ -13,7 +13,8 @@
 //!
 //! Faults: [`Lab::isolate`] drops everything in and out of one controller's namespace
 //! (clients included); [`Lab::partition`] drops frames the bridge forwards between a
-//! minority and the rest (clients still reach everyone). Dropping the [`Lab`] deletes every
+//! minority and the rest (clients still reach everyone); [`Lab::lossy`] drops a share of
+//! one controller's packets at random. Dropping the [`Lab`] deletes every
 //! namespace it made, and with them the veths, the bridge and the nftables tables.
 
 use std::process::{Command, Stdio};
@@ -247,6 +248,35 @@ impl Lab {
         Ok(())
     }
 
+    /// Drops `percent`% of the packets into and out of controller `id` (loopback aside),
+    /// each packet drawn on its own (nftables `numgen random`): a flaky link, not a cut.
+    #[allow(dead_code)] // used by tests/leader_stability.rs, not by the nemesis
+    pub fn lossy(&self, id: u64, percent: u32) -> Result<(), String> {
+        let rules = format!(
+            "table inet kn_lossy {{\n\
+             chain input {{ type filter hook input priority -10; policy accept; iifname \"lo\" accept; numgen random mod 100 < {percent} drop; }}\n\
+             chain output {{ type filter hook output priority -10; policy accept; oifname \"lo\" accept; numgen random mod 100 < {percent} drop; }}\n\
+             }}\n"
+        );
+        sh_input(
+            &["ip", "netns", "exec", &self.ns(id), "nft", "-f", "-"],
+            Some(&rules),
+        )
+        .map(drop)
+    }
+
+    /// Removes [`Lab::lossy`]'s rules (if any).
+    pub fn unlossy(&self, id: u64) -> Result<(), String> {
+        let ns = self.ns(id);
+        let tables = sh(&["ip", "netns", "exec", &ns, "nft", "list", "tables"])?;
+        if tables.contains("kn_lossy") {
+            sh(&[
+                "ip", "netns", "exec", &ns, "nft", "delete", "table", "inet", "kn_lossy",
+            ])?;
+        }
+        Ok(())
+    }
+
     /// The bridge stops forwarding between `minority` and every other controller, both ways.
     pub fn partition(&self, minority: &[u64]) -> Result<(), String> {
         let inside: Vec<String> = minority.iter().map(|i| format!("\"n{i}\"")).collect();
@@ -296,6 +326,7 @@ impl Lab {
         self.heal_partition()?;
         for &id in &self.nodes {
             self.unisolate(id)?;
+            self.unlossy(id)?;
         }
         Ok(())
     }
