@@ -15,10 +15,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 
 use crate::node::server::Node;
-use crate::raft::{KNode, NodeId};
 
 /// 1 on the active controller (Kafka: `ActiveControllerCount`).
 pub const ACTIVE_CONTROLLER: &str = "kraftd_active_controller";
@@ -215,7 +215,7 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 
 /// The highest entry index this node knows to be committed: on the leader the index a
 /// majority of voters has matched, on a follower what the leader last told it.
-fn committed_index(node: &Node, m: &openraft::RaftMetrics<NodeId, KNode>) -> Option<u64> {
+fn committed_index(node: &Node, m: &crate::raft::KMetrics) -> Option<u64> {
     if m.state == ServerState::Leader {
         let repl = m.replication.as_ref()?;
         let mut matched: Vec<Option<u64>> = m
@@ -240,7 +240,7 @@ fn committed_index(node: &Node, m: &openraft::RaftMetrics<NodeId, KNode>) -> Opt
 /// Sets the state gauges from Raft's metrics, the image and the current checkpoint, then
 /// renders every metric in Prometheus' text format.
 pub fn render(node: &Node) -> String {
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     let applied = node.sm.applied();
     gauge!(ACTIVE_CONTROLLER).set(if node.is_leader() { 1.0 } else { 0.0 });
     gauge!(CURRENT_LEADER).set(m.current_leader.map_or(-1.0, |l| l as f64));

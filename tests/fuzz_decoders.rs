@@ -149,23 +149,23 @@ mod peer_messages {
     //! The peer listener decodes postcard bodies from other controllers: random and mutated
     //! bodies must give an error, never a panic or a huge allocation.
     use super::*;
-    use kraftd::raft::network::{NodeInfo, PeerRequest};
-    use kraftd::raft::{Batch, Entry, LogId, TypeConfig};
-    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-    use openraft::{CommittedLeaderId, EntryPayload, Vote};
+    use kraftd::raft::network::{ChunkAnswer, NodeInfo, PeerRequest, SnapshotChunk};
+    use kraftd::raft::{log_id, Batch, Entry, KVote, TypeConfig};
+    use openraft::raft::{AppendEntriesRequest, VoteRequest, VoteResponse};
+    use openraft::EntryPayload;
 
     fn append_body() -> Vec<u8> {
-        let log_id = LogId::new(CommittedLeaderId::new(3, 1), 7);
+        let last = log_id(3, 1, 7);
         let req = AppendEntriesRequest::<TypeConfig> {
-            vote: Vote::new_committed(3, 1),
-            prev_log_id: Some(LogId::new(CommittedLeaderId::new(3, 1), 6)),
+            vote: KVote::new_committed(3, 1),
+            prev_log_id: Some(log_id(3, 1, 6)),
             entries: vec![Entry {
-                log_id,
+                log_id: last,
                 payload: EntryPayload::Normal(Batch {
                     bytes: vec![1, 2, 3, 4, 5, 6, 7, 8],
                 }),
             }],
-            leader_commit: Some(log_id),
+            leader_commit: Some(last),
         };
         postcard::to_allocvec(&PeerRequest {
             cluster_id: "c".into(),
@@ -179,8 +179,10 @@ mod peer_messages {
 
     fn decode_all(b: &[u8]) {
         let _ = postcard::from_bytes::<PeerRequest<AppendEntriesRequest<TypeConfig>>>(b);
-        let _ = postcard::from_bytes::<PeerRequest<VoteRequest<u64>>>(b);
-        let _ = postcard::from_bytes::<PeerRequest<InstallSnapshotRequest<TypeConfig>>>(b);
+        let _ = postcard::from_bytes::<PeerRequest<VoteRequest<TypeConfig>>>(b);
+        let _ = postcard::from_bytes::<PeerRequest<SnapshotChunk>>(b);
+        let _ = postcard::from_bytes::<VoteResponse<TypeConfig>>(b);
+        let _ = postcard::from_bytes::<ChunkAnswer>(b);
         let _ = postcard::from_bytes::<NodeInfo>(b);
     }
 

@@ -1,8 +1,10 @@
 //! Malformed and hostile peer messages on real processes: each is refused with a clear
 //! error (or left without effect) and the quorum carries on as before.
 //!
-//! - a term above i32::MAX (Kafka epochs are i32) in a Vote or an AppendEntries: 400, the
-//!   node's epoch and leader unchanged;
+//! - a term above i32::MAX (Kafka epochs are i32) in a Vote, a PreVote or an AppendEntries:
+//!   400, the node's epoch and leader unchanged;
+//! - a PreVote for a higher term to a follower that hears its leader: refused, and its term
+//!   is not raised;
 //! - an AppendEntries that Raft refuses (a deposed leader's vote) with a huge commit index:
 //!   the node does not take that commit as seen (it stays ready);
 //! - a snapshot transfer over `max_snapshot_bytes`: 413 and its partial file removed;
@@ -13,17 +15,14 @@ mod common;
 
 use common::*;
 use kraftd::raft::network::{
-    NodeInfo, PeerRequest, PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_INFO, PATH_SNAPSHOT, PATH_VOTE,
-    POSTCARD,
+    ChunkAnswer, NodeInfo, PeerRequest, SnapshotChunk, PATH_APPEND, PATH_CURRENT_SNAPSHOT,
+    PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_VOTE, POSTCARD,
 };
 use kraftd::raft::state_machine::parse_snapshot_id;
-use kraftd::raft::{NodeId, TypeConfig};
-use openraft::error::{InstallSnapshotError, RaftError};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest,
-};
-use openraft::{CommittedLeaderId, LogId, SnapshotMeta, Vote};
+use kraftd::raft::{log_id, KVote, TypeConfig};
+use openraft::error::RaftError;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::SnapshotMeta;
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
@@ -90,10 +89,6 @@ fn parts_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn log_id(term: u64, leader: u64, index: u64) -> LogId<NodeId> {
-    LogId::new(CommittedLeaderId::new(term, leader), index)
-}
-
 #[test]
 fn malformed_peer_messages_are_refused_and_change_nothing() {
     run("malformed_peer_messages_are_refused", async {
@@ -110,19 +105,46 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
         eprintln!("  follower {f}, leader {leader}, epoch {term}");
 
         eprintln!("step 1: a term above i32::MAX is refused before Raft sees it");
-        let vote = VoteRequest::<NodeId>::new(
-            Vote::new(TOO_BIG_TERM, leader),
+        let vote = VoteRequest::<TypeConfig>::new(
+            KVote::new(TOO_BIG_TERM, leader),
             Some(log_id(term, leader, 1_000_000)),
         );
-        let (status, body) = peer.post(PATH_VOTE, vote).await;
-        assert_eq!(status, 400, "{}", text(&body));
+        for path in [PATH_VOTE, PATH_PRE_VOTE] {
+            let (status, body) = peer.post(path, &vote).await;
+            assert_eq!(status, 400, "{path}: {}", text(&body));
+            assert!(
+                text(&body).contains("above the largest Kafka epoch"),
+                "{path}: {}",
+                text(&body)
+            );
+        }
+        eprintln!(
+            "step 1b: a pre-vote for a higher term changes nothing on a node that hears its leader"
+        );
+        let other = ids
+            .iter()
+            .copied()
+            .find(|&i| i != leader && i != f)
+            .unwrap();
+        let pre = VoteRequest::<TypeConfig>::new(
+            KVote::new(term + 5, other),
+            Some(log_id(term, leader, 1_000_000)),
+        );
+        let (status, body) = peer.post(PATH_PRE_VOTE, &pre).await;
+        assert_eq!(status, 200, "{}", text(&body));
+        let res: Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>> =
+            postcard::from_bytes(&body).unwrap();
+        let res = res.unwrap();
         assert!(
-            text(&body).contains("above the largest Kafka epoch"),
-            "{}",
-            text(&body)
+            !res.vote_granted,
+            "a follower that hears its leader refuses a pre-vote: {res:?}"
+        );
+        assert_eq!(
+            res.vote.leader_id.term, term,
+            "a pre-vote does not raise the receiver's term: {res:?}"
         );
         let append = AppendEntriesRequest::<TypeConfig> {
-            vote: Vote::new_committed(TOO_BIG_TERM, leader),
+            vote: KVote::new_committed(TOO_BIG_TERM, leader),
             prev_log_id: None,
             entries: vec![],
             leader_commit: None,
@@ -138,14 +160,14 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
 
         eprintln!("step 2: a refused AppendEntries does not count as a seen commit");
         let stale = AppendEntriesRequest::<TypeConfig> {
-            vote: Vote::new_committed(term - 1, leader),
+            vote: KVote::new_committed(term - 1, leader),
             prev_log_id: None,
             entries: vec![],
             leader_commit: Some(log_id(term - 1, leader, 1_000_000)),
         };
         let (status, body) = peer.post(PATH_APPEND, stale).await;
         assert_eq!(status, 200, "{}", text(&body));
-        let res: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+        let res: Result<AppendEntriesResponse<TypeConfig>, RaftError<TypeConfig>> =
             postcard::from_bytes(&body).unwrap();
         assert!(
             matches!(res, Ok(AppendEntriesResponse::HigherVote(_))),
@@ -163,14 +185,14 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
 
         eprintln!("step 3: a snapshot transfer above max_snapshot_bytes is refused");
         let ckpt_dir = s.q.node(f).unwrap().data_dir.join("__cluster_metadata-0");
-        let vote = Vote::new_committed(term, leader);
+        let vote = KVote::new_committed(term, leader);
         let meta = SnapshotMeta {
             last_log_id: Some(log_id(term, leader, 1_000)),
             last_membership: Default::default(),
-            snapshot_id: format!("{:020}-{:020}", 5_000, term),
         };
-        let chunk = |offset: usize, len: usize, done: bool| InstallSnapshotRequest::<TypeConfig> {
+        let chunk = |offset: usize, len: usize, done: bool| SnapshotChunk {
             vote,
+            checkpoint: format!("{:020}-{:020}", 5_000, term),
             meta: meta.clone(),
             offset: offset as u64,
             data: vec![0u8; len],
@@ -179,9 +201,11 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
         let half = MAX_SNAPSHOT * 5 / 8;
         let (status, body) = peer.post(PATH_SNAPSHOT, chunk(0, half, false)).await;
         assert_eq!(status, 200, "{}", text(&body));
-        let res: Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> =
-            postcard::from_bytes(&body).unwrap();
-        assert!(res.is_ok(), "first chunk: {res:?}");
+        let res: Result<ChunkAnswer, RaftError<TypeConfig>> = postcard::from_bytes(&body).unwrap();
+        assert!(
+            matches!(res, Ok(ChunkAnswer::Accepted { .. })),
+            "first chunk: {res:?}"
+        );
         assert_eq!(
             parts_in(&ckpt_dir).len(),
             1,
@@ -219,12 +243,12 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
         let hw = s.status(f).await.high_watermark;
         // The file's own header says it ends at the entry it was taken at; the metadata
         // claims a much later one (which Raft would otherwise install over its log).
-        let lie = InstallSnapshotRequest::<TypeConfig> {
+        let lie = SnapshotChunk {
             vote,
+            checkpoint: name.clone(),
             meta: SnapshotMeta {
                 last_log_id: Some(log_id(term, leader, 1_000_000)),
                 last_membership: Default::default(),
-                snapshot_id: name.clone(),
             },
             offset: 0,
             data: file,
@@ -232,9 +256,11 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
         };
         let (status, body) = peer.post(PATH_SNAPSHOT, lie).await;
         assert_eq!(status, 200, "{}", text(&body));
-        let res: Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> =
-            postcard::from_bytes(&body).unwrap();
-        assert!(res.is_err(), "a lying snapshot was installed: {res:?}");
+        let res: Result<ChunkAnswer, RaftError<TypeConfig>> = postcard::from_bytes(&body).unwrap();
+        assert!(
+            matches!(&res, Ok(ChunkAnswer::Restart { reason }) if reason.contains("contradicts")),
+            "a lying snapshot was installed: {res:?}"
+        );
         assert!(parts_in(&ckpt_dir).is_empty(), "{:?}", parts_in(&ckpt_dir));
         assert_eq!(s.status(f).await.high_watermark, hw);
 

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use openraft::async_runtime::WatchReceiver;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -110,7 +111,7 @@ async fn log(
         return Err(snapshot_gone(&node, q.offset, log_start));
     }
     let next = batches.last().map(|b| b.end_offset).unwrap_or(q.offset);
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     let mut resp = if json_out {
         let mut records = Vec::new();
         for b in batches {
@@ -463,7 +464,7 @@ async fn image(
                 .await);
             }
             node.raft
-                .ensure_linearizable()
+                .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
                 .await
                 .map_err(|e| ApiError::not_controller(node.leader()).with_message(e.to_string()))?;
         }

@@ -22,6 +22,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 use serde_json::json;
 
@@ -172,14 +173,17 @@ async fn healthz() -> &'static str {
 /// Ready: a leader is known and this node has applied what it knows to be committed (a
 /// leader: its own first entry of the term).
 async fn readyz(State(node): State<Arc<Node>>) -> Response {
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     let applied = node.sm.applied();
     let ready = match (m.current_leader, m.state) {
         (None, _) => Err("no leader is known".to_string()),
         (Some(_), ServerState::Leader) => {
             let lease = node.config.election_timeout_max_ms;
             let voters = m.membership_config.membership().voter_ids().count();
-            if voters > 1 && m.millis_since_quorum_ack.is_none_or(|ms| ms > lease) {
+            let stale = m.last_quorum_acked.as_ref().is_none_or(|at| {
+                openraft::Instant::elapsed(&**at) > std::time::Duration::from_millis(lease)
+            });
+            if voters > 1 && stale {
                 Err(format!(
                     "leader has not heard from a majority for over {lease} ms"
                 ))

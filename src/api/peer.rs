@@ -18,13 +18,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest,
-};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::RaftError;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use openraft::storage::Snapshot;
-use openraft::{EntryPayload, SnapshotSegmentId};
+use openraft::EntryPayload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -32,11 +30,15 @@ use crate::api::metadata::RECORD_BATCHES;
 use crate::image::load_checkpoint;
 use crate::node::server::{Node, Receiving};
 use crate::raft::network::{
-    check_terms, PeerRequest, MAX_PEER_BODY, PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_HISTORY,
-    PATH_INFO, PATH_SNAPSHOT, PATH_VOTE, POSTCARD,
+    check_terms, ChunkAnswer, PeerRequest, SnapshotChunk, MAX_PEER_BODY, PATH_APPEND,
+    PATH_CURRENT_SNAPSHOT, PATH_HISTORY, PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_VOTE,
+    POSTCARD,
 };
-use crate::raft::state_machine::{check_snapshot_identity, parse_snapshot_id};
-use crate::raft::{NodeId, TypeConfig};
+use crate::raft::state_machine::{check_snapshot_identity, parse_snapshot_id, CheckpointFile};
+use crate::raft::{KSnapshotMeta, KVote, LogId, NodeId, TypeConfig};
+
+/// What the Raft handlers answer: openraft's result, postcard-encoded.
+type RaftResult<T> = Result<T, RaftError<TypeConfig>>;
 use crate::record::batch::decode_batch;
 
 /// The peer router.
@@ -44,6 +46,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route(PATH_APPEND, post(append))
         .route(PATH_VOTE, post(vote))
+        .route(PATH_PRE_VOTE, post(pre_vote))
         .route(PATH_SNAPSHOT, post(snapshot_chunk))
         .route(PATH_INFO, get(info))
         .route(PATH_HISTORY, get(history))
@@ -206,7 +209,7 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
                 first = %first.log_id,
                 "AppendEntries whose entries do not follow prev_log_id: answering conflict"
             );
-            let res: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+            let res: RaftResult<AppendEntriesResponse<TypeConfig>> =
                 Ok(AppendEntriesResponse::Conflict);
             return reply(&res);
         }
@@ -245,7 +248,7 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
 }
 
 async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let req: VoteRequest<NodeId> = match open(&node, &body) {
+    let req: VoteRequest<TypeConfig> = match open(&node, &body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -256,25 +259,29 @@ async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     reply(&res)
 }
 
-type ChunkResult = Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>;
+/// KIP-996's PreVote: would this node vote for the candidate? Nothing is persisted and the
+/// term does not change; a node that hears from a leader within its election timeout says
+/// no, so a candidate that was only cut off never raises its term.
+async fn pre_vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let req: VoteRequest<TypeConfig> = match open(&node, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if let Err(e) = check_terms("PreVote", &req) {
+        return refuse(StatusCode::BAD_REQUEST, e);
+    }
+    let res = node.raft.pre_vote(req).await;
+    reply(&res)
+}
 
-fn mismatch(expect_id: String, expect: u64, got_id: String, got: u64) -> ChunkResult {
-    Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(
-        SnapshotMismatch {
-            expect: SnapshotSegmentId {
-                id: expect_id,
-                offset: expect,
-            },
-            got: SnapshotSegmentId {
-                id: got_id,
-                offset: got,
-            },
-        },
-    )))
+type ChunkResult = RaftResult<ChunkAnswer>;
+
+fn restart(reason: String) -> ChunkResult {
+    Ok(ChunkAnswer::Restart { reason })
 }
 
 async fn snapshot_chunk(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let req: InstallSnapshotRequest<TypeConfig> = match open(&node, &body) {
+    let req: SnapshotChunk = match open(&node, &body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -287,9 +294,7 @@ async fn snapshot_chunk(State(node): State<Arc<Node>>, body: Bytes) -> Response 
         // The transfer so far is dropped: the leader starts again from offset 0 (and is
         // refused again while its snapshot stays larger than the cap).
         let mut g = node.receiving.lock().await;
-        if g.as_ref()
-            .is_some_and(|r| r.snapshot_id == req.meta.snapshot_id)
-        {
+        if g.as_ref().is_some_and(|r| r.snapshot_id == req.checkpoint) {
             if let Some(old) = g.take() {
                 let _ = std::fs::remove_file(&old.path);
             }
@@ -299,7 +304,7 @@ async fn snapshot_chunk(State(node): State<Arc<Node>>, body: Bytes) -> Response 
             format!(
                 "snapshot {} would reach {end} bytes, above the largest snapshot this node \
                  accepts ({cap} bytes, max_snapshot_bytes)",
-                req.meta.snapshot_id
+                req.checkpoint
             ),
         );
     }
@@ -307,15 +312,59 @@ async fn snapshot_chunk(State(node): State<Arc<Node>>, body: Bytes) -> Response 
     reply(&res)
 }
 
-async fn receive_chunk(node: &Node, req: InstallSnapshotRequest<TypeConfig>) -> ChunkResult {
-    let my_vote = node.raft.metrics().borrow().vote;
-    if req.vote < my_vote {
-        return Ok(InstallSnapshotResponse { vote: my_vote });
+/// Checks a snapshot's metadata against the vote it is sent with and this node's committed
+/// log, as openraft assumes (and asserts, stopping the node) when it installs one: a real
+/// leader's snapshot never ends with an entry of a later leader than itself, and a snapshot
+/// past what this node committed ends at a higher index.
+pub fn check_snapshot_sender(
+    vote: &KVote,
+    meta: &KSnapshotMeta,
+    local_committed: Option<LogId>,
+) -> Result<(), String> {
+    if !vote.is_committed() {
+        return Err(format!(
+            "snapshot sent under vote {vote}, which is not a leader's (not committed)"
+        ));
     }
-    let id = req.meta.snapshot_id.clone();
+    let Some(last) = meta.last_log_id else {
+        return Err("snapshot that contains no entry".into());
+    };
+    if last.leader_id > vote.leader_id {
+        return Err(format!(
+            "snapshot ending at entry {last}, of a later leader than its sender's vote {vote}"
+        ));
+    }
+    if let Some(c) = local_committed {
+        if last > c && last.index <= c.index {
+            return Err(format!(
+                "snapshot ending at entry {last} contradicts this node's committed entry {c}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
+    let (my_vote, committed) = {
+        let m = node.raft.metrics();
+        let m = m.borrow_watched();
+        (m.vote, m.local_committed)
+    };
+    if req.vote < my_vote {
+        return Ok(ChunkAnswer::Accepted { vote: my_vote });
+    }
+    if let Err(e) = check_snapshot_sender(&req.vote, &req.meta, committed) {
+        tracing::error!(snapshot = %req.checkpoint, "refused a snapshot: {e}");
+        let mut g = node.receiving.lock().await;
+        if let Some(old) = g.take() {
+            let _ = std::fs::remove_file(&old.path);
+        }
+        return restart(e);
+    }
+    let id = req.checkpoint.clone();
     let Some(ckpt_id) = parse_snapshot_id(&id) else {
         tracing::error!(snapshot_id = %id, "leader sent a snapshot whose id is not a checkpoint name");
-        return mismatch(String::new(), 0, id, req.offset);
+        return restart(format!("snapshot id {id:?} is not a checkpoint name"));
     };
     let mut g = node.receiving.lock().await;
     if req.offset == 0 {
@@ -328,7 +377,7 @@ async fn receive_chunk(node: &Node, req: InstallSnapshotRequest<TypeConfig>) -> 
             .join(format!("receiving-{}.part", ckpt_id.file_name()));
         if let Err(e) = std::fs::File::create(&path) {
             tracing::error!(error = %e, "cannot create {}", path.display());
-            return mismatch(id.clone(), 0, id, 0);
+            return restart(format!("cannot create {}: {e}", path.display()));
         }
         *g = Some(Receiving {
             snapshot_id: id.clone(),
@@ -337,10 +386,16 @@ async fn receive_chunk(node: &Node, req: InstallSnapshotRequest<TypeConfig>) -> 
         });
     }
     let Some(recv) = g.as_mut() else {
-        return mismatch(id.clone(), 0, id, req.offset);
+        return restart(format!(
+            "piece at offset {} of snapshot {id} but no transfer is under way",
+            req.offset
+        ));
     };
     if recv.snapshot_id != id || recv.next != req.offset {
-        return mismatch(recv.snapshot_id.clone(), recv.next, id, req.offset);
+        return restart(format!(
+            "expected snapshot {} at offset {}, got {id} at offset {}",
+            recv.snapshot_id, recv.next, req.offset
+        ));
     }
     let written = (|| -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().write(true).open(&recv.path)?;
@@ -356,11 +411,11 @@ async fn receive_chunk(node: &Node, req: InstallSnapshotRequest<TypeConfig>) -> 
         let path = recv.path.clone();
         *g = None;
         let _ = std::fs::remove_file(path);
-        return mismatch(id.clone(), 0, id, req.offset);
+        return restart(format!("writing the piece: {e}"));
     }
     recv.next += req.data.len() as u64;
     if !req.done {
-        return Ok(InstallSnapshotResponse { vote: my_vote });
+        return Ok(ChunkAnswer::Accepted { vote: my_vote });
     }
     let path = recv.path.clone();
     *g = None;
@@ -370,7 +425,7 @@ async fn receive_chunk(node: &Node, req: InstallSnapshotRequest<TypeConfig>) -> 
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "reading the received snapshot");
-            return mismatch(id.clone(), 0, id, req.offset);
+            return restart(format!("reading the received snapshot: {e}"));
         }
     };
     let summary = match load_checkpoint(Bytes::from(bytes), Some(ckpt_id.epoch)) {
@@ -378,29 +433,29 @@ async fn receive_chunk(node: &Node, req: InstallSnapshotRequest<TypeConfig>) -> 
         Err(e) => {
             tracing::error!(snapshot = %id, error = %e, "received snapshot is damaged; refused, the leader will resend it");
             let _ = std::fs::remove_file(&path);
-            return mismatch(id.clone(), 0, id, req.offset);
+            return restart(format!("the received snapshot is damaged: {e}"));
         }
     };
-    if let Err(e) = check_snapshot_identity(&req.meta, &summary) {
+    if let Err(e) = check_snapshot_identity(&req.meta, &ckpt_id, &summary) {
         tracing::error!(snapshot = %id, error = %e, "received snapshot does not match its own header; refused");
         let _ = std::fs::remove_file(&path);
-        return mismatch(id.clone(), 0, id, req.offset);
+        return restart(format!("the received snapshot contradicts its header: {e}"));
     }
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "reopening the received snapshot");
-            return mismatch(id.clone(), 0, id, req.offset);
+            return restart(format!("reopening the received snapshot: {e}"));
         }
     };
     let snapshot = Snapshot {
         meta: req.meta.clone(),
-        snapshot: Box::new(file),
+        snapshot: CheckpointFile { id: ckpt_id, file },
     };
     let res = node.raft.install_full_snapshot(req.vote, snapshot).await;
     let _ = std::fs::remove_file(&path);
     match res {
-        Ok(r) => Ok(InstallSnapshotResponse { vote: r.vote }),
+        Ok(r) => Ok(ChunkAnswer::Installed { vote: r.vote }),
         Err(fatal) => Err(RaftError::Fatal(fatal)),
     }
 }
@@ -408,6 +463,34 @@ async fn receive_chunk(node: &Node, req: InstallSnapshotRequest<TypeConfig>) -> 
 #[cfg(test)]
 mod tests {
     use super::{check_to_directory, history_asker};
+
+    #[test]
+    fn a_snapshot_is_refused_unless_its_leader_could_have_sent_it() {
+        use super::check_snapshot_sender;
+        use crate::raft::{log_id, KSnapshotMeta, KVote};
+        let meta = |term, node, index| KSnapshotMeta {
+            last_log_id: Some(log_id(term, node, index)),
+            last_membership: Default::default(),
+        };
+        let leader = KVote::new_committed(5, 2);
+        check_snapshot_sender(&leader, &meta(5, 2, 100), None).unwrap();
+        check_snapshot_sender(&leader, &meta(4, 3, 100), Some(log_id(4, 3, 50))).unwrap();
+        for (what, vote, m, committed) in [
+            ("uncommitted vote", KVote::new(5, 2), meta(5, 2, 100), None),
+            ("a later term", leader, meta(6, 1, 100), None),
+            ("a later leader of the term", leader, meta(5, 3, 100), None),
+            ("no entry", leader, KSnapshotMeta::default(), None),
+            (
+                "newer than committed at a lower index",
+                leader,
+                meta(5, 2, 40),
+                Some(log_id(4, 3, 50)),
+            ),
+        ] {
+            let e = check_snapshot_sender(&vote, &m, committed).unwrap_err();
+            eprintln!("{what}: {e}");
+        }
+    }
 
     #[test]
     fn a_history_asker_counts_only_with_this_cluster_id_and_a_node_id() {

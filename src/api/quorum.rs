@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 
 use crate::api::controller_error;
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::{forward, ApiError, LeaderRequest};
 use crate::node::server::{fetch_info, now_ms, Node};
-use crate::raft::{KNode, NodeId, Raft};
+use crate::raft::{expect_empty_log, KNode, NodeId, Raft, TypeConfig};
 
 pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new()
@@ -49,7 +50,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
 pub(crate) async fn status_json(node: &Node) -> Value {
     // KIP-595: not below what an earlier leader served (waits briefly after a leader change).
     let hw = crate::api::metadata::reported_high_watermark(node, STATUS_HW_WAIT).await;
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     let applied = node.sm.applied();
     let log_start = node.log.log_start().map(|(_, s)| s).unwrap_or(0);
     let membership = m.membership_config.membership().clone();
@@ -112,7 +113,7 @@ async fn replication(
 
 /// `/v1/quorum/replication` as the leader sees it (call on the leader).
 pub(crate) fn replication_rows(node: &Node) -> Vec<Value> {
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     let membership = m.membership_config.membership().clone();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let last_end = end_of(node, m.last_log_index).unwrap_or(0);
@@ -177,7 +178,7 @@ struct AddVoter {
     api: Option<String>,
 }
 
-fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, KNode>>) -> ApiError {
+fn membership_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ApiError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             ApiError::not_controller(f.leader_id)
@@ -185,12 +186,19 @@ fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, KNode>>) -> Ap
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
             ApiError::new(StatusCode::CONFLICT, "INVALID_REQUEST", c.to_string())
         }
+        // Appended, then replaced by a new leader's log: it may still take effect.
+        RaftError::APIError(e @ ClientWriteError::LogEntryDiscarded(_)) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "REQUEST_TIMED_OUT",
+            format!("{e}; read GET /v1/quorum/voters before retrying"),
+        ),
+        RaftError::APIError(e) => ApiError::internal(e.to_string()),
         RaftError::Fatal(f) => ApiError::internal(f.to_string()),
     }
 }
 
 fn voters_json(node: &Node) -> Json<Value> {
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     let v: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
     Json(json!({ "voters": v }))
 }
@@ -257,7 +265,7 @@ async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Value>, ApiErro
 async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiError> {
     let mut last_err = None;
     for _ in 0..50 {
-        let m = node.raft.metrics().borrow().clone();
+        let m = node.raft.metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
             return Err(ApiError::not_controller(m.current_leader));
         }
@@ -299,11 +307,15 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
                     .map_err(controller_error)?
                     .map(|_| ())
             }
-            Some(_) => node
+            Some(old) => node
                 .controller
                 .exclusive(1, {
                     let kn = kn.clone();
+                    let new_disk = old.directory_id != [0; 16];
                     move |raft: Raft| async move {
+                        if new_disk {
+                            expect_empty_log(&raft, id).await;
+                        }
                         raft.change_membership(
                             ChangeMembers::SetNodes(std::collections::BTreeMap::from([(id, kn)])),
                             true,
@@ -337,7 +349,7 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
 async fn wait_caught_up(node: &Node, id: NodeId) -> Result<(), ApiError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let m = node.raft.metrics().borrow().clone();
+        let m = node.raft.metrics().borrow_watched().clone();
         let last = m.last_log_index;
         let matched = m
             .replication
@@ -370,7 +382,7 @@ async fn remove_voter(
         let id = id
             .parse::<NodeId>()
             .map_err(|_| ApiError::invalid(format!("{id:?} is not a node id")))?;
-        let m = node.raft.metrics().borrow().clone();
+        let m = node.raft.metrics().borrow_watched().clone();
         let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
         if !voters.contains(&id) {
             return Err(ApiError::new(

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Html;
+use openraft::async_runtime::WatchReceiver;
 use serde_json::Value;
 
 use super::brokers::BrokerView;
@@ -88,7 +89,7 @@ fn num(v: &Value) -> String {
 pub async fn page(State(node): State<Arc<Node>>) -> Html<String> {
     let status = super::quorum::status_json(&node).await;
     let repl = replication(&node).await;
-    let role = format!("{:?}", node.raft.metrics().borrow().state);
+    let role = format!("{:?}", node.raft.metrics().borrow_watched().state);
     let (brokers, mut topics) = {
         let st = node.sm.read();
         let brokers: Vec<BrokerView> = st.image.brokers().map(BrokerView::of).collect();

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
+use openraft::impls::ProgressResponder;
+use openraft::vote::RaftLeaderId;
 use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -473,7 +476,7 @@ struct RaftPort {
 impl RaftLog for RaftPort {
     fn leadership(&self) -> (Option<NodeId>, Option<u64>) {
         let m = self.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         let ours = m.state == ServerState::Leader && m.current_leader == Some(self.node_id);
         (m.current_leader, ours.then_some(m.current_term))
     }
@@ -503,8 +506,8 @@ impl RaftLog for RaftPort {
 }
 
 /// Hands batches to Raft one at a time, in the order the pipeline made them, each only
-/// while this node still leads the term its view was built in; a waiter per batch reports
-/// its outcome.
+/// while this node still leads the term its view was built in (openraft checks that in the
+/// step that appends); a waiter per batch reports its outcome.
 async fn submitter(
     raft: Raft,
     node_id: NodeId,
@@ -514,7 +517,7 @@ async fn submitter(
     while let Some((seq, term, values)) = batches.recv().await {
         let (leader, leads) = {
             let m = raft.metrics();
-            let m = m.borrow();
+            let m = m.borrow_watched();
             let leads = m.state == ServerState::Leader
                 && m.current_leader == Some(node_id)
                 && m.current_term == term;
@@ -539,8 +542,18 @@ async fn submitter(
                 continue;
             }
         };
-        let pending = match raft.client_write_ff(batch).await {
-            Ok(p) => p,
+        let (responder, pending) = ProgressResponder::complete_only();
+        // The check above is only a fast path: leadership may change between it and the
+        // append. openraft checks the expected leader (this node, in the view's term) in the
+        // same step as it appends, and refuses the batch unwritten otherwise.
+        let expected = crate::raft::KLeaderId::new(term, node_id);
+        match raft
+            .write(batch)
+            .with_leader(expected)
+            .responder(responder)
+            .await
+        {
+            Ok(()) => {}
             Err(e) => {
                 // Raft stopped before it took the batch.
                 let _ = done.send(Done {
@@ -558,11 +571,20 @@ async fn submitter(
                     epoch: epoch_of(&resp.log_id),
                     rejected_offsets: resp.data.rejected_offsets,
                 }),
-                // Refused before it was appended, or truncated by a new leader: not written.
+                // Refused before it was appended: not written.
                 Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
                     Err(ControllerError::NotController {
                         leader: f.leader_id,
                     })
+                }
+                // Appended here, then replaced by a new leader's log: another node may still
+                // hold it, and a later leader may commit it. Nobody knows yet.
+                Ok(Err(ClientWriteError::LogEntryDiscarded(f))) => {
+                    Err(ControllerError::OutcomeUnknown(format!(
+                        "the batch was appended, then a new leader ({:?}) replaced this node's \
+                         log; it may still be committed",
+                        f.leader_id
+                    )))
                 }
                 Ok(Err(e)) => Err(ControllerError::Internal(e.to_string())),
                 Err(_) => Err(ControllerError::OutcomeUnknown(

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
+use openraft::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, ServerState};
 use tokio::net::TcpListener;
 
@@ -20,7 +21,9 @@ use crate::node::bootstrap::Gate;
 use crate::node::config::Config;
 use crate::node::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{http_client, History, Network, NodeInfo, PATH_HISTORY, PATH_INFO};
+use crate::raft::network::{
+    http_client, History, Network, NodeInfo, PeerBook, PATH_HISTORY, PATH_INFO,
+};
 use crate::raft::state_machine::{SmShared, StateMachine};
 use crate::raft::{openraft_config, KNode, NodeId, Raft};
 use crate::record::checkpoint::{list_checkpoints, read_checkpoint, CheckpointItem};
@@ -106,7 +109,7 @@ impl Node {
             peer_addr: self.peer_addr.clone(),
             initialized: {
                 let m = self.raft.metrics();
-                let m = m.borrow();
+                let m = m.borrow_watched();
                 m.last_log_index.is_some() || m.snapshot.is_some()
             },
         }
@@ -115,7 +118,7 @@ impl Node {
     /// What this node says of its history to bootstrap peers.
     pub fn history(&self) -> History {
         let m = self.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         let snapshot_index = m.snapshot.map(|s| s.index);
         let purged_index = m.purged.map(|p| p.index);
         History {
@@ -131,7 +134,7 @@ impl Node {
     /// The directory id this node's membership config records for it, if any.
     pub fn recorded_directory(&self) -> Option<[u8; 16]> {
         let m = self.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         m.membership_config
             .membership()
             .get_node(&self.meta.node_id)
@@ -140,13 +143,13 @@ impl Node {
 
     /// The current leader, if known.
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        self.raft.metrics().borrow_watched().current_leader
     }
 
     /// Is this node the leader?
     pub fn is_leader(&self) -> bool {
         let m = self.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         m.state == ServerState::Leader && m.current_leader == Some(self.id())
     }
 
@@ -158,7 +161,7 @@ impl Node {
         }
         let node = {
             let m = self.raft.metrics();
-            let m = m.borrow();
+            let m = m.borrow_watched();
             m.membership_config.membership().get_node(&id).cloned()
         }?;
         if !node.api_addr.is_empty() {
@@ -409,9 +412,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let http = http_client();
     let raft_config = Arc::new(openraft_config(&config).map_err(|e| anyhow!(e))?);
     let network = Network::new(http.clone(), meta.cluster_id.clone(), meta.node_id);
+    let peer_book = network.book();
     let raft = Raft::new(meta.node_id, raft_config, network, log.clone(), sm)
         .await
         .map_err(|e| anyhow!("starting raft: {e}"))?;
+    tokio::spawn(keep_peer_book(raft.clone(), peer_book));
     // A node with an empty log: a joiner waits to be added; a bootstrap voter decides its
     // first election once the listeners serve (its peers ask it the same question).
     let mut gate_members = None;
@@ -535,7 +540,7 @@ async fn background(node: Arc<Node>, metrics: &'static PrometheusHandle) {
             last_upkeep = Instant::now();
             metrics.run_upkeep();
         }
-        if node.raft.metrics().borrow().running_state.is_err() {
+        if node.raft.metrics().borrow_watched().running_state.is_err() {
             tracing::error!("raft stopped with a fatal error; exiting");
             std::process::exit(70);
         }
@@ -579,6 +584,26 @@ async fn background(node: Arc<Node>, metrics: &'static PrometheusHandle) {
     }
 }
 
+/// Keeps the peer connections' member records (addresses, directory ids) equal to the
+/// current membership.
+async fn keep_peer_book(raft: Raft, book: PeerBook) {
+    let mut rx = raft.metrics();
+    loop {
+        {
+            let m = rx.borrow_watched();
+            book.set_all(
+                m.membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, n)| (*id, n.clone())),
+            );
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Logs every leadership change once, with the term, the previous leader and the reason,
 /// and records the election latency: from this node losing its known leader (it stood for
 /// election, or saw a higher term) to knowing the next one. It follows Raft's metrics
@@ -587,14 +612,14 @@ async fn background(node: Arc<Node>, metrics: &'static PrometheusHandle) {
 async fn watch_leadership(raft: Raft) {
     let mut rx = raft.metrics();
     let (mut leader, mut term, mut state) = {
-        let m = rx.borrow();
+        let m = rx.borrow_watched();
         (m.current_leader, m.current_term, m.state)
     };
-    let me = rx.borrow().id;
+    let me = rx.borrow_watched().id;
     let mut lost_at: Option<(Instant, Option<NodeId>)> = None;
     while rx.changed().await.is_ok() {
         let (new_leader, new_term, new_state) = {
-            let m = rx.borrow();
+            let m = rx.borrow_watched();
             (m.current_leader, m.current_term, m.state)
         };
         if state == ServerState::Leader && new_state != ServerState::Leader {
@@ -661,7 +686,7 @@ async fn watch_leadership(raft: Raft) {
 /// checkpoint; the leader writes them into the log once (once per term at most, and only
 /// after it applied its own first entry, so it sees what earlier leaders wrote).
 fn write_bootstrap_features(node: &Arc<Node>, written_in_term: &mut Option<u64>) {
-    let term = node.raft.metrics().borrow().current_term;
+    let term = node.raft.metrics().borrow_watched().current_term;
     if *written_in_term == Some(term) || node.sm.applied().epoch as u64 != term {
         return;
     }
@@ -698,7 +723,7 @@ fn write_bootstrap_features(node: &Arc<Node>, written_in_term: &mut Option<u64>)
 }
 
 fn track_followers(node: &Node) {
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     let Some(repl) = m.replication else {
         return;
     };
@@ -730,7 +755,7 @@ fn track_followers(node: &Node) {
 ///   towards commits and votes, catches up (by snapshot if need be), and is promoted back
 ///   once it has caught up.
 async fn reconcile_directories(node: &Node) {
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     let membership = m.membership_config.membership().clone();
     if membership.get_joint_config().len() > 1 {
         return;
@@ -803,9 +828,23 @@ async fn reconcile_directories(node: &Node) {
     }
     if !fill.is_empty() {
         let ids: BTreeSet<_> = fill.keys().copied().collect();
+        // Members whose recorded directory id was a real one are replaced disks: their
+        // logs start empty again.
+        let replaced: Vec<NodeId> = fill
+            .keys()
+            .copied()
+            .filter(|id| {
+                membership
+                    .get_node(id)
+                    .is_some_and(|n| n.directory_id != [0; 16])
+            })
+            .collect();
         match node
             .controller
             .exclusive(1, move |raft: Raft| async move {
+                for id in replaced {
+                    crate::raft::expect_empty_log(&raft, id).await;
+                }
                 raft.change_membership(ChangeMembers::SetNodes(fill), true)
                     .await
             })
@@ -826,7 +865,7 @@ async fn reconcile_directories(node: &Node) {
     if pending.is_empty() {
         return;
     }
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     let learners: BTreeSet<NodeId> = m.membership_config.membership().learner_ids().collect();
     let last = m.last_log_index.unwrap_or(0);
     for id in pending {

@@ -16,15 +16,15 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, EntryPayload, OptionalSend, RaftLogReader, StorageIOError, Vote};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{EntryPayload, OptionalSend, RaftLogReader};
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
-    control_batch_for, epoch_of, record_count, Batch, Entry, KMembership, LogId, NodeId,
+    control_batch_for, epoch_of, record_count, Batch, Entry, KMembership, KVote, LogId,
     StorageError, TypeConfig,
 };
 use crate::record::batch::stamp_batch;
@@ -106,11 +106,16 @@ fn key(i: u64) -> [u8; 8] {
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
-    postcard::to_allocvec(v).map_err(|e| StorageIOError::write(AnyError::new(&e)).into())
+    postcard::to_allocvec(v).map_err(|e| write_err(std::io::Error::other(e)))
 }
 
 fn dec<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T, StorageError> {
-    postcard::from_bytes(b).map_err(|e| StorageIOError::read(AnyError::new(&e)).into())
+    postcard::from_bytes(b).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("reading the Raft log: undecodable stored value: {e}"),
+        )
+    })
 }
 
 fn synced() -> WriteOptions {
@@ -119,12 +124,12 @@ fn synced() -> WriteOptions {
     o
 }
 
-fn read_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::read_logs(&e).into()
+fn read_err(e: impl std::fmt::Display) -> StorageError {
+    std::io::Error::other(format!("reading the Raft log: {e}"))
 }
 
-fn write_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::write_logs(&e).into()
+fn write_err(e: impl std::fmt::Display) -> StorageError {
+    std::io::Error::other(format!("writing the Raft log: {e}"))
 }
 
 fn other(msg: String) -> StorageError {
@@ -409,6 +414,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         Ok(out)
     }
+
+    async fn read_vote(&mut self) -> SResult<Option<KVote>> {
+        self.get_meta(K_VOTE)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -434,13 +443,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> SResult<()> {
+    async fn save_vote(&mut self, vote: &KVote) -> SResult<()> {
         self.put_meta_synced(K_VOTE, vote)
-            .map_err(|e| StorageIOError::write_vote(&e).into())
-    }
-
-    async fn read_vote(&mut self) -> SResult<Option<Vote<NodeId>>> {
-        self.get_meta(K_VOTE)
+            .map_err(|e| std::io::Error::other(format!("saving the vote {vote}: {e}")))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> SResult<()> {
@@ -454,7 +459,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId>>(K_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> SResult<()>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> SResult<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -488,22 +493,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 if last.is_some() {
                     lock(&self.book).last = last;
                 }
-                callback.log_io_completed(Ok(()));
+                callback.io_completed(Ok(()));
                 Ok(())
             }
             Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                callback.io_completed(Err(std::io::Error::other(e.to_string())));
                 Err(write_err(e))
             }
         }
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> SResult<()> {
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> SResult<()> {
+        // Everything after `last_log_id` goes (everything when it is None).
+        let from = last_log_id.map(|l| l.index + 1).unwrap_or(0);
         let mut wb = WriteBatch::default();
-        wb.delete_range_cf(self.cf(CF_LOGS)?, key(log_id.index), key(u64::MAX));
+        wb.delete_range_cf(self.cf(CF_LOGS)?, key(from), key(u64::MAX));
+        // delete_range's end is exclusive: the entry at u64::MAX, if one ever existed.
+        wb.delete_cf(self.cf(CF_LOGS)?, key(u64::MAX));
         self.db.write_opt(wb, &synced()).map_err(write_err)?;
         let mut b = lock(&self.book);
-        if matches!(b.last, Some((i, _)) if i >= log_id.index) {
+        if matches!(b.last, Some((i, _)) if i >= from) {
             b.last = None;
         }
         Ok(())

@@ -21,6 +21,8 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::BrokerId;
+use openraft::type_config::alias;
+use openraft::vote::RaftLeaderId;
 use openraft::{EntryPayload, Membership};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -95,25 +97,63 @@ openraft::declare_raft_types!(
         R = Applied,
         NodeId = NodeId,
         Node = KNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
 /// The Raft handle.
-pub type Raft = openraft::Raft<TypeConfig>;
+pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
 /// One log entry.
-pub type Entry = openraft::Entry<TypeConfig>;
+pub type Entry = alias::EntryOf<TypeConfig>;
 /// A log id (term, leader, index).
-pub type LogId = openraft::LogId<NodeId>;
+pub type LogId = alias::LogIdOf<TypeConfig>;
+/// A vote (term, candidate, committed).
+pub type KVote = alias::VoteOf<TypeConfig>;
+/// The leader id a log id carries (term and node).
+pub type KLeaderId = alias::CommittedLeaderIdOf<TypeConfig>;
 /// A membership with our node type.
 pub type KMembership = Membership<NodeId, KNode>;
 /// A membership and the log id that set it.
-pub type KStoredMembership = openraft::StoredMembership<NodeId, KNode>;
+pub type KStoredMembership = alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata.
-pub type KSnapshotMeta = openraft::SnapshotMeta<NodeId, KNode>;
-/// A storage error.
-pub type StorageError = openraft::StorageError<NodeId>;
+pub type KSnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot: its metadata and its checkpoint file.
+pub type KSnapshot = alias::SnapshotOf<TypeConfig, state_machine::CheckpointFile>;
+/// The error of the storage traits (openraft 0.10 wraps it in its own StorageError).
+pub type StorageError = std::io::Error;
+/// openraft's metrics of this node.
+pub type KMetrics = openraft::RaftMetrics<TypeConfig>;
+
+/// A log id of `term` led by `node` at `index`.
+pub fn log_id(term: u64, node: NodeId, index: u64) -> LogId {
+    openraft::LogId::new(KLeaderId::new(term, node), index)
+}
+
+/// Tells the leader that `id`'s log may be about to look shorter than what it had matched:
+/// its disk was replaced and it is re-added under a new directory id, with an empty log.
+/// openraft never moves a follower's replication progress backwards on its own, and would
+/// wait forever for the old disk's position. Call it before the membership records the new
+/// directory id (until then the new disk refuses every Raft request). The permission is
+/// used once, and only if the follower's log really is behind what it had matched.
+pub async fn expect_empty_log(raft: &Raft, id: NodeId) {
+    match raft.trigger().allow_next_revert(&id, true).await {
+        Ok(Ok(())) => {
+            tracing::info!(
+                id,
+                "replaced disk: its replication restarts from its (empty) log"
+            )
+        }
+        Ok(Err(e)) => tracing::warn!(
+            id,
+            error = %e,
+            "cannot reset the replication progress of a replaced disk"
+        ),
+        Err(e) => tracing::warn!(
+            id,
+            error = %e,
+            "cannot reset the replication progress of a replaced disk"
+        ),
+    }
+}
 
 /// Kafka's "no timestamp", used for the control batches openraft's own entries become (they
 /// must encode identically on every replica, so they cannot carry a local clock).
@@ -130,7 +170,7 @@ pub fn epoch_of(log_id: &LogId) -> i32 {
 
 /// Number of records an entry occupies: normal batches their record count, openraft's
 /// blank and membership entries one control record each.
-pub fn record_count(payload: &EntryPayload<TypeConfig>) -> Result<u64, String> {
+pub fn record_count(payload: &alias::EntryPayloadOf<TypeConfig>) -> Result<u64, String> {
     match payload {
         EntryPayload::Blank | EntryPayload::Membership(_) => Ok(1),
         EntryPayload::Normal(b) => batch_record_count(&b.bytes),
@@ -243,6 +283,12 @@ pub fn openraft_config(c: &Config) -> Result<openraft::Config, String> {
         max_in_snapshot_log_to_keep: c.log_tail_entries,
         replication_lag_threshold: 1_000,
         purge_batch_size: 1,
+        // KIP-996: a node that cannot reach a quorum asks first and never raises its term,
+        // so a healed follower cannot depose a healthy leader.
+        enable_pre_vote: Some(true),
+        // A restarted leader is elected again like any node: the write pipeline builds
+        // its view only after its own term's first entry is applied.
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()

@@ -5,32 +5,42 @@
 //! directory id the sender believes the target has. A node refuses an envelope meant for
 //! another cluster, node or directory (KIP-853: a re-formatted disk must not vote or count
 //! towards a commit under the identity of the voter it replaced).
+//!
+//! The Raft RPCs live under `/peer/v2/` since openraft 0.10 (its messages changed shape):
+//! a controller of the older build answers them 404, so a mixed quorum during a rolling
+//! upgrade never misreads a message; it only cannot count the other build's votes.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
-    Unreachable,
+    NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
-use openraft::network::{Backoff, RPCOption, RPCTypes};
+use openraft::network::{RPCOption, RPCTypes};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{LogId, RaftNetwork, RaftNetworkFactory, Vote};
+use openraft::{RaftNetworkFactory, RaftNetworkV2};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
 
-use super::{KNode, NodeId, TypeConfig};
+use super::state_machine::{snapshot_id_string, CheckpointFile};
+use super::{KNode, KSnapshot, KSnapshotMeta, KVote, LogId, NodeId, TypeConfig};
 
 /// Content type of peer bodies.
 pub const POSTCARD: &str = "application/x-postcard";
 /// Peer path of AppendEntries.
-pub const PATH_APPEND: &str = "/peer/v1/append";
+pub const PATH_APPEND: &str = "/peer/v2/append";
 /// Peer path of Vote.
-pub const PATH_VOTE: &str = "/peer/v1/vote";
+pub const PATH_VOTE: &str = "/peer/v2/vote";
+/// Peer path of PreVote (KIP-996): "would you vote for me?", which changes nothing on the
+/// receiver, asked before a candidate raises its term.
+pub const PATH_PRE_VOTE: &str = "/peer/v2/pre-vote";
 /// Peer path of a snapshot chunk.
-pub const PATH_SNAPSHOT: &str = "/peer/v1/snapshot";
+pub const PATH_SNAPSHOT: &str = "/peer/v2/snapshot";
 /// Peer path of the node's identity.
 pub const PATH_INFO: &str = "/peer/v1/info";
 /// Peer path of the current checkpoint file.
@@ -57,21 +67,21 @@ pub trait Terms {
     fn highest_term(&self) -> u64;
 }
 
-fn vote_term(v: &Vote<NodeId>) -> u64 {
+fn vote_term(v: &KVote) -> u64 {
     v.leader_id.term
 }
 
-fn log_term(l: &Option<LogId<NodeId>>) -> u64 {
+fn log_term(l: &Option<LogId>) -> u64 {
     l.as_ref().map(|l| l.leader_id.term).unwrap_or(0)
 }
 
-impl Terms for VoteRequest<NodeId> {
+impl Terms for VoteRequest<TypeConfig> {
     fn highest_term(&self) -> u64 {
         vote_term(&self.vote).max(log_term(&self.last_log_id))
     }
 }
 
-impl Terms for VoteResponse<NodeId> {
+impl Terms for VoteResponse<TypeConfig> {
     fn highest_term(&self) -> u64 {
         vote_term(&self.vote).max(log_term(&self.last_log_id))
     }
@@ -92,7 +102,7 @@ impl Terms for AppendEntriesRequest<TypeConfig> {
     }
 }
 
-impl Terms for AppendEntriesResponse<NodeId> {
+impl Terms for AppendEntriesResponse<TypeConfig> {
     fn highest_term(&self) -> u64 {
         match self {
             AppendEntriesResponse::Success | AppendEntriesResponse::Conflict => 0,
@@ -102,7 +112,7 @@ impl Terms for AppendEntriesResponse<NodeId> {
     }
 }
 
-impl Terms for InstallSnapshotRequest<TypeConfig> {
+impl Terms for SnapshotChunk {
     fn highest_term(&self) -> u64 {
         vote_term(&self.vote)
             .max(log_term(&self.meta.last_log_id))
@@ -110,10 +120,52 @@ impl Terms for InstallSnapshotRequest<TypeConfig> {
     }
 }
 
-impl Terms for InstallSnapshotResponse<NodeId> {
+impl Terms for ChunkAnswer {
     fn highest_term(&self) -> u64 {
-        vote_term(&self.vote)
+        match self {
+            ChunkAnswer::Accepted { vote } | ChunkAnswer::Installed { vote } => vote_term(vote),
+            ChunkAnswer::Restart { .. } => 0,
+        }
     }
+}
+
+/// One piece of a snapshot on its way to a follower. The leader sends the checkpoint file
+/// in order, from offset 0; the follower writes it to a scratch file, checks the whole file
+/// when `done`, and only then hands it to openraft.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The leader's vote.
+    pub vote: KVote,
+    /// The checkpoint's name, `<end-offset>-<epoch>` (openraft's metadata has no name).
+    pub checkpoint: String,
+    /// openraft's metadata of the snapshot.
+    pub meta: KSnapshotMeta,
+    /// Where `data` starts in the file.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Is this the last piece?
+    pub done: bool,
+}
+
+/// What a follower answers a [`SnapshotChunk`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkAnswer {
+    /// Written; send the next piece. `vote` is the follower's (higher: stop).
+    Accepted {
+        /// The follower's vote.
+        vote: KVote,
+    },
+    /// The whole file was checked and installed.
+    Installed {
+        /// The follower's vote after installing.
+        vote: KVote,
+    },
+    /// The follower dropped the transfer (out of order, damaged, cannot write): start again.
+    Restart {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Refuses a peer message with a term above [`MAX_TERM`]: Kafka epochs are i32, and a
@@ -229,30 +281,73 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
+/// The newest record of every member (peer address, directory id), shared by all of a
+/// node's peer connections. openraft keeps a replication stream, and the connection it was
+/// given, across a membership change that only updates a node's record (the leader
+/// recording the voters' directory ids), so each request reads the record from here.
+#[derive(Clone, Default)]
+pub struct PeerBook(Arc<RwLock<BTreeMap<NodeId, KNode>>>);
+
+impl PeerBook {
+    /// Replaces the records with those of the current membership.
+    pub fn set_all(&self, nodes: impl IntoIterator<Item = (NodeId, KNode)>) {
+        let new: BTreeMap<NodeId, KNode> = nodes.into_iter().collect();
+        let mut g = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if *g != new {
+            *g = new;
+        }
+    }
+
+    /// The current record of `id`, if it is a member.
+    pub fn get(&self, id: NodeId) -> Option<KNode> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+}
+
 /// openraft's network factory.
 #[derive(Clone)]
 pub struct Network {
+    book: PeerBook,
     client: reqwest::Client,
     cluster_id: String,
     me: NodeId,
     /// Largest body the receivers accept ([`MAX_PEER_BODY`]).
     max_body: usize,
+    /// Size of the pieces a snapshot is sent in.
+    chunk_size: usize,
 }
 
 impl Network {
     /// A factory for node `me` of `cluster_id`.
     pub fn new(client: reqwest::Client, cluster_id: String, me: NodeId) -> Self {
         Network {
+            book: PeerBook::default(),
             client,
             cluster_id,
             me,
             max_body: MAX_PEER_BODY,
+            chunk_size: 1 << 20,
         }
+    }
+
+    /// The member records every connection reads; the node keeps them current.
+    pub fn book(&self) -> PeerBook {
+        self.book.clone()
     }
 
     /// The same with another body limit (tests).
     pub fn with_max_body(mut self, max_body: usize) -> Self {
         self.max_body = max_body;
+        self
+    }
+
+    /// The same with another snapshot piece size.
+    pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = chunk_size.max(1);
         self
     }
 }
@@ -280,30 +375,64 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 #[error("{0}")]
 struct Msg(String);
 
+type RpcErr = RPCError<TypeConfig>;
+
+fn net_err(msg: String) -> RpcErr {
+    RPCError::Network(NetworkError::new(&Msg(msg)))
+}
+
+/// A peer's answer, or its refusal of the body as too large (HTTP 413).
+enum Sent<T> {
+    Answer(T),
+    TooLarge(String),
+}
+
 impl PeerConn {
-    async fn call<Req, Resp, E>(
+    async fn call<Req, Resp>(
         &self,
         path: &str,
         action: RPCTypes,
-        body: Req,
-        option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, KNode, RaftError<NodeId, E>>>
+        body: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RpcErr>
     where
         Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
+        Resp: DeserializeOwned + Terms,
     {
+        match self.call_or_too_large(path, action, body, ttl).await? {
+            Sent::Answer(a) => Ok(a),
+            Sent::TooLarge(msg) => Err(net_err(msg)),
+        }
+    }
+
+    async fn call_or_too_large<Req, Resp>(
+        &self,
+        path: &str,
+        action: RPCTypes,
+        body: &Req,
+        ttl: Duration,
+    ) -> Result<Sent<Resp>, RpcErr>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned + Terms,
+    {
+        // The record given when openraft made this connection may be older than the
+        // membership: the book has the current one.
+        let node = self
+            .net
+            .book
+            .get(self.target)
+            .unwrap_or_else(|| self.node.clone());
         let env = PeerRequest {
             cluster_id: self.net.cluster_id.clone(),
             from: self.net.me,
             to: self.target,
-            to_directory: self.node.directory_id,
+            to_directory: node.directory_id,
             body,
         };
         let bytes =
             postcard::to_allocvec(&env).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let url = format!("http://{}{}", self.node.peer_addr, path);
-        let ttl = option.hard_ttl();
+        let url = format!("http://{}{}", node.peer_addr, path);
         let res = self
             .net
             .client
@@ -334,140 +463,226 @@ impl PeerConn {
         let body = resp.bytes().await.map_err(transport)?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]).to_string();
-            let msg = Msg(format!(
-                "node {} refused {path}: {status}: {text}",
-                self.target
-            ));
-            if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE
-                && matches!(action, RPCTypes::AppendEntries)
-            {
-                // The receiver's body limit: append_entries turns this into a smaller hint.
-                return Err(RPCError::PayloadTooLarge(
-                    PayloadTooLarge::new_entries_hint(1).with_source_error(&msg),
-                ));
+            let msg = format!("node {} refused {path}: {status}: {text}", self.target);
+            if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+                return Ok(Sent::TooLarge(msg));
             }
-            return Err(RPCError::Network(NetworkError::new(&msg)));
+            return Err(net_err(msg));
         }
-        let result: Result<Resp, RaftError<NodeId, E>> =
+        let result: Result<Resp, RaftError<TypeConfig>> =
             postcard::from_bytes(&body).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        // The remote's Raft failed (it stopped): retried like a network error.
+        let answer = result
+            .map_err(|e| net_err(format!("node {} could not handle {path}: {e}", self.target)))?;
+        check_terms(path, &answer).map_err(net_err)?;
+        Ok(Sent::Answer(answer))
+    }
+
+    /// Sends one snapshot piece; the follower's answer.
+    async fn send_chunk(&self, chunk: SnapshotChunk, ttl: Duration) -> Result<ChunkAnswer, RpcErr> {
+        self.call(PATH_SNAPSHOT, RPCTypes::InstallSnapshot, &chunk, ttl)
+            .await
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerConn {
+fn streaming(e: RpcErr) -> StreamingError<TypeConfig> {
+    match e {
+        RPCError::Timeout(t) => StreamingError::Timeout(t),
+        RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+        RPCError::Network(n) => StreamingError::Network(n),
+        RPCError::RemoteError(r) => StreamingError::Network(NetworkError::new(&r)),
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerConn {
+    type SnapshotData = CheckpointFile;
+
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, KNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RpcErr> {
         let n = rpc.entries.len();
-        let first = rpc.entries.first().map(|e| e.log_id);
-        match entries_that_fit(&rpc, self.net.max_body) {
-            None => {}
+        // A request larger than a peer body is cut: the first entries that fit are sent,
+        // and openraft is told how far they reached (PartialSuccess); it sends the rest next.
+        let partial = match entries_that_fit(&rpc, self.net.max_body) {
+            None => None,
             Some(0) => {
-                // openraft cannot split one entry: an error (retried at the next heartbeat,
-                // logged each time), not a PayloadTooLarge it would retry at once forever.
-                let msg = Msg(format!(
+                // One entry alone cannot be sent: an error (retried at the next heartbeat,
+                // logged each time).
+                let first = rpc.entries.first().map(|e| e.log_id);
+                let msg = format!(
                     "entry {} alone is larger than a peer body may be ({} bytes): node {} \
                      cannot be sent it",
                     first.map(|l| l.to_string()).unwrap_or_default(),
                     self.net.max_body,
                     self.target
-                ));
+                );
                 tracing::error!("{msg}");
-                return Err(RPCError::Network(NetworkError::new(&msg)));
+                return Err(net_err(msg));
             }
             Some(k) => {
                 tracing::debug!(
                     target_node = self.target,
                     entries = n,
                     fit = k,
-                    "AppendEntries larger than a peer body: asking openraft to send fewer entries"
+                    "AppendEntries larger than a peer body: sending the first entries only"
                 );
-                return Err(RPCError::PayloadTooLarge(
-                    PayloadTooLarge::new_entries_hint(k as u64),
-                ));
+                rpc.entries.truncate(k);
+                rpc.entries.last().map(|e| e.log_id)
+            }
+        };
+        let mut partial = partial;
+        loop {
+            let sent = self
+                .call_or_too_large(
+                    PATH_APPEND,
+                    RPCTypes::AppendEntries,
+                    &rpc,
+                    option.hard_ttl(),
+                )
+                .await?;
+            match sent {
+                Sent::Answer(res) => {
+                    return Ok(match (res, partial) {
+                        (AppendEntriesResponse::Success, Some(last)) => {
+                            AppendEntriesResponse::PartialSuccess(Some(last))
+                        }
+                        (other, _) => other,
+                    })
+                }
+                // The receiver's body limit is lower than ours: half as many entries.
+                Sent::TooLarge(msg) if rpc.entries.len() > 1 => {
+                    tracing::warn!(
+                        target_node = self.target,
+                        entries = rpc.entries.len(),
+                        "the receiver refused an AppendEntries as too large: sending half as many entries: {msg}"
+                    );
+                    let k = rpc.entries.len() / 2;
+                    rpc.entries.truncate(k);
+                    partial = rpc.entries.last().map(|e| e.log_id);
+                }
+                Sent::TooLarge(msg) => {
+                    let first = rpc.entries.first().map(|e| e.log_id);
+                    let msg = format!(
+                        "node {} refused entry {} alone as too large: {msg}",
+                        self.target,
+                        first.map(|l| l.to_string()).unwrap_or_default()
+                    );
+                    tracing::error!("{msg}");
+                    return Err(net_err(msg));
+                }
             }
         }
-        let res = match self
-            .call(PATH_APPEND, RPCTypes::AppendEntries, rpc, &option)
-            .await
-        {
-            Err(RPCError::PayloadTooLarge(e)) if n > 1 => {
-                tracing::warn!(
-                    target_node = self.target,
-                    entries = n,
-                    "the receiver refused an AppendEntries as too large: sending half as many entries"
-                );
-                Err(RPCError::PayloadTooLarge(
-                    PayloadTooLarge::new_entries_hint((n / 2) as u64).with_source_error(&e),
-                ))
-            }
-            Err(RPCError::PayloadTooLarge(e)) => {
-                let msg = Msg(format!(
-                    "node {} refused entry {} alone as too large: {e}",
-                    self.target,
-                    first.map(|l| l.to_string()).unwrap_or_default()
-                ));
-                tracing::error!("{msg}");
-                Err(RPCError::Network(NetworkError::new(&msg)))
-            }
-            other => other,
-        }?;
-        check_terms("AppendEntries response", &res)
-            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
-        Ok(res)
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, KNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        let res: InstallSnapshotResponse<NodeId> = self
-            .call(PATH_SNAPSHOT, RPCTypes::InstallSnapshot, rpc, &option)
-            .await?;
-        check_terms("InstallSnapshot response", &res)
-            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
-        Ok(res)
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, KNode, RaftError<NodeId>>> {
-        let res: VoteResponse<NodeId> = self.call(PATH_VOTE, RPCTypes::Vote, rpc, &option).await?;
-        check_terms("Vote response", &res)
-            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
-        Ok(res)
+    ) -> Result<VoteResponse<TypeConfig>, RpcErr> {
+        self.call(PATH_VOTE, RPCTypes::Vote, &rpc, option.hard_ttl())
+            .await
     }
 
-    fn backoff(&self) -> Backoff {
-        // An unreachable peer is retried every 200 ms, so a restarted node is back quickly.
-        Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RpcErr> {
+        self.call(PATH_PRE_VOTE, RPCTypes::Vote, &rpc, option.hard_ttl())
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: KVote,
+        snapshot: KSnapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let send = async {
+            let meta = snapshot.meta;
+            let checkpoint = snapshot_id_string(&snapshot.snapshot.id);
+            let mut file = snapshot.snapshot.file;
+            let mut offset = 0u64;
+            let mut buf = vec![0u8; self.net.chunk_size];
+            loop {
+                // Fill a whole piece (or reach the end).
+                let mut filled = 0;
+                while filled < buf.len() {
+                    let got = file.read(&mut buf[filled..]).await.map_err(|e| {
+                        StreamingError::Network(NetworkError::new(&Msg(format!(
+                            "reading snapshot {checkpoint}: {e}"
+                        ))))
+                    })?;
+                    if got == 0 {
+                        break;
+                    }
+                    filled += got;
+                }
+                let done = filled < buf.len();
+                let chunk = SnapshotChunk {
+                    vote,
+                    checkpoint: checkpoint.clone(),
+                    meta: meta.clone(),
+                    offset,
+                    data: buf[..filled].to_vec(),
+                    done,
+                };
+                let answer = self
+                    .send_chunk(chunk, option.hard_ttl())
+                    .await
+                    .map_err(streaming)?;
+                match answer {
+                    ChunkAnswer::Installed { vote } => return Ok(SnapshotResponse::new(vote)),
+                    ChunkAnswer::Accepted { vote: theirs } if theirs > vote => {
+                        // The follower saw a newer leader: openraft must hear of it.
+                        return Ok(SnapshotResponse::new(theirs));
+                    }
+                    ChunkAnswer::Accepted { .. } if done => {
+                        // Every piece was taken but nothing was installed: never report
+                        // the follower as caught up.
+                        return Err(StreamingError::Network(NetworkError::new(&Msg(format!(
+                            "node {} took every piece of snapshot {checkpoint} but did not \
+                             install it",
+                            self.target
+                        )))));
+                    }
+                    ChunkAnswer::Accepted { .. } => {}
+                    ChunkAnswer::Restart { reason } => {
+                        return Err(StreamingError::Network(NetworkError::new(&Msg(format!(
+                            "node {} dropped snapshot {checkpoint} at offset {offset}: {reason}",
+                            self.target
+                        )))));
+                    }
+                }
+                offset += filled as u64;
+            }
+        };
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            res = send => res,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::Batch;
+    use crate::raft::{Batch, Entry};
     use axum::body::Bytes;
     use axum::extract::{DefaultBodyLimit, State};
-    use openraft::{CommittedLeaderId, Entry, EntryPayload, SnapshotMeta};
+    use openraft::{EntryPayload, SnapshotMeta};
     use std::sync::{Arc, Mutex};
 
     const BIG: u64 = MAX_TERM + 1;
 
-    fn log_id(term: u64, index: u64) -> LogId<NodeId> {
-        LogId::new(CommittedLeaderId::new(term, 1), index)
+    fn log_id(term: u64, index: u64) -> LogId {
+        crate::raft::log_id(term, 1, index)
     }
 
-    fn entries(n: u64, size: usize) -> Vec<Entry<TypeConfig>> {
+    fn entries(n: u64, size: usize) -> Vec<Entry> {
         (1..=n)
             .map(|i| Entry {
                 log_id: log_id(1, i),
@@ -478,9 +693,9 @@ mod tests {
             .collect()
     }
 
-    fn append(entries: Vec<Entry<TypeConfig>>) -> AppendEntriesRequest<TypeConfig> {
+    fn append(entries: Vec<Entry>) -> AppendEntriesRequest<TypeConfig> {
         AppendEntriesRequest {
-            vote: Vote::new_committed(1, 1),
+            vote: KVote::new_committed(1, 1),
             prev_log_id: Some(log_id(1, 0)),
             entries,
             leader_commit: None,
@@ -492,11 +707,11 @@ mod tests {
         let ok = append(entries(2, 8));
         check_terms("AppendEntries", &ok).unwrap();
         let mut at_max = append(entries(1, 8));
-        at_max.vote = Vote::new_committed(MAX_TERM, 1);
+        at_max.vote = KVote::new_committed(MAX_TERM, 1);
         check_terms("AppendEntries", &at_max).unwrap();
 
         let mut v = append(vec![]);
-        v.vote = Vote::new_committed(BIG, 1);
+        v.vote = KVote::new_committed(BIG, 1);
         let mut prev = append(vec![]);
         prev.prev_log_id = Some(log_id(BIG, 0));
         let mut commit = append(vec![]);
@@ -513,43 +728,43 @@ mod tests {
             assert!(e.contains("above the largest Kafka epoch"), "{what}: {e}");
         }
 
-        let vote = VoteRequest::new(Vote::new(BIG, 2), Some(log_id(1, 3)));
+        let vote = VoteRequest::new(KVote::new(BIG, 2), Some(log_id(1, 3)));
         assert!(check_terms("Vote", &vote).is_err());
-        let vote = VoteRequest::new(Vote::new(2, 2), Some(log_id(BIG, 3)));
+        let vote = VoteRequest::new(KVote::new(2, 2), Some(log_id(BIG, 3)));
         assert!(check_terms("Vote", &vote).is_err());
-        let vote = VoteRequest::new(Vote::new(2, 2), Some(log_id(1, 3)));
+        let vote = VoteRequest::new(KVote::new(2, 2), Some(log_id(1, 3)));
         check_terms("Vote", &vote).unwrap();
 
-        let snap = |vote: Vote<NodeId>, last: Option<LogId<NodeId>>| InstallSnapshotRequest {
+        let snap = |vote: KVote, last: Option<LogId>| SnapshotChunk {
             vote,
+            checkpoint: "1-1".into(),
             meta: SnapshotMeta {
                 last_log_id: last,
                 last_membership: Default::default(),
-                snapshot_id: "1-1".into(),
             },
             offset: 0,
             data: vec![],
             done: false,
         };
-        check_terms("snap", &snap(Vote::new_committed(1, 1), Some(log_id(1, 1)))).unwrap();
-        assert!(check_terms("snap", &snap(Vote::new_committed(BIG, 1), None)).is_err());
+        check_terms(
+            "snap",
+            &snap(KVote::new_committed(1, 1), Some(log_id(1, 1))),
+        )
+        .unwrap();
+        assert!(check_terms("snap", &snap(KVote::new_committed(BIG, 1), None)).is_err());
         assert!(check_terms(
             "snap",
-            &snap(Vote::new_committed(1, 1), Some(log_id(BIG, 1)))
+            &snap(KVote::new_committed(1, 1), Some(log_id(BIG, 1)))
         )
         .is_err());
 
-        let higher: AppendEntriesResponse<NodeId> =
-            AppendEntriesResponse::HigherVote(Vote::new(BIG, 3));
+        let higher: AppendEntriesResponse<TypeConfig> =
+            AppendEntriesResponse::HigherVote(KVote::new(BIG, 3));
         assert!(check_terms("resp", &higher).is_err());
-        let partial: AppendEntriesResponse<NodeId> =
+        let partial: AppendEntriesResponse<TypeConfig> =
             AppendEntriesResponse::PartialSuccess(Some(log_id(BIG, 3)));
         assert!(check_terms("resp", &partial).is_err());
-        let vr = VoteResponse {
-            vote: Vote::new(BIG, 3),
-            vote_granted: false,
-            last_log_id: None,
-        };
+        let vr = VoteResponse::<TypeConfig>::new(KVote::new(BIG, 3), None, false);
         assert!(check_terms("resp", &vr).is_err());
     }
 
@@ -565,17 +780,14 @@ mod tests {
             .lock()
             .unwrap()
             .push((body.len(), env.body.entries.len()));
-        let res: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+        let res: Result<AppendEntriesResponse<TypeConfig>, RaftError<TypeConfig>> =
             Ok(AppendEntriesResponse::Success);
         postcard::to_allocvec(&res).unwrap()
     }
 
     async fn huge_vote(_body: Bytes) -> Vec<u8> {
-        let res: Result<VoteResponse<NodeId>, RaftError<NodeId>> = Ok(VoteResponse {
-            vote: Vote::new(BIG, 3),
-            vote_granted: true,
-            last_log_id: None,
-        });
+        let res: Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>> =
+            Ok(VoteResponse::new(KVote::new(BIG, 3), None, true));
         postcard::to_allocvec(&res).unwrap()
     }
 
@@ -607,23 +819,23 @@ mod tests {
         RPCOption::new(Duration::from_secs(5))
     }
 
-    /// Sends `all` as openraft's replication does: on PayloadTooLarge, at once again with
-    /// the hinted number of entries. Returns the number of RPCs, or the first other error.
-    async fn replicate(c: &mut PeerConn, all: Vec<Entry<TypeConfig>>) -> Result<usize, String> {
+    /// Sends `all` (indexes 1..) as openraft's replication does: after a PartialSuccess,
+    /// the rest from the entry after the one it names. Returns the number of RPCs, or the
+    /// first error.
+    async fn replicate(c: &mut PeerConn, all: Vec<Entry>) -> Result<usize, String> {
         let mut next = 0usize;
-        let mut hint = usize::MAX;
         for rpcs in 1..=100 {
-            let end = all.len().min(next.saturating_add(hint));
-            let req = append(all[next..end].to_vec());
+            let req = append(all[next..].to_vec());
             match c.append_entries(req, opt()).await {
-                Ok(AppendEntriesResponse::Success) => {
-                    next = end;
-                    if next == all.len() {
-                        return Ok(rpcs);
+                Ok(AppendEntriesResponse::Success) => return Ok(rpcs),
+                Ok(AppendEntriesResponse::PartialSuccess(Some(l))) => {
+                    let reached = usize::try_from(l.index).unwrap_or(usize::MAX);
+                    if reached <= next {
+                        return Err(format!("no progress past entry {next}"));
                     }
+                    next = reached;
                 }
                 Ok(other) => return Err(format!("answer {other:?}")),
-                Err(RPCError::PayloadTooLarge(p)) => hint = p.entries_hint() as usize,
                 Err(e) => return Err(e.to_string()),
             }
         }
@@ -638,12 +850,12 @@ mod tests {
         let mut c = conn(&addr, limit);
         let rpcs = replicate(&mut c, entries(10, 10_000)).await.unwrap();
         let got = seen.0.lock().unwrap().clone();
-        assert!(rpcs >= 3, "10 x 10 kB in bodies of 64 KiB: {got:?}");
+        assert!(rpcs >= 2, "10 x 10 kB need two bodies of 64 KiB: {got:?}");
+        assert!(got.len() >= 2, "{got:?}");
         assert_eq!(got.iter().map(|(_, n)| n).sum::<usize>(), 10, "{got:?}");
         assert!(got.iter().all(|(b, _)| *b <= limit), "{got:?}");
 
-        // One entry larger than a body: an error at once, nothing sent, no PayloadTooLarge
-        // (openraft would retry that immediately, forever).
+        // One entry larger than a body: an error at once, nothing sent.
         seen.0.lock().unwrap().clear();
         let err = c
             .append_entries(append(entries(1, 100_000)), opt())
@@ -662,16 +874,18 @@ mod tests {
         let (addr, seen) = peer(limit).await;
         // The client believes bodies may be larger: the receiver's 413 must be understood.
         let mut c = conn(&addr, MAX_PEER_BODY);
-        let err = c
+        let first = c
             .append_entries(append(entries(10, 10_000)), opt())
             .await
-            .unwrap_err();
-        match &err {
-            RPCError::PayloadTooLarge(p) => assert_eq!(p.entries_hint(), 5),
-            other => panic!("expected PayloadTooLarge, got {other:?}"),
-        }
+            .unwrap();
+        assert_eq!(
+            first,
+            AppendEntriesResponse::PartialSuccess(Some(log_id(1, 5))),
+            "half of the entries were sent"
+        );
+        seen.0.lock().unwrap().clear();
         let rpcs = replicate(&mut c, entries(10, 10_000)).await.unwrap();
-        assert!(rpcs >= 3);
+        assert!(rpcs >= 2, "{rpcs}");
         let got = seen.0.lock().unwrap().clone();
         assert_eq!(got.iter().map(|(_, n)| n).sum::<usize>(), 10, "{got:?}");
         // A single entry the receiver refuses: an error, not a hint openraft loops on.
@@ -688,7 +902,7 @@ mod tests {
         let (addr, _) = peer(1 << 20).await;
         let mut c = conn(&addr, MAX_PEER_BODY);
         let err = c
-            .vote(VoteRequest::new(Vote::new(2, 1), None), opt())
+            .vote(VoteRequest::new(KVote::new(2, 1), None), opt())
             .await
             .unwrap_err();
         assert!(

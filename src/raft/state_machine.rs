@@ -14,18 +14,17 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
-};
+use futures_util::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 use super::log_store::{lock, SharedBook};
 use super::{
-    epoch_of, voters_record, Applied, Entry, KSnapshotMeta, KStoredMembership, LogId, StorageError,
-    TypeConfig, HEADER_TAG_RAFT_META,
+    epoch_of, voters_record, Applied, Entry, KSnapshot, KSnapshotMeta, KStoredMembership, LogId,
+    StorageError, TypeConfig, HEADER_TAG_RAFT_META,
 };
 use crate::image::load_checkpoint;
 use crate::image::MetadataImage;
@@ -145,37 +144,33 @@ pub fn served_high_watermark(applied: AppliedPos, current_term: u64) -> Option<u
 /// its header is refused: installing it would put the image at the wrong entry.
 pub fn check_snapshot_identity(
     meta: &KSnapshotMeta,
+    id: &SnapshotId,
     summary: &CheckpointSummary,
 ) -> Result<(), String> {
-    let id = parse_snapshot_id(&meta.snapshot_id).ok_or_else(|| {
-        format!(
-            "snapshot id {:?} is not a checkpoint name",
-            meta.snapshot_id
-        )
-    })?;
+    let name = snapshot_id_string(id);
     let rm = raft_meta_of(summary).ok_or_else(|| {
         format!(
             "snapshot {} carries no readable raft metadata in its SnapshotHeaderRecord",
-            meta.snapshot_id
+            name
         )
     })?;
     if rm.last_log_id != meta.last_log_id {
         return Err(format!(
             "snapshot {} is sent as ending at entry {:?}, but its header says {:?}",
-            meta.snapshot_id, meta.last_log_id, rm.last_log_id
+            name, meta.last_log_id, rm.last_log_id
         ));
     }
     if rm.last_membership != meta.last_membership {
         return Err(format!(
             "snapshot {} is sent with membership {:?}, but its header says {:?}",
-            meta.snapshot_id, meta.last_membership, rm.last_membership
+            name, meta.last_membership, rm.last_membership
         ));
     }
     let epoch = rm.last_log_id.as_ref().map(epoch_of).unwrap_or(0);
     if id.epoch != epoch {
         return Err(format!(
             "snapshot {} is named for epoch {}, but its last entry {:?} is of epoch {epoch}",
-            meta.snapshot_id, id.epoch, rm.last_log_id
+            name, id.epoch, rm.last_log_id
         ));
     }
     // The end offset is in the name only (a checkpoint's batches count from 0, and entries
@@ -183,7 +178,7 @@ pub fn check_snapshot_identity(
     if id.end_offset < 0 {
         return Err(format!(
             "snapshot {} is named for a negative end offset",
-            meta.snapshot_id
+            name
         ));
     }
     Ok(())
@@ -249,6 +244,16 @@ impl SmShared {
     }
 }
 
+/// A snapshot as openraft hands it around: the checkpoint file and its name (end offset
+/// and epoch), which openraft's own metadata does not carry.
+#[derive(Debug)]
+pub struct CheckpointFile {
+    /// The checkpoint's id (`<end-offset>-<epoch>`).
+    pub id: SnapshotId,
+    /// The open file.
+    pub file: tokio::fs::File,
+}
+
 /// The openraft state machine.
 #[derive(Clone)]
 pub struct StateMachine {
@@ -256,8 +261,11 @@ pub struct StateMachine {
     book: SharedBook,
 }
 
-fn snap_err(meta: Option<&KSnapshotMeta>, e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::write_snapshot(meta.map(|m| m.signature()), &e).into()
+fn snap_err(meta: Option<&KSnapshotMeta>, e: impl std::fmt::Display) -> StorageError {
+    match meta {
+        Some(m) => io_other(format!("snapshot {m}: {e}")),
+        None => io_other(format!("snapshot: {e}")),
+    }
 }
 
 fn io_other(msg: String) -> std::io::Error {
@@ -327,7 +335,6 @@ impl StateMachine {
                             meta: SnapshotMeta {
                                 last_log_id: rm.last_log_id,
                                 last_membership: rm.last_membership,
-                                snapshot_id: snapshot_id_string(&id),
                             },
                             id,
                             path: path.clone(),
@@ -577,8 +584,7 @@ impl StateMachine {
             last_log_id: last_applied,
             last_membership: membership.clone(),
         };
-        let tag = postcard::to_allocvec(&rm)
-            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
+        let tag = postcard::to_allocvec(&rm).map_err(|e| snap_err(None, e))?;
         let meta = CheckpointMeta {
             last_contained_log_timestamp: ts,
             header_tags: BTreeMap::from([(HEADER_TAG_RAFT_META, Bytes::from(tag))]),
@@ -609,7 +615,6 @@ impl StateMachine {
         let smeta = SnapshotMeta {
             last_log_id: last_applied,
             last_membership: membership,
-            snapshot_id: snapshot_id_string(&id),
         };
         Ok((
             CurrentSnapshot {
@@ -635,8 +640,8 @@ impl StateMachine {
                     }
                 }
                 tracing::info!(
-                    built = %built.meta.snapshot_id,
-                    current = %cur.meta.snapshot_id,
+                    built = %built.id.file_name(),
+                    current = %cur.id.file_name(),
                     "a newer snapshot was installed while this checkpoint was written: the newer one stays current"
                 );
                 return cur;
@@ -650,46 +655,28 @@ impl StateMachine {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
+    type SnapshotData = CheckpointFile;
+
+    async fn build_snapshot(&mut self) -> SResult<KSnapshot> {
         let (built, end) = self.write_built().await?;
         let cur = self.adopt_built(built, end);
         let f = tokio::fs::File::open(&cur.path)
             .await
-            .map_err(|e| StorageIOError::read_snapshot(Some(cur.meta.signature()), &e))?;
+            .map_err(|e| snap_err(Some(&cur.meta), e))?;
         Ok(Snapshot {
             meta: cur.meta,
-            snapshot: Box::new(f),
+            snapshot: CheckpointFile {
+                id: cur.id,
+                file: f,
+            },
         })
     }
 }
 
-impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotBuilder = StateMachine;
-
-    async fn applied_state(&mut self) -> SResult<(Option<LogId>, KStoredMembership)> {
-        let st = self.shared.read();
-        Ok((st.last_applied, st.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> SResult<Vec<Applied>>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let mut st = self.shared.write();
-        let out: Vec<Applied> = entries
-            .into_iter()
-            .map(|e| Self::apply_one(&mut st, e))
-            .collect();
-        self.shared.publish(&st);
-        Ok(out)
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
-    }
-
-    async fn begin_receiving_snapshot(&mut self) -> SResult<Box<tokio::fs::File>> {
+impl StateMachine {
+    /// A nameless scratch file in the checkpoint directory for a snapshot being received
+    /// from the leader (same file system as the checkpoints, gone if the node dies).
+    pub async fn receiving_file(&self) -> SResult<tokio::fs::File> {
         let path = self
             .shared
             .dir
@@ -704,23 +691,58 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| snap_err(None, e))?;
         // The name is only needed while the handle is open.
         let _ = tokio::fs::remove_file(&path).await;
-        Ok(Box::new(f))
+        Ok(f)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = CheckpointFile;
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> SResult<(Option<LogId>, KStoredMembership)> {
+        let st = self.shared.read();
+        Ok((st.last_applied, st.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> SResult<()>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>>
+            + Unpin
+            + OptionalSend,
+    {
+        // Everything openraft hands over at once is applied under one lock and published
+        // once; the answers go out after the image is published.
+        let batch: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        let mut answers = Vec::with_capacity(batch.len());
+        {
+            let mut st = self.shared.write();
+            for (entry, responder) in batch {
+                let applied = Self::apply_one(&mut st, entry);
+                answers.push((responder, applied));
+            }
+            self.shared.publish(&st);
+        }
+        for (responder, applied) in answers {
+            if let Some(r) = responder {
+                r.send(applied);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &KSnapshotMeta,
-        mut snapshot: Box<tokio::fs::File>,
+        snapshot: CheckpointFile,
     ) -> SResult<()> {
-        let id = parse_snapshot_id(&meta.snapshot_id).ok_or_else(|| {
-            snap_err(
-                Some(meta),
-                io_other(format!(
-                    "snapshot id {:?} is not a checkpoint name",
-                    meta.snapshot_id
-                )),
-            )
-        })?;
+        let CheckpointFile {
+            id,
+            file: mut snapshot,
+        } = snapshot;
         // The handle may be at its end (openraft's receiver) or someone else's: rewind.
         let mut buf = Vec::new();
         snapshot
@@ -736,7 +758,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| snap_err(Some(meta), io_other(e.to_string())))?;
         // The peer listener checks this before openraft sees a transfer; checked again here
         // so nothing installs a snapshot whose name or metadata contradicts its header.
-        check_snapshot_identity(meta, &summary).map_err(|e| snap_err(Some(meta), io_other(e)))?;
+        check_snapshot_identity(meta, &id, &summary)
+            .map_err(|e| snap_err(Some(meta), io_other(e)))?;
         let dir = self.shared.dir.clone();
         let path = tokio::task::spawn_blocking(move || write_checkpoint_bytes(&dir, id, &bytes))
             .await
@@ -772,17 +795,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig>>> {
+    async fn get_current_snapshot(&mut self) -> SResult<Option<KSnapshot>> {
         let cur = self.shared.read().current.clone();
         match cur {
             None => Ok(None),
             Some(c) => {
                 let f = tokio::fs::File::open(&c.path)
                     .await
-                    .map_err(|e| StorageIOError::read_snapshot(Some(c.meta.signature()), &e))?;
+                    .map_err(|e| snap_err(Some(&c.meta), e))?;
                 Ok(Some(Snapshot {
                     meta: c.meta,
-                    snapshot: Box::new(f),
+                    snapshot: CheckpointFile { id: c.id, file: f },
                 }))
             }
         }
@@ -794,7 +817,6 @@ mod tests {
     use super::*;
     use crate::raft::log_store::LogStore;
     use crate::raft::KMembership;
-    use openraft::CommittedLeaderId;
     use std::collections::BTreeSet;
 
     fn open(dir: &Path) -> (StateMachine, LogStore) {
@@ -804,7 +826,7 @@ mod tests {
     }
 
     fn log_id(term: u64, index: u64) -> LogId {
-        LogId::new(CommittedLeaderId::new(term, 1), index)
+        crate::raft::log_id(term, 1, index)
     }
 
     async fn apply_blanks(sm: &mut StateMachine, term: u64, from: u64, to: u64) {
@@ -814,7 +836,8 @@ mod tests {
                 payload: EntryPayload::Blank,
             })
             .collect();
-        sm.apply(entries).await.unwrap();
+        let stream = futures_util::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
+        sm.apply(stream).await.unwrap();
     }
 
     fn checkpoints(sm: &StateMachine) -> Vec<SnapshotId> {
@@ -898,26 +921,27 @@ mod tests {
         let path = b.shared.read().current.clone().unwrap().path;
         let bytes = std::fs::read(&path).unwrap();
         let (_, summary) = load_checkpoint(Bytes::from(bytes), Some(1)).unwrap();
-        check_snapshot_identity(&good.meta, &summary).unwrap();
+        let good_id = good.snapshot.id;
+        check_snapshot_identity(&good.meta, &good_id, &summary).unwrap();
 
         let mut later_entry = good.meta.clone();
         later_entry.last_log_id = Some(log_id(1, 9));
         let mut other_membership = good.meta.clone();
         other_membership.last_membership = KStoredMembership::new(
             Some(log_id(1, 3)),
-            KMembership::new(vec![BTreeSet::from([1])], ()),
+            KMembership::new_with_defaults(vec![BTreeSet::from([1])], []),
         );
-        let mut no_name = good.meta.clone();
-        no_name.snapshot_id = "../../etc".into();
-        for (what, meta) in [
-            ("a later last entry", later_entry),
-            ("another membership", other_membership),
-            ("a name that is no checkpoint id", no_name),
+        let mut other_epoch = good_id;
+        other_epoch.epoch += 1;
+        for (what, meta, id) in [
+            ("a later last entry", later_entry, good_id),
+            ("another membership", other_membership, good_id),
+            ("a name of another epoch", good.meta.clone(), other_epoch),
         ] {
-            let e = check_snapshot_identity(&meta, &summary).unwrap_err();
+            let e = check_snapshot_identity(&meta, &id, &summary).unwrap_err();
             eprintln!("{what}: {e}");
             let file = tokio::fs::File::open(&path).await.unwrap();
-            let r = a.install_snapshot(&meta, Box::new(file)).await;
+            let r = a.install_snapshot(&meta, CheckpointFile { id, file }).await;
             assert!(r.is_err(), "{what}: installed");
             assert_eq!(a.shared.applied().end_offset, 3, "{what}");
             assert_eq!(a.shared.read().last_applied, Some(log_id(1, 2)), "{what}");
@@ -926,7 +950,7 @@ mod tests {
         }
         // The true one installs.
         let file = tokio::fs::File::open(&path).await.unwrap();
-        a.install_snapshot(&good.meta, Box::new(file))
+        a.install_snapshot(&good.meta, CheckpointFile { id: good_id, file })
             .await
             .unwrap();
         assert_eq!(a.shared.applied().end_offset, 6);
@@ -941,7 +965,6 @@ mod transaction_tests {
     use crate::record::metadata::{
         BeginTransactionRecord, ConfigRecord, TopicRecord, VersionedRecord, RESOURCE_TOPIC,
     };
-    use openraft::CommittedLeaderId;
 
     fn state() -> SmState {
         SmState::fresh()
@@ -955,14 +978,14 @@ mod transaction_tests {
         let mut b: Batch = data_batch(&values, 0).unwrap();
         stamp_batch(&mut b.bytes, st.end_offset as i64, 1);
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            log_id: crate::raft::log_id(1, 1, index),
             payload: EntryPayload::Normal(b),
         }
     }
 
     fn blank(index: u64) -> Entry {
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(2, 2), index),
+            log_id: crate::raft::log_id(2, 2, index),
             payload: EntryPayload::Blank,
         }
     }

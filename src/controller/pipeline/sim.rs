@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use openraft::{CommittedLeaderId, EntryPayload, LogId, Membership};
+use openraft::type_config::alias::EntryPayloadOf;
+use openraft::{EntryPayload, Membership};
 
 use super::{Committed, Done, Job, Outcome, Pipeline, RaftLog};
 use crate::controller::brokers::{self, Heartbeat, Listener, Registration};
@@ -104,7 +105,7 @@ impl FakeRaft {
         f
     }
 
-    fn push(&mut self, payload: EntryPayload<crate::raft::TypeConfig>, leader: NodeId) -> usize {
+    fn push(&mut self, payload: EntryPayloadOf<crate::raft::TypeConfig>, leader: NodeId) -> usize {
         let index = self.log.len();
         let payload = match payload {
             EntryPayload::Normal(mut b) => {
@@ -115,7 +116,7 @@ impl FakeRaft {
         };
         let count = crate::raft::record_count(&payload).expect("count");
         self.log.push(Entry {
-            log_id: LogId::new(CommittedLeaderId::new(self.term, leader), index as u64),
+            log_id: crate::raft::log_id(self.term, leader, index as u64),
             payload,
         });
         self.bases.push(self.end);
@@ -236,7 +237,10 @@ impl FakeRaft {
             return;
         }
         for _ in 0..n {
-            let m = Membership::new(vec![std::collections::BTreeSet::from([1, 2, 3])], ());
+            let m = Membership::new_with_defaults(
+                vec![std::collections::BTreeSet::from([1, 2, 3])],
+                [],
+            );
             self.push(EntryPayload::Membership(m), ME);
         }
         self.commit_all();
