@@ -211,6 +211,10 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
     }
 }
 
+/// How long a follower waits for the leader's answer to a forwarded request (above the
+/// longest a handler may take, e.g. adding a voter that must catch up first).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(65);
+
 /// Forwards a request to the leader's API listener (once: a forwarded request that reaches
 /// a non-leader gets NOT_CONTROLLER).
 pub async fn forward(
@@ -230,6 +234,45 @@ pub async fn forward(
     let Some(addr) = node.api_addr_of(leader).await else {
         return ApiError::not_controller(Some(leader)).into_response();
     };
+    let to = Upstream {
+        http: &node.http,
+        from: node.id(),
+        leader,
+        addr: &addr,
+        timeout: FORWARD_TIMEOUT,
+    };
+    relay(to, method, path_and_query, headers, body).await
+}
+
+/// The leader a request is forwarded to, and how.
+struct Upstream<'a> {
+    http: &'a reqwest::Client,
+    /// This node (named in the [`FORWARDED`] header).
+    from: NodeId,
+    leader: NodeId,
+    /// The leader's API listener.
+    addr: &'a str,
+    /// How long to wait for the whole answer.
+    timeout: Duration,
+}
+
+/// Sends a request to the leader and relays its answer. A failure before anything was sent
+/// (no connection) is NOT_CONTROLLER; a write that failed after it was sent is
+/// REQUEST_TIMED_OUT, since the leader may have carried it out.
+async fn relay(
+    to: Upstream<'_>,
+    method: Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Upstream {
+        http,
+        from,
+        leader,
+        addr,
+        timeout,
+    } = to;
     // Once a write has been sent, a failure says nothing of whether the leader carried it
     // out: the client is told the outcome is unknown, not that nothing happened.
     let write = method != Method::GET && method != Method::HEAD;
@@ -244,11 +287,10 @@ pub async fn forward(
             ApiError::not_controller(Some(leader)).with_message(e)
         }
     };
-    let mut req = node
-        .http
+    let mut req = http
         .request(method, format!("http://{addr}{path_and_query}"))
-        .header(FORWARDED, node.id().to_string())
-        .timeout(Duration::from_secs(65))
+        .header(FORWARDED, from.to_string())
+        .timeout(timeout)
         .body(body);
     for h in [header::CONTENT_TYPE, header::ACCEPT, header::RANGE] {
         if let Some(v) = headers.get(&h) {
@@ -271,7 +313,8 @@ pub async fn forward(
                     r
                 }
                 Err(e) => unknown(format!(
-                    "reading the answer of the leader {leader} failed: {e}"
+                    "reading the answer of the leader {leader} failed: {}",
+                    with_causes(&e)
                 ))
                 .into_response(),
             }
@@ -279,14 +322,32 @@ pub async fn forward(
         // Not connected: the request never reached the leader.
         Err(e) if e.is_connect() => ApiError::not_controller(Some(leader))
             .with_message(format!(
-                "forwarding to the leader {leader} at {addr} failed: {e}"
+                "forwarding to the leader {leader} at {addr} failed: {}",
+                with_causes(&e)
             ))
             .into_response(),
         Err(e) => unknown(format!(
-            "forwarding to the leader {leader} at {addr} failed: {e}"
+            "forwarding to the leader {leader} at {addr} failed: {}",
+            with_causes(&e)
         ))
         .into_response(),
     }
+}
+
+/// `e` and its causes, `a: b: c`. reqwest's own text names only the URL, not what went
+/// wrong (refused, reset, closed, timed out), which is what an operator needs to know.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl ApiError {
@@ -386,5 +447,328 @@ impl LeaderRequest {
         handle(node.clone(), self.body)
             .await
             .unwrap_or_else(IntoResponse::into_response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What a follower answers when forwarding a request to the leader fails: a write the
+    //! leader may have taken is REQUEST_TIMED_OUT (outcome unknown), never NOT_CONTROLLER
+    //! (which tells the client nothing happened and invites a blind retry). Each test puts
+    //! a fake leader on loopback that takes the request and then misbehaves, and calls the
+    //! forwarding code with the node's real HTTP client.
+
+    use super::*;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+    /// The forwarded request: a broker heartbeat, as a follower forwards it.
+    const PATH: &str = "/v1/brokers/7/heartbeat";
+    const BODY: &str = r#"{"broker_epoch":7,"current_metadata_offset":9}"#;
+    /// The fake leader's node id, and the follower's.
+    const LEADER: NodeId = 1;
+    const FOLLOWER: NodeId = 2;
+    /// Bound of everything a fake leader waits for.
+    const BOUND: Duration = Duration::from_secs(20);
+
+    /// What the fake leader does once it has read the whole request.
+    #[derive(Debug, Clone, Copy)]
+    enum Leader {
+        /// Closes the connection without answering (FIN).
+        ClosesAfterReading,
+        /// Resets the connection (RST) without answering.
+        ResetsAfterReading,
+        /// Never answers (holds the connection until the follower gives up).
+        NeverAnswers,
+        /// Sends the status line and headers, then closes half-way through the body.
+        ClosesMidAnswer,
+        /// Answers 200 with a JSON body.
+        Answers,
+    }
+
+    /// Reads one HTTP/1.1 request (headers, then a Content-Length body) and returns it.
+    async fn read_request(s: &mut TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    return String::from_utf8_lossy(&buf).into_owned();
+                }
+            }
+            let n = s.read(&mut chunk).await.expect("reading the request");
+            assert!(
+                n > 0,
+                "the follower closed before sending the whole request"
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A fake leader on loopback that takes one request and then acts as `how`; the task
+    /// returns the request exactly as it arrived.
+    async fn fake_leader(how: Leader) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = tokio::time::timeout(BOUND, listener.accept())
+                .await
+                .expect("the follower connects")
+                .unwrap();
+            let req = tokio::time::timeout(BOUND, read_request(&mut s))
+                .await
+                .expect("the follower sends the request");
+            match how {
+                Leader::ClosesAfterReading => drop(s),
+                Leader::ResetsAfterReading => {
+                    s.set_zero_linger().unwrap();
+                    drop(s);
+                }
+                Leader::NeverAnswers => {
+                    // Until the follower gives up and closes its end.
+                    let mut rest = [0u8; 64];
+                    let _ = tokio::time::timeout(BOUND, s.read(&mut rest)).await;
+                }
+                Leader::ClosesMidAnswer => {
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                content-length: 100\r\n\r\n{\"is_fenced\":";
+                    s.write_all(head.as_bytes()).await.unwrap();
+                    s.flush().await.unwrap();
+                    drop(s);
+                }
+                Leader::Answers => {
+                    let body = r#"{"is_caught_up":true,"is_fenced":false,"should_shutdown":false}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    s.write_all(answer.as_bytes()).await.unwrap();
+                    s.flush().await.unwrap();
+                }
+            }
+            req
+        });
+        (addr, task)
+    }
+
+    /// What the follower answered: status, `kraft-served-by`, JSON body.
+    struct Answer {
+        status: StatusCode,
+        served_by: Option<String>,
+        body: serde_json::Value,
+    }
+
+    /// Forwards [`BODY`] to `addr` as the follower does (the node's own HTTP client), with
+    /// `timeout` for the leader's answer.
+    async fn forward_to(addr: SocketAddr, method: Method, timeout: Duration) -> Answer {
+        let http = crate::raft::network::http_client();
+        let addr = addr.to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let to = Upstream {
+            http: &http,
+            from: FOLLOWER,
+            leader: LEADER,
+            addr: &addr,
+            timeout,
+        };
+        let body = if method == Method::GET {
+            Bytes::new()
+        } else {
+            Bytes::from_static(BODY.as_bytes())
+        };
+        let r = tokio::time::timeout(BOUND, relay(to, method, PATH, &headers, body))
+            .await
+            .expect("forwarding ends within its bound");
+        let status = r.status();
+        let served_by = r
+            .headers()
+            .get("kraft-served-by")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = axum::body::to_bytes(r.into_body(), MAX_BODY).await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "the follower's answer is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        Answer {
+            status,
+            served_by,
+            body,
+        }
+    }
+
+    /// The leader took the whole request: the request line, the forwarded mark, the body.
+    fn assert_taken(req: &str, method: &str) {
+        assert!(
+            req.starts_with(&format!("{method} {PATH} HTTP/1.1\r\n")),
+            "{req}"
+        );
+        assert!(
+            req.to_ascii_lowercase()
+                .contains(&format!("{FORWARDED}: {FOLLOWER}\r\n")),
+            "{req}"
+        );
+        if method != "GET" {
+            assert!(req.ends_with(BODY), "{req}");
+        }
+    }
+
+    /// 504 REQUEST_TIMED_OUT whose message names the leader, what went wrong (`cause`) and
+    /// says the request may have been carried out.
+    fn assert_outcome_unknown(a: &Answer, case: &str, cause: &str) {
+        eprintln!("{case}: {} {}", a.status, a.body);
+        assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT, "{case}: {}", a.body);
+        assert_eq!(a.body["error"], "REQUEST_TIMED_OUT", "{case}: {}", a.body);
+        let message = a.body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("leader {LEADER}"))
+                && message.contains("the leader may have carried the request out"),
+            "{case}: the message says who was asked and that the outcome is unknown: {message}"
+        );
+        assert!(
+            message.contains(cause),
+            "{case}: the message says what went wrong ({cause:?}): {message}"
+        );
+        assert_eq!(a.served_by, None, "{case}");
+    }
+
+    /// 503 NOT_CONTROLLER naming the leader, and what went wrong (`cause`).
+    fn assert_not_controller(a: &Answer, case: &str, cause: &str) {
+        eprintln!("{case}: {} {}", a.status, a.body);
+        assert_eq!(
+            a.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{case}: {}",
+            a.body
+        );
+        assert_eq!(a.body["error"], "NOT_CONTROLLER", "{case}: {}", a.body);
+        assert_eq!(a.body["leader_id"], LEADER, "{case}: {}", a.body);
+        let message = a.body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("forwarding to the leader {LEADER}"))
+                && message.contains(cause),
+            "{case}: the message says who was asked and what went wrong ({cause:?}): {message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_write_whose_connection_closes_after_the_leader_read_it_is_request_timed_out(
+    ) {
+        let (addr, leader) = fake_leader(Leader::ClosesAfterReading).await;
+        let a = forward_to(addr, Method::POST, FORWARD_TIMEOUT).await;
+        assert_taken(&leader.await.unwrap(), "POST");
+        assert_outcome_unknown(
+            &a,
+            "closed after reading",
+            "connection closed before message completed",
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_write_whose_connection_is_reset_after_the_leader_read_it_is_request_timed_out(
+    ) {
+        let (addr, leader) = fake_leader(Leader::ResetsAfterReading).await;
+        let a = forward_to(addr, Method::POST, FORWARD_TIMEOUT).await;
+        assert_taken(&leader.await.unwrap(), "POST");
+        assert_outcome_unknown(&a, "reset after reading", "reset");
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_write_the_leader_never_answers_is_request_timed_out_when_the_wait_ends() {
+        let (addr, leader) = fake_leader(Leader::NeverAnswers).await;
+        let wait = Duration::from_millis(1_500);
+        let started = std::time::Instant::now();
+        let a = forward_to(addr, Method::POST, wait).await;
+        let took = started.elapsed();
+        assert_taken(&leader.await.unwrap(), "POST");
+        assert_outcome_unknown(&a, "never answered", "timed out");
+        assert!(
+            took >= wait && took < wait + Duration::from_secs(5),
+            "the follower gave up after {took:?}, its wait being {wait:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_write_whose_answer_is_cut_off_is_request_timed_out() {
+        let (addr, leader) = fake_leader(Leader::ClosesMidAnswer).await;
+        let a = forward_to(addr, Method::POST, FORWARD_TIMEOUT).await;
+        assert_taken(&leader.await.unwrap(), "POST");
+        assert_outcome_unknown(
+            &a,
+            "answer cut off",
+            "end of file before message length reached",
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_write_to_a_closed_port_is_not_controller_as_nothing_was_sent() {
+        // A port that was just free: connecting is refused.
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let a = forward_to(addr, Method::POST, FORWARD_TIMEOUT).await;
+        assert_not_controller(&a, "connection refused", "Connection refused");
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_write_that_cannot_connect_in_time_is_not_controller_as_nothing_was_sent() {
+        // A leader whose accept queue is full: the kernel drops further SYNs, so connecting
+        // hangs until the client's connect timeout. That timeout, unlike one while waiting
+        // for an answer, comes before anything was sent.
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+            {
+                fillers.push(s);
+            }
+        }
+        assert!(!fillers.is_empty(), "the accept queue takes one connection");
+        let started = std::time::Instant::now();
+        let a = forward_to(addr, Method::POST, FORWARD_TIMEOUT).await;
+        eprintln!("connect timed out after {:?}", started.elapsed());
+        assert_not_controller(&a, "connect timed out", "tcp connect error");
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_read_whose_answer_is_lost_is_not_controller_since_a_read_can_be_retried() {
+        let (addr, leader) = fake_leader(Leader::ClosesAfterReading).await;
+        let a = forward_to(addr, Method::GET, FORWARD_TIMEOUT).await;
+        assert_taken(&leader.await.unwrap(), "GET");
+        assert_not_controller(
+            &a,
+            "read, closed after reading",
+            "connection closed before message completed",
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_write_the_leader_answers_is_relayed_with_the_leader_named() {
+        let (addr, leader) = fake_leader(Leader::Answers).await;
+        let a = forward_to(addr, Method::POST, FORWARD_TIMEOUT).await;
+        assert_taken(&leader.await.unwrap(), "POST");
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body["is_fenced"], false, "{}", a.body);
+        assert_eq!(a.served_by.as_deref(), Some("1"));
     }
 }
