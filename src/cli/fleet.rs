@@ -58,6 +58,9 @@ pub struct FleetStats {
     pub errors: AtomicU64,
     /// Answers that said "fenced" after the broker had been unfenced once.
     pub fenced_after_unfence: AtomicU64,
+    /// Longest time in ms one broker went between two answered heartbeats (pauses
+    /// included): how close the fleet came to its session timeout. A test may reset it.
+    pub longest_gap_ms: AtomicU64,
 }
 
 /// One simulated broker.
@@ -144,6 +147,7 @@ impl Fleet {
                 let mut tick = tokio::time::interval(interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut unfenced_once = false;
+                let mut last_answer: Option<Instant> = None;
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
                     let _beating = control.beating.lock().await;
@@ -159,6 +163,11 @@ impl Fleet {
                     match clients[at].heartbeat(b.id, &hb).await {
                         Ok(HeartbeatAnswer { is_fenced, .. }) => {
                             stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                            let now = Instant::now();
+                            if let Some(last) = last_answer.replace(now) {
+                                let gap = now.duration_since(last).as_millis() as u64;
+                                stats.longest_gap_ms.fetch_max(gap, Ordering::Relaxed);
+                            }
                             if is_fenced && unfenced_once {
                                 stats.fenced_after_unfence.fetch_add(1, Ordering::Relaxed);
                             }
