@@ -247,31 +247,28 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     reply(&res)
 }
 
+/// A Vote or PreVote request, opened and its terms checked.
+fn open_vote(node: &Node, body: &[u8], what: &str) -> Result<VoteRequest<TypeConfig>, Response> {
+    let req: VoteRequest<TypeConfig> = open(node, body)?;
+    check_terms(what, &req).map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?;
+    Ok(req)
+}
+
 async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let req: VoteRequest<TypeConfig> = match open(&node, &body) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    if let Err(e) = check_terms("Vote", &req) {
-        return refuse(StatusCode::BAD_REQUEST, e);
+    match open_vote(&node, &body, "Vote") {
+        Ok(req) => reply(&node.raft.vote(req).await),
+        Err(resp) => resp,
     }
-    let res = node.raft.vote(req).await;
-    reply(&res)
 }
 
 /// KIP-996's PreVote: would this node vote for the candidate? Nothing is persisted and the
 /// term does not change; a node that hears from a leader within its election timeout says
 /// no, so a candidate that was only cut off never raises its term.
 async fn pre_vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let req: VoteRequest<TypeConfig> = match open(&node, &body) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    if let Err(e) = check_terms("PreVote", &req) {
-        return refuse(StatusCode::BAD_REQUEST, e);
+    match open_vote(&node, &body, "PreVote") {
+        Ok(req) => reply(&node.raft.pre_vote(req).await),
+        Err(resp) => resp,
     }
-    let res = node.raft.pre_vote(req).await;
-    reply(&res)
 }
 
 type ChunkResult = RaftResult<ChunkAnswer>;

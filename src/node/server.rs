@@ -588,15 +588,21 @@ async fn background(node: Arc<Node>, metrics: &'static PrometheusHandle) {
 /// current membership.
 async fn keep_peer_book(raft: Raft, book: PeerBook) {
     let mut rx = raft.metrics();
+    // The metrics change with every applied entry; the membership only with its own entry.
+    let mut seen = None;
     loop {
         {
             let m = rx.borrow_watched();
-            book.set_all(
-                m.membership_config
-                    .membership()
-                    .nodes()
-                    .map(|(id, n)| (*id, n.clone())),
-            );
+            let at = Some(*m.membership_config.log_id());
+            if at != seen {
+                seen = at;
+                book.set_all(
+                    m.membership_config
+                        .membership()
+                        .nodes()
+                        .map(|(id, n)| (*id, n.clone())),
+                );
+            }
         }
         if rx.changed().await.is_err() {
             return;

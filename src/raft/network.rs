@@ -292,10 +292,7 @@ impl PeerBook {
     /// Replaces the records with those of the current membership.
     pub fn set_all(&self, nodes: impl IntoIterator<Item = (NodeId, KNode)>) {
         let new: BTreeMap<NodeId, KNode> = nodes.into_iter().collect();
-        let mut g = self.0.write().unwrap_or_else(|p| p.into_inner());
-        if *g != new {
-            *g = new;
-        }
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = new;
     }
 
     /// The current record of `id`, if it is a member.
