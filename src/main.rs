@@ -46,10 +46,11 @@ enum Command {
     },
     /// Print a new random id in Kafka's form, for --cluster-id.
     RandomUuid,
-    /// Decode checkpoint files or raw batch files offline (like kafka-dump-log
-    /// --cluster-metadata-decoder).
+    /// Decode checkpoint files, raw batch files or a node's Raft log directory offline
+    /// (like kafka-dump-log --cluster-metadata-decoder). A directory (DATA_DIR or
+    /// DATA_DIR/raft) is opened read-only, so a running node's log can be read too.
     Dump {
-        /// Files to decode.
+        /// Files (or Raft log directories) to decode.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Output format.

@@ -436,7 +436,24 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
             }
             None => !replaced.iter().rev().take(2).any(|&r| r == id),
         };
-        let missing = checks::acknowledged_writes_missing(id, &img, &outcomes);
+        let mut missing = checks::acknowledged_writes_missing(id, &img, &outcomes);
+        if must && leader_status.is_none() && !missing.is_empty() {
+            // No leader is left to tell this node what was committed: its log may hold
+            // committed entries past what its image applied. What it must hold is on disk.
+            match checks::durable_topics(&cluster.procs[&id].data_dir) {
+                Ok((durable, end)) => {
+                    let on_disk = checks::acknowledged_writes_missing(id, &durable, &outcomes);
+                    notes.push(format!(
+                        "node {id}: no leader is left to commit past its image (offset {}); {} of the {} acknowledged write(s) its image lacks are in its log on disk (through offset {end})",
+                        img.offset,
+                        missing.len() - on_disk.len().min(missing.len()),
+                        missing.len()
+                    ));
+                    missing = on_disk;
+                }
+                Err(e) => notes.push(format!("node {id}: its log on disk is unreadable: {e}")),
+            }
+        }
         if must {
             if !missing.is_empty() {
                 violations.push(format!(

@@ -1,6 +1,9 @@
-//! `kraftd dump FILE...`: an offline decoder for checkpoints and raw batch files, in the
-//! spirit of Kafka's `kafka-dump-log --cluster-metadata-decoder`.
+//! `kraftd dump FILE...`: an offline decoder for checkpoints, raw batch files and Raft log
+//! directories, in the spirit of Kafka's `kafka-dump-log --cluster-metadata-decoder`.
 //!
+//! A directory is read as the node's RocksDB Raft log (`DATA_DIR/raft`, or the data
+//! directory itself), read-only, so it works on a running node: every stored entry with its
+//! epoch and leader, whether this node knows it is committed, and its records.
 //! A `.checkpoint` file is read with every checkpoint rule (header first, footer last, ...);
 //! any other file is read as a plain sequence of v2 batches. The first problem stops the
 //! file and is printed where it was found, so the operator sees what came before it.
@@ -11,6 +14,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use super::Output;
+use crate::raft::log_store::LogStore;
 use crate::record::batch::{BatchHeader, BatchIter, RecordBatch};
 use crate::record::checkpoint::{read_checkpoint, CheckpointItem, SnapshotId};
 use crate::record::control::ControlRecord;
@@ -47,6 +51,8 @@ struct FileDump {
     file: String,
     snapshot: Option<SnapshotId>,
     batches: Vec<Value>,
+    /// For a Raft log directory: its vote, commit point and purge point.
+    raft: Option<Value>,
     error: Option<String>,
 }
 
@@ -56,6 +62,7 @@ impl FileDump {
             file: path.display().to_string(),
             snapshot: None,
             batches: Vec::new(),
+            raft: None,
             error: None,
         }
     }
@@ -64,6 +71,7 @@ impl FileDump {
         json!({
             "file": self.file,
             "snapshot": self.snapshot.map(|s| json!({"end_offset": s.end_offset, "epoch": s.epoch})),
+            "raft_log": self.raft,
             "batches": self.batches,
             "error": self.error,
         })
@@ -76,6 +84,9 @@ fn dump_file(
     output: Output,
     out: &mut dyn Write,
 ) -> Result<(), String> {
+    if path.is_dir() {
+        return dump_raft_log(path, doc, output, out);
+    }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let table = output == Output::Table;
     let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(|e| e.to_string());
@@ -145,6 +156,126 @@ fn dump_file(
         dump_batch(&batch, position, doc, table, out)?;
     }
     Ok(())
+}
+
+/// A Raft log directory (`DATA_DIR/raft`, or the data directory itself): every stored
+/// entry, committed or not, with where the node's knowledge of the commit point ends.
+fn dump_raft_log(
+    path: &Path,
+    doc: &mut FileDump,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let nested = path.join(crate::node::meta::RAFT_DIR);
+    let dir = if nested.join("CURRENT").is_file() {
+        nested
+    } else {
+        path.to_path_buf()
+    };
+    let log = LogStore::read_stored(&dir).map_err(|e| e.to_string())?;
+    let table = output == Output::Table;
+    let committed = log.committed.map(|c| c.index);
+    let known_committed = |index: u64| committed.is_some_and(|c| index <= c);
+    if table {
+        let w =
+            |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(|e| e.to_string());
+        w(
+            out,
+            format!("Dumping the Raft log in {} (read-only)", dir.display()),
+        )?;
+        w(
+            out,
+            format!(
+                "Vote: {}; last entry known committed: {}; last purged: {}",
+                log.vote.map_or("none".into(), |v| format!(
+                    "epoch {}, for node {}{}",
+                    v.leader_id.term,
+                    v.leader_id.node_id,
+                    if v.is_committed() {
+                        " (a leader was elected with it)"
+                    } else {
+                        " (no leader known to be elected with it)"
+                    }
+                )),
+                log.committed.map_or("none".into(), |c| c.to_string()),
+                log.purged.map_or("none".into(), |(id, end)| match end {
+                    Some(e) => format!("{id} (the log starts at offset {e})"),
+                    None => format!("{id}"),
+                }),
+            ),
+        )?;
+    }
+    doc.raft = Some(json!({
+        "directory": dir.display().to_string(),
+        "vote": log.vote.map(|v| v.to_string()),
+        "committed": log.committed.map(|c| c.to_string()),
+        "purged": log.purged.map(|(id, _)| id.to_string()),
+        "log_start_offset": log.purged.and_then(|(_, end)| end),
+    }));
+    let mut first_error = None;
+    let mut beyond = 0usize;
+    for e in &log.entries {
+        let known = known_committed(e.log_id.index);
+        if !known {
+            beyond += 1;
+        }
+        if table {
+            writeln!(
+                out,
+                "entry: {} epoch: {} leader: {} kind: {} offsets: {}..{} committed: {}",
+                e.log_id.index,
+                e.log_id.leader_id.term,
+                e.log_id.leader_id.node_id,
+                e.kind,
+                e.base_offset,
+                e.end_offset,
+                if known { "yes" } else { "not known" }
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        let before = doc.batches.len();
+        let mut iter = BatchIter::new(Bytes::from(e.batch.clone()));
+        loop {
+            let position = iter.position();
+            let Some(batch) = iter.next() else { break };
+            let res = batch
+                .map_err(|err| err.to_string())
+                .and_then(|b| dump_batch(&b, position, doc, table, out));
+            if let Err(err) = res {
+                let msg = format!("entry {}: {err}", e.log_id.index);
+                if table {
+                    writeln!(out, "ERROR: {msg}").map_err(|e| e.to_string())?;
+                }
+                first_error.get_or_insert(msg);
+                break;
+            }
+        }
+        for b in &mut doc.batches[before..] {
+            b["entry"] = json!({
+                "index": e.log_id.index,
+                "epoch": e.log_id.leader_id.term,
+                "leader": e.log_id.leader_id.node_id,
+                "kind": e.kind,
+                "committed_known": known,
+            });
+        }
+    }
+    if table {
+        writeln!(
+            out,
+            "Raft log: {} entries{}; {beyond} not known to be committed by this node",
+            log.entries.len(),
+            match (log.entries.first(), log.entries.last()) {
+                (Some(a), Some(b)) => format!(
+                    " (indexes {}..={}, offsets {}..{})",
+                    a.log_id.index, b.log_id.index, a.base_offset, b.end_offset
+                ),
+                _ => String::new(),
+            }
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 fn dump_batch(

@@ -171,6 +171,85 @@ pub struct LogBatch {
     pub bytes: Vec<u8>,
 }
 
+/// A Raft log directory as it is on disk, read without taking it over (`kraftd dump`, and
+/// the fault tests when no leader is left to say what was committed).
+#[derive(Debug)]
+pub struct StoredLog {
+    /// The vote this node persisted.
+    pub vote: Option<KVote>,
+    /// The last log id this node knew to be committed (saved without fsync: it may lag).
+    pub committed: Option<LogId>,
+    /// The last purged entry and the offset after it, when known.
+    pub purged: Option<(LogId, Option<u64>)>,
+    /// Every stored entry, in index order, committed or not.
+    pub entries: Vec<StoredLogEntry>,
+}
+
+/// One entry of a [`StoredLog`].
+#[derive(Debug)]
+pub struct StoredLogEntry {
+    pub log_id: LogId,
+    /// `blank` (a new leader's no-op), `normal` (metadata records) or `membership`.
+    pub kind: &'static str,
+    pub base_offset: u64,
+    pub end_offset: u64,
+    /// The v2 batch as brokers receive it (a control batch for blank and membership).
+    pub batch: Vec<u8>,
+}
+
+impl LogStore {
+    /// Reads the whole log in `path` read-only. RocksDB's read-only mode takes no lock, so
+    /// this works while a node runs on the directory (it then sees the log as of the open).
+    pub fn read_stored(path: &Path) -> Result<StoredLog, StorageError> {
+        if !path.join("CURRENT").is_file() {
+            return Err(read_err(format!(
+                "{} is not a Raft log directory (no RocksDB CURRENT file)",
+                path.display()
+            )));
+        }
+        let db = DB::open_cf_for_read_only(&Options::default(), path, [CF_LOGS, CF_META], false)
+            .map_err(|e| read_err(format!("opening {} read-only: {e}", path.display())))?;
+        let store = LogStore {
+            db: Arc::new(db),
+            book: SharedBook::default(),
+        };
+        let purged = store.get_meta::<PurgedAnchor>(K_PURGED)?;
+        let mut entries = Vec::new();
+        for kv in store
+            .db
+            .iterator_cf(store.cf(CF_LOGS)?, IteratorMode::Start)
+        {
+            let (k, v) = kv.map_err(read_err)?;
+            let index = index_of(&k)?;
+            let (base, count) = prefix(&v)?;
+            let stored: StoredEntry = dec(&v[PREFIX..])?;
+            if stored.log_id.index != index {
+                return Err(read_err(format!(
+                    "the entry stored under index {index} says it is entry {}",
+                    stored.log_id
+                )));
+            }
+            entries.push(StoredLogEntry {
+                log_id: stored.log_id,
+                kind: match stored.kind {
+                    StoredKind::Blank => "blank",
+                    StoredKind::Normal => "normal",
+                    StoredKind::Membership(_) => "membership",
+                },
+                base_offset: base,
+                end_offset: base + count,
+                batch: stored.batch,
+            });
+        }
+        Ok(StoredLog {
+            vote: store.get_meta(K_VOTE)?,
+            committed: store.get_meta::<Option<LogId>>(K_COMMITTED)?.flatten(),
+            purged: purged.map(|p| (p.log_id, p.end_offset)),
+            entries,
+        })
+    }
+}
+
 impl LogStore {
     /// Opens (or creates) the store in `path`.
     pub fn open(path: &Path) -> Result<Self, rocksdb::Error> {

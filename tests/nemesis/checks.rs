@@ -3,10 +3,12 @@
 //! their common prefix.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kraftd::client::Client;
+use kraftd::raft::log_store::LogStore;
 use kraftd::record::batch::BatchIter;
 use serde_json::Value;
 
@@ -17,22 +19,88 @@ use super::workload::{Answer, Outcome, Write};
 #[derive(Debug, Default)]
 pub struct ImageTopics {
     pub offset: i64,
+    /// Where it was read, when not a node's image (at `offset`).
+    pub source: Option<String>,
     pub partitions: BTreeMap<String, usize>,
     pub configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 pub async fn image_topics(c: &Client) -> Result<ImageTopics, String> {
     let v = c.image().await.map_err(|e| e.to_string())?;
+    Ok(topics_of(v.offset, &v.image))
+}
+
+/// What a node's disk holds, committed or not: its newest checkpoint, then every record of
+/// every entry in its Raft log after it (a transaction's records once its end is logged).
+/// Without a leader nothing says which of a follower's entries were committed, so this,
+/// not its image, is what an acknowledged write must be in. Read while the node runs
+/// (RocksDB read-only); returns the image and the offset after the last stored entry.
+pub fn durable_topics(data_dir: &Path) -> Result<(ImageTopics, u64), String> {
+    use kraftd::record::{metadata::MetadataRecord, LogRecord};
+    let meta_dir = data_dir.join(kraftd::node::meta::METADATA_DIR);
+    let checkpoints =
+        kraftd::record::checkpoint::list_checkpoints(&meta_dir).map_err(|e| e.to_string())?;
+    let (mut image, from) = match checkpoints.first() {
+        Some((id, path)) => {
+            let (img, _) = kraftd::image::load_checkpoint_file(path).map_err(|e| e.to_string())?;
+            (img, id.end_offset as u64)
+        }
+        None => (kraftd::image::MetadataImage::default(), 0),
+    };
+    let log = LogStore::read_stored(&data_dir.join(kraftd::node::meta::RAFT_DIR))
+        .map_err(|e| e.to_string())?;
+    let mut end = from;
+    let mut txn: Option<Vec<MetadataRecord>> = None;
+    for e in log.entries.iter().filter(|e| e.base_offset >= from) {
+        end = e.end_offset;
+        for batch in BatchIter::new(Bytes::from(e.batch.clone())) {
+            let batch = batch.map_err(|err| format!("entry {}: {err}", e.log_id))?;
+            for r in &batch.records {
+                let rec = LogRecord::decode(batch.header.is_control(), r)
+                    .map_err(|err| format!("entry {}: {err}", e.log_id))?;
+                let LogRecord::Metadata(m) = rec else {
+                    continue;
+                };
+                match m.record {
+                    MetadataRecord::BeginTransaction(_) => txn = Some(Vec::new()),
+                    MetadataRecord::EndTransaction => {
+                        for r in txn.take().unwrap_or_default() {
+                            let _ = image.apply(&r);
+                        }
+                    }
+                    MetadataRecord::AbortTransaction(_) => txn = None,
+                    r => match &mut txn {
+                        Some(held) => held.push(r),
+                        None => {
+                            let _ = image.apply(&r);
+                        }
+                    },
+                }
+            }
+        }
+    }
+    let v = serde_json::to_value(&image).map_err(|e| e.to_string())?;
+    let mut topics = topics_of(from as i64, &v);
+    topics.source = Some(format!(
+        "its disk: checkpoint at offset {from}, log through offset {end}{}",
+        log.committed.map_or(String::new(), |c| format!(
+            ", entry {c} last known committed"
+        ))
+    ));
+    Ok((topics, end))
+}
+
+fn topics_of(offset: i64, image: &Value) -> ImageTopics {
     let mut out = ImageTopics {
-        offset: v.offset,
+        offset,
         ..Default::default()
     };
-    for t in v.image["topics"].as_array().into_iter().flatten() {
+    for t in image["topics"].as_array().into_iter().flatten() {
         let name = t["name"].as_str().unwrap_or_default().to_string();
         let n = t["partitions"].as_array().map_or(0, Vec::len);
         out.partitions.insert(name, n);
     }
-    if let Some(Value::Object(m)) = v.image["configs"].get("topics") {
+    if let Some(Value::Object(m)) = image["configs"].get("topics") {
         for (name, kv) in m {
             let kv: BTreeMap<String, String> = kv
                 .as_object()
@@ -43,7 +111,7 @@ pub async fn image_topics(c: &Client) -> Result<ImageTopics, String> {
             out.configs.insert(name.clone(), kv);
         }
     }
-    Ok(out)
+    out
 }
 
 /// What of `w` is missing from `img` (None: all there).
@@ -98,8 +166,10 @@ pub fn acknowledged_writes_missing(
         if let Answer::Acked { offset } = &o.answer {
             if let Some(what) = missing(&o.write, img) {
                 out.push(format!(
-                    "node {node} (image at offset {}) lacks acknowledged write \"{}\" by {} via node {} at {:.1} s{}: {what}",
-                    img.offset,
+                    "node {node} ({}) lacks acknowledged write \"{}\" by {} via node {} at {:.1} s{}: {what}",
+                    img.source
+                        .clone()
+                        .unwrap_or_else(|| format!("image at offset {}", img.offset)),
                     o.write.short(),
                     o.writer,
                     o.via,
