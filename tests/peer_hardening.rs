@@ -3,6 +3,8 @@
 //!
 //! - a term above i32::MAX (Kafka epochs are i32) in a Vote, a PreVote or an AppendEntries:
 //!   400, the node's epoch and leader unchanged;
+//! - an AppendEntries no leader sends (an uncommitted vote, entries with a gap, an entry or
+//!   commit of a later leader than the vote): 400 naming what is wrong, nothing changed;
 //! - a PreVote for a higher term to a follower that hears its leader: refused, and its term
 //!   is not raised;
 //! - an AppendEntries that Raft refuses (a deposed leader's vote) with a huge commit index:
@@ -19,9 +21,11 @@ use kraftd::raft::network::{
     PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_VOTE, POSTCARD,
 };
 use kraftd::raft::state_machine::parse_snapshot_id;
-use kraftd::raft::{log_id, KVote, TypeConfig};
+use kraftd::raft::{log_id, Batch, Entry, KVote, TypeConfig};
+use kraftd::record::batch::{encode_batch, BatchSpec};
 use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::EntryPayload;
 use openraft::SnapshotMeta;
 use serde::Serialize;
 use std::path::Path;
@@ -72,6 +76,19 @@ impl Peer {
         let status = resp.status().as_u16();
         (status, resp.bytes().await.unwrap().to_vec())
     }
+}
+
+/// One valid data batch (what the handler checks before Raft sees an entry).
+fn data_batch() -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    let spec = BatchSpec {
+        base_offset: 0,
+        epoch: 0,
+        timestamp: 0,
+        control: false,
+    };
+    encode_batch(&mut out, spec, &[(None, bytes::Bytes::from_static(b"x"))]).unwrap();
+    out.to_vec()
 }
 
 fn text(b: &[u8]) -> String {
@@ -151,6 +168,55 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
         };
         let (status, body) = peer.post(PATH_APPEND, append).await;
         assert_eq!(status, 400, "{}", text(&body));
+
+        eprintln!(
+            "step 1c: AppendEntries no leader sends (uncommitted vote, gaps, later leaders) are refused"
+        );
+        let entry = |t: u64, index: u64| Entry {
+            log_id: log_id(t, leader, index),
+            payload: EntryPayload::Normal(Batch {
+                bytes: data_batch(),
+            }),
+        };
+        let shaped = |vote: KVote, entries: Vec<Entry>, commit: Option<u64>| AppendEntriesRequest::<
+            TypeConfig,
+        > {
+            vote,
+            prev_log_id: Some(log_id(term, leader, 999_999)),
+            entries,
+            leader_commit: commit.map(|c| log_id(term + 1, leader, c)),
+        };
+        let leaders = KVote::new_committed(term, leader);
+        for (what, req, says) in [
+            (
+                "an uncommitted vote",
+                shaped(KVote::new(term, leader), vec![], None),
+                "not a leader's",
+            ),
+            (
+                "a gap between entries",
+                shaped(
+                    leaders,
+                    vec![entry(term, 1_000_000), entry(term, 1_000_002)],
+                    None,
+                ),
+                "not consecutive",
+            ),
+            (
+                "an entry of a later leader than the vote",
+                shaped(leaders, vec![entry(term + 1, 1_000_000)], None),
+                "later leader",
+            ),
+            (
+                "a commit of a later leader than the vote",
+                shaped(leaders, vec![], Some(1_000_000)),
+                "leader_commit",
+            ),
+        ] {
+            let (status, body) = peer.post(PATH_APPEND, req).await;
+            assert_eq!(status, 400, "{what}: {}", text(&body));
+            assert!(text(&body).contains(says), "{what}: {}", text(&body));
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         for &id in &ids {
             let st = s.status(id).await;

@@ -30,9 +30,9 @@ use crate::api::metadata::RECORD_BATCHES;
 use crate::image::load_checkpoint;
 use crate::node::server::{Node, Receiving};
 use crate::raft::network::{
-    check_terms, ChunkAnswer, PeerRequest, SnapshotChunk, MAX_PEER_BODY, PATH_APPEND,
-    PATH_CURRENT_SNAPSHOT, PATH_HISTORY, PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_VOTE,
-    POSTCARD,
+    check_append_shape, check_terms, ChunkAnswer, PeerRequest, SnapshotChunk, MAX_PEER_BODY,
+    PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_HISTORY, PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT,
+    PATH_VOTE, POSTCARD,
 };
 use crate::raft::state_machine::{check_snapshot_identity, parse_snapshot_id, CheckpointFile};
 use crate::raft::{KSnapshotMeta, KVote, LogId, NodeId, TypeConfig};
@@ -196,7 +196,7 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    if let Err(e) = check_terms("AppendEntries", &req) {
+    if let Err(e) = check_terms("AppendEntries", &req).and_then(|()| check_append_shape(&req)) {
         return refuse(StatusCode::BAD_REQUEST, e);
     }
     if let Some(first) = req.entries.first() {

@@ -180,6 +180,55 @@ pub fn check_terms(what: &str, m: &impl Terms) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses an AppendEntries no leader sends, before openraft sees it (openraft assumes, and
+/// in places asserts, these of a real leader): the vote must be a leader's (committed); no
+/// log id in it may be of a later leader than that vote; the entries must be consecutive
+/// and their leaders never go back. Whether the first entry follows `prev_log_id` is
+/// answered as a conflict by the handler instead, so the leader searches back.
+pub fn check_append_shape(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
+    let vote = &req.vote;
+    if !vote.is_committed() {
+        return Err(format!(
+            "AppendEntries under vote {vote}, which is not a leader's (not committed)"
+        ));
+    }
+    let ids = req
+        .prev_log_id
+        .iter()
+        .map(|l| ("prev_log_id", l))
+        .chain(req.leader_commit.iter().map(|l| ("leader_commit", l)))
+        .chain(req.entries.iter().map(|e| ("entry", &e.log_id)));
+    for (what, id) in ids {
+        if id.leader_id > vote.leader_id {
+            return Err(format!(
+                "AppendEntries {what} {id} is of a later leader than the sender's vote {vote}"
+            ));
+        }
+    }
+    if let (Some(prev), Some(first)) = (&req.prev_log_id, req.entries.first()) {
+        if prev.leader_id > first.log_id.leader_id {
+            return Err(format!(
+                "AppendEntries entry {} is of an earlier leader than prev_log_id {prev}",
+                first.log_id
+            ));
+        }
+    }
+    for w in req.entries.windows(2) {
+        let (a, b) = (&w[0].log_id, &w[1].log_id);
+        if a.index.checked_add(1) != Some(b.index) {
+            return Err(format!(
+                "AppendEntries entries are not consecutive: {a} is followed by {b}"
+            ));
+        }
+        if a.leader_id > b.leader_id {
+            return Err(format!(
+                "AppendEntries entry {b} is of an earlier leader than the entry {a} before it"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How many of `rpc`'s first entries fit one body of `limit` bytes (None: all of them).
 /// Some(0) means the first entry alone is too large.
 pub fn entries_that_fit(rpc: &AppendEntriesRequest<TypeConfig>, limit: usize) -> Option<usize> {
@@ -696,6 +745,54 @@ mod tests {
             prev_log_id: Some(log_id(1, 0)),
             entries,
             leader_commit: None,
+        }
+    }
+
+    #[test]
+    fn an_append_no_leader_would_send_is_refused_with_what_is_wrong() {
+        let ok = append(entries(3, 8));
+        check_append_shape(&ok).unwrap();
+        check_append_shape(&append(vec![])).unwrap();
+        let mut later = append(entries(3, 8));
+        later.vote = KVote::new_committed(2, 1);
+        later.entries[2].log_id = log_id(2, 3);
+        later.leader_commit = Some(log_id(2, 3));
+        check_append_shape(&later).unwrap();
+
+        let mut uncommitted = append(entries(1, 8));
+        uncommitted.vote = KVote::new(1, 1);
+        let mut future_entry = append(entries(3, 8));
+        future_entry.entries[1].log_id = log_id(2, 2);
+        let mut future_commit = append(vec![]);
+        future_commit.leader_commit = Some(log_id(3, 9));
+        let mut future_prev = append(vec![]);
+        future_prev.prev_log_id = Some(log_id(2, 0));
+        let mut gap = append(entries(3, 8));
+        gap.entries[2].log_id = log_id(1, 5);
+        let mut duplicate = append(entries(3, 8));
+        duplicate.entries[1].log_id = log_id(1, 1);
+        let mut backwards = append(entries(3, 8));
+        backwards.vote = KVote::new_committed(3, 1);
+        backwards.entries[0].log_id = log_id(3, 1);
+        let mut before_prev = append(entries(1, 8));
+        before_prev.vote = KVote::new_committed(3, 1);
+        before_prev.prev_log_id = Some(log_id(3, 0));
+        for (what, req, says) in [
+            ("uncommitted vote", uncommitted, "not a leader's"),
+            ("entry of a later leader", future_entry, "later leader"),
+            ("commit of a later leader", future_commit, "leader_commit"),
+            ("prev of a later leader", future_prev, "prev_log_id"),
+            ("gap", gap, "not consecutive"),
+            ("duplicate index", duplicate, "not consecutive"),
+            ("leaders going back", backwards, "earlier leader"),
+            (
+                "first entry before prev",
+                before_prev,
+                "earlier leader than prev_log_id",
+            ),
+        ] {
+            let err = check_append_shape(&req).expect_err(what);
+            assert!(err.contains(says), "{what}: {err}");
         }
     }
 
