@@ -321,36 +321,14 @@ where
         "{what}: build the network (a hub namespace with a bridge, one namespace per controller)"
     );
     let lab = Arc::new(Lab::build(&IDS).unwrap_or_else(|e| panic!("building the network: {e}")));
-    let hub = lab.hub();
-    let setns_failed = Arc::new(AtomicBool::new(false));
-    let flag = setns_failed.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            // Every client socket is made on these threads: they live in the hub namespace.
-            if let Err(e) = Lab::enter_hub(&hub) {
-                eprintln!("  entering the hub namespace: {e}");
-                flag.store(true, Ordering::SeqCst);
-            }
-        })
-        .build()
-        .expect("a tokio runtime");
-    let task = rt.spawn(scenario(lab.clone()));
-    let outcome = rt.block_on(async { tokio::time::timeout(limit, task).await });
-    // The runtime takes the scenario's cluster with it (every controller killed) before
-    // the namespaces go with the lab.
-    drop(rt);
+    // The scenario's cluster (every controller killed) is gone before the namespaces go
+    // with the lab.
+    let outcome = lab.run_in_hub(limit, scenario);
     drop(lab);
-    assert!(
-        !setns_failed.load(Ordering::SeqCst),
-        "the client threads could not enter the hub namespace"
-    );
     match outcome {
-        Err(_) => panic!("\"{what}\" did not finish within {limit:?}"),
-        Ok(Err(e)) => panic!("\"{what}\" panicked: {e}"),
-        Ok(Ok(Err(failure))) => panic!("{failure}"),
-        Ok(Ok(Ok(summary))) => eprintln!("{what}: passed\n  {summary}"),
+        Err(e) => panic!("\"{what}\": {e}"),
+        Ok(Err(failure)) => panic!("{failure}"),
+        Ok(Ok(summary)) => eprintln!("{what}: passed\n  {summary}"),
     }
 }
 

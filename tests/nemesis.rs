@@ -34,7 +34,6 @@ mod procs;
 mod workload;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,8 +79,6 @@ impl Rng {
     }
 }
 
-static SETNS_FAILED: AtomicBool = AtomicBool::new(false);
-
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
         Ok(v) => v
@@ -119,31 +116,12 @@ fn nemesis_loses_no_acknowledged_write_under_kills_pauses_partitions_and_disk_re
         "step 1: build the network: a hub namespace with a bridge, one namespace per controller"
     );
     let lab = Arc::new(Lab::build(&IDS).unwrap_or_else(|e| panic!("building the network: {e}")));
-    let hub = lab.hub();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            // Every client socket is made on these threads: they live in the hub namespace.
-            if let Err(e) = Lab::enter_hub(&hub) {
-                eprintln!("  entering the hub namespace: {e}");
-                SETNS_FAILED.store(true, Ordering::SeqCst);
-            }
-        })
-        .build()
-        .expect("a tokio runtime");
     let limit = Duration::from_secs(secs + 240);
-    let task = rt.spawn(run(lab.clone(), seed, secs));
-    let outcome = rt.block_on(async { tokio::time::timeout(limit, task).await });
-    // Dropping the runtime drops the run (and its cluster: every process is killed) before
-    // the namespaces go with `lab`.
-    drop(rt);
+    // The run (and its cluster: every process is killed) is gone before the namespaces go
+    // with `lab`.
+    let outcome = lab.run_in_hub(limit, |lab| run(lab, seed, secs));
     drop(lab);
-    let summary = match outcome {
-        Err(_) => panic!("the nemesis run did not finish within {limit:?}"),
-        Ok(Err(e)) => panic!("the nemesis run failed: {e}"),
-        Ok(Ok(s)) => s,
-    };
+    let summary = outcome.unwrap_or_else(|e| panic!("the nemesis run: {e}"));
     assert!(
         summary.violations.is_empty(),
         "seed {seed}: {} violation(s):\n  {}",
@@ -169,10 +147,6 @@ struct Summary {
 
 /// Everything after the network exists; runs on the hub-namespace runtime.
 async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
-    assert!(
-        !SETNS_FAILED.load(Ordering::SeqCst),
-        "the client threads could not enter the hub namespace"
-    );
     let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_kraftd"));
     let runbook = Runbook::detect(&exe);
     let dir = tempfile::Builder::new()

@@ -215,6 +215,54 @@ impl Lab {
         Ok(())
     }
 
+    /// Runs `task` to its end, at most `limit`, on a runtime whose threads live in the hub
+    /// namespace, so every client socket the task makes is on the bridge. The runtime, and
+    /// with it everything the task owns (its controllers are killed), is gone before this
+    /// returns; the namespaces go when the caller drops the lab. Err says why the task did
+    /// not give its answer: the threads could not enter the hub, it panicked, or it ran
+    /// out of time.
+    pub fn run_in_hub<T, Fut>(
+        self: &std::sync::Arc<Self>,
+        limit: Duration,
+        task: impl FnOnce(std::sync::Arc<Lab>) -> Fut,
+    ) -> Result<T, String>
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let hub = self.hub();
+        let setns_failed = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = setns_failed.clone();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .on_thread_start(move || {
+                if let Err(e) = Lab::enter_hub(&hub) {
+                    eprintln!("  entering the hub namespace: {e}");
+                    flag.store(true, Ordering::SeqCst);
+                }
+            })
+            .build()
+            .map_err(|e| format!("a tokio runtime: {e}"))?;
+        let lab = self.clone();
+        let outcome = rt.block_on(async move {
+            // The runtime's threads start lazily: make sure they are up and in the hub
+            // before the task makes its first socket.
+            tokio::task::spawn(async {}).await.ok();
+            if setns_failed.load(Ordering::SeqCst) {
+                return Err("the client threads could not enter the hub namespace".to_string());
+            }
+            match tokio::time::timeout(limit, tokio::spawn(task(lab))).await {
+                Err(_) => Err(format!("did not finish within {limit:?}")),
+                Ok(Err(e)) => Err(format!("panicked: {e}")),
+                Ok(Ok(v)) => Ok(v),
+            }
+        });
+        drop(rt);
+        outcome
+    }
+
     /// Drops every packet into and out of controller `id` (loopback aside).
     pub fn isolate(&self, id: u64) -> Result<(), String> {
         let rules = "table inet kn_isolate {\n\
