@@ -44,6 +44,20 @@ enum Command {
         #[arg(long)]
         ignore_formatted: bool,
     },
+    /// After a majority of the voters lost their disks: make this stopped controller,
+    /// which kept its disk, the only voter (like etcd's --force-new-cluster). It commits
+    /// its whole log when it starts; then format the others with --join and add them back.
+    /// Refused while kraftd runs on the directory or while another voter still answers
+    /// with its recorded disk.
+    RecoverQuorum {
+        /// The data directory of the controller that kept its disk (kraftd stopped).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Take voters that do not answer as lost (if one kept its disk and comes back, it
+        /// is no longer a voter: re-format it with --join and add it).
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a new random id in Kafka's form, for --cluster-id.
     RandomUuid,
     /// Decode checkpoint files, raw batch files or a node's Raft log directory offline
@@ -105,6 +119,58 @@ enum BenchCommand {
     Controller(cli::bench_controller::ControllerArgs),
 }
 
+fn recover_quorum(data_dir: &std::path::Path, force: bool) -> ExitCode {
+    use kraftd::node::recover::{recover, Peer};
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kraftd recover-quorum: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(recover(data_dir, force)) {
+        Ok(r) => {
+            let me = r.node_id;
+            let lost: Vec<String> = r
+                .voters
+                .iter()
+                .map(|(id, p)| match p {
+                    Peer::Reformatted => format!("node {id} (disk replaced)"),
+                    Peer::Unreachable(why) => format!("node {id} (not answering: {why})"),
+                    Peer::HoldsItsDisk => format!("node {id}"),
+                })
+                .collect();
+            println!(
+                "Node {me} in {} is now the only voter: wrote membership entry {} after its last \
+                 entry {} (last known committed: {}).",
+                data_dir.display(),
+                r.entry,
+                r.last,
+                r.committed.map_or("none".into(), |c| c.to_string())
+            );
+            println!("Voters passed over: {}.", lost.join(", "));
+            println!(
+                "Every entry in its log, up to {}, is committed when it starts. Writes that only \
+                 the lost voters held are gone.",
+                r.last
+            );
+            println!(
+                "Next: start kraftd on this directory (it elects itself). Then, one at a time, \
+                 format each other controller's disk with --join, start it, and add it: \
+                 kraftd quorum add-voter --api <node {me}'s API> --id N --peer HOST:PORT --api-addr HOST:PORT"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kraftd recover-quorum: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Cli::parse();
     match args.command {
@@ -155,6 +221,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::RecoverQuorum { data_dir, force }) => recover_quorum(&data_dir, force),
         Some(Command::RandomUuid) => {
             println!("{}", meta::random_id());
             ExitCode::SUCCESS

@@ -6,6 +6,9 @@
 //! - The wrong command: wiped disks formatted with the ORIGINAL `--voters`. A wiped node
 //!   never starts a first election while a bootstrap voter holds history (veto), nor while
 //!   one is silent; the history on the survivor stays whole.
+//! - The operator's way back from that lost quorum: `kraftd recover-quorum` on the survivor
+//!   (refused while it runs, and while its peers still hold their disks) makes it the only
+//!   voter with every acknowledged write; the others are formatted to join and added.
 
 mod common;
 
@@ -95,6 +98,21 @@ fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
             let ids = s.q.ids();
             let acked = write_n(&s, &ids, "before", 30).await;
             let last = acked.iter().map(|a| a.offset).max().unwrap();
+            wait_same_image(&s, &ids, last + 1).await;
+
+            // 0. recover-quorum refuses while the quorum is not lost: a stopped voter whose
+            //    peers still answer with their recorded disks is left as it was.
+            let leader = s.leader().await;
+            s.q.stop(leader).await.unwrap();
+            let out = recover_quorum(&s, leader, false);
+            assert!(!out.status.success(), "{}", text(&out.stdout));
+            assert!(
+                text(&out.stderr).contains("still answer with the disk the membership records"),
+                "{}",
+                text(&out.stderr)
+            );
+            s.q.restart(leader).await.unwrap();
+            s.q.wait_healthy(leader, READY).await.unwrap();
             wait_same_image(&s, &ids, last + 1).await;
 
             // 1. One wiped node, the survivors up: it is vetoed (never initializes); under its
@@ -227,8 +245,94 @@ fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
                     "  node {keeper} serves no log without a quorum ({e}); its high watermark and acknowledged writes were checked above"
                 ),
             }
+
+            // 4. The operator acts (deploy/README.md, "Recovering a lost quorum"): refused while
+            //    the keeper runs; once it is stopped, its peers answer with new directory ids,
+            //    so recover-quorum makes it the only voter. It elects itself with every
+            //    acknowledged write; the wiped nodes are formatted to join and added back.
+            let out = recover_quorum(&s, keeper, false);
+            assert!(!out.status.success());
+            assert!(
+                text(&out.stderr).contains("still running"),
+                "{}",
+                text(&out.stderr)
+            );
+            s.q.stop(keeper).await.unwrap();
+            // A voter that does not answer might still hold its disk: only --force passes it.
+            let silent = wiped[0];
+            s.q.stop(silent).await.unwrap();
+            let out = recover_quorum(&s, keeper, false);
+            assert!(!out.status.success());
+            let err = text(&out.stderr);
+            assert!(
+                err.contains(&format!("node {silent} (")) && err.contains("--force"),
+                "{err}"
+            );
+            let out = recover_quorum(&s, silent, false);
+            assert!(
+                !out.status.success(),
+                "a wiped node has nothing to recover from"
+            );
+            assert!(
+                text(&out.stderr).contains("holds no log"),
+                "{}",
+                text(&out.stderr)
+            );
+            let out = recover_quorum(&s, keeper, true);
+            assert!(
+                out.status.success(),
+                "{}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+            let said = text(&out.stdout);
+            eprintln!("  kraftd recover-quorum on node {keeper}:\n{said}");
+            assert!(said.contains("is now the only voter"), "{said}");
+            assert!(said.contains("disk replaced"), "{said}");
+            assert!(said.contains("not answering"), "{said}");
+            s.q.restart(keeper).await.unwrap();
+            s.q.wait_healthy(keeper, READY).await.unwrap();
+            let alone = s.q.wait_leader_among(&[keeper], ELECTION).await.unwrap();
+            assert_eq!(alone, keeper);
+            wait_voters(
+                &s.client(keeper),
+                &[keeper],
+                "the keeper is the only voter",
+                CONVERGE,
+            )
+            .await;
+            assert_acked_present(&s, &[keeper], &acked).await;
+            let mut acked = acked;
+            acked.extend(write_n(&s, &[keeper], "recovered", 5).await);
+            for w in wiped {
+                if w != silent {
+                    s.q.stop(w).await.unwrap();
+                }
+                s.q.wipe_and_reformat(w).await.unwrap();
+                s.q.restart(w).await.unwrap();
+                s.q.wait_healthy(w, READY).await.unwrap();
+                let new_voter = s.q.node(w).unwrap().as_new_voter();
+                s.client(keeper).add_voter(&new_voter).await.unwrap();
+            }
+            all_voters_hold_every_write(&s, &ids, &mut acked).await;
         },
     );
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `kraftd recover-quorum` on node `id`'s data directory.
+fn recover_quorum(s: &Scenario, id: u64, force: bool) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"));
+    cmd.arg("recover-quorum")
+        .arg("--data-dir")
+        .arg(&s.q.node(id).unwrap().data_dir);
+    if force {
+        cmd.arg("--force");
+    }
+    cmd.output().unwrap()
 }
 
 /// `kraftd format` of node `id`'s (empty) data directory with `--voters` carrying every

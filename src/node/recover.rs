@@ -1,0 +1,221 @@
+//! `kraftd recover-quorum`: the way back after a majority of the voters lost their disks.
+//!
+//! Raft cannot elect a leader without a majority, and kraftd never lets a re-formatted
+//! disk vote under the old identity, so a quorum that lost most of its disks stays without a
+//! leader: the history is safe on the controller that kept its disk, but nothing can be
+//! written or re-added. This is the operator's act that ends it (etcd's
+//! `--force-new-cluster`, for one controller): on the stopped controller that kept its
+//! disk, append one membership entry, under a new epoch, that makes it the only voter.
+//! When it starts it elects itself and commits its whole log, entries it did not yet know
+//! to be committed included; the other controllers are then formatted with `--join` and
+//! added back one at a time.
+//!
+//! Guard rails: it refuses while kraftd runs on the directory (RocksDB's lock), on a node
+//! that is not a voter under its own directory id, and when another voter still answers
+//! with the disk the membership records for it (the quorum may not be lost: recovering
+//! would split the cluster). A voter that does not answer at all could still hold its disk,
+//! so it is only passed over with `--force`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::{EntryPayload, RaftLogReader};
+
+use super::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{NodeInfo, MAX_TERM, PATH_INFO};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{log_id, Entry, KMembership, KNode, KVote, LogId, NodeId};
+
+/// What another voter of the last membership turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// It answers with the disk the membership records: it may still be in a quorum.
+    HoldsItsDisk,
+    /// It answers with another directory id: that disk was replaced.
+    Reformatted,
+    /// It does not answer (or answers for another node or cluster).
+    Unreachable(String),
+}
+
+/// What `recover` did.
+#[derive(Debug)]
+pub struct Recovered {
+    pub node_id: NodeId,
+    /// The voters of the membership it replaced, with what each turned out to be.
+    pub voters: BTreeMap<NodeId, Peer>,
+    /// The last entry before the new one, and the last one the node knew committed.
+    pub last: LogId,
+    pub committed: Option<LogId>,
+    /// The membership entry written.
+    pub entry: LogId,
+}
+
+async fn ask(http: &reqwest::Client, addr: &str) -> Result<NodeInfo, String> {
+    let resp = http
+        .get(format!("http://{addr}{PATH_INFO}"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("answered {}", resp.status()));
+    }
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    postcard::from_bytes(&body).map_err(|e| format!("undecodable answer: {e}"))
+}
+
+/// Makes the stopped controller in `data_dir` the only voter; see the module docs. With
+/// `force`, voters that do not answer are taken as lost.
+pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> {
+    let meta = MetaProperties::read(data_dir).map_err(|e| {
+        format!(
+            "{} is not a formatted kraftd data directory: {e}",
+            data_dir.display()
+        )
+    })?;
+    let me = meta.node_id;
+    let raft_dir = data_dir.join(RAFT_DIR);
+    let mut log = LogStore::open(&raft_dir).map_err(|e| {
+        format!(
+            "cannot open the log in {} ({e}); is kraftd still running on this directory? \
+             Stop it first",
+            raft_dir.display()
+        )
+    })?;
+    // Loads the newest checkpoint: its membership, and the offsets the log continues from.
+    let (sm, _) = StateMachine::open(&data_dir.join(METADATA_DIR), log.book(), 1)?;
+    let state = log.get_log_state().await.map_err(|e| e.to_string())?;
+    let last = state.last_log_id.ok_or_else(|| {
+        format!("node {me} holds no log and no checkpoint: there is nothing to recover from")
+    })?;
+    let entries = log
+        .try_get_log_entries(0..=last.index)
+        .await
+        .map_err(|e| e.to_string())?;
+    let membership: KMembership = entries
+        .iter()
+        .rev()
+        .find_map(|e| match &e.payload {
+            EntryPayload::Membership(m) => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| sm.shared().read().membership.membership().clone());
+    let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let mine = membership.get_node(&me).cloned();
+    let Some(mine) = mine.filter(|_| voter_ids.contains(&me)) else {
+        return Err(format!(
+            "node {me} is not a voter in the last membership its log holds (voters {voter_ids:?}): \
+             run recover-quorum on a voter that kept its disk"
+        ));
+    };
+    let own_dir = *meta.directory_id.as_bytes();
+    if mine.directory_id != own_dir && mine.directory_id != [0; 16] {
+        return Err(format!(
+            "the membership records directory {} for node {me}, but this disk is {}: this is a \
+             replaced disk, not the one that kept the history",
+            uuid::Uuid::from_bytes(mine.directory_id),
+            meta.directory_id
+        ));
+    }
+
+    let http = reqwest::Client::new();
+    let mut voters = BTreeMap::new();
+    for id in voter_ids.iter().copied().filter(|&id| id != me) {
+        let Some(n) = membership.get_node(&id) else {
+            voters.insert(id, Peer::Unreachable("no address recorded".into()));
+            continue;
+        };
+        let seen = match ask(&http, &n.peer_addr).await {
+            Ok(info) if info.node_id != id || info.cluster_id != meta.cluster_id => {
+                Peer::Unreachable(format!(
+                    "{} answers as node {} of cluster {}",
+                    n.peer_addr, info.node_id, info.cluster_id
+                ))
+            }
+            Ok(info) if info.directory_id == n.directory_id || n.directory_id == [0; 16] => {
+                Peer::HoldsItsDisk
+            }
+            Ok(_) => Peer::Reformatted,
+            Err(e) => Peer::Unreachable(format!("{}: {e}", n.peer_addr)),
+        };
+        voters.insert(id, seen);
+    }
+    let holding: Vec<NodeId> = voters
+        .iter()
+        .filter(|(_, p)| **p == Peer::HoldsItsDisk)
+        .map(|(id, _)| *id)
+        .collect();
+    if !holding.is_empty() {
+        return Err(format!(
+            "voter(s) {holding:?} still answer with the disk the membership records: the quorum \
+             may not be lost, and making node {me} the only voter would split the cluster. \
+             Start the controllers that kept their disks instead (nothing was changed)"
+        ));
+    }
+    let unreachable: Vec<String> = voters
+        .iter()
+        .filter_map(|(id, p)| match p {
+            Peer::Unreachable(why) => Some(format!("node {id} ({why})")),
+            _ => None,
+        })
+        .collect();
+    if !unreachable.is_empty() && !force {
+        return Err(format!(
+            "cannot tell whether {} kept their disks: if one did, the quorum is not lost. If \
+             they are gone for good, run again with --force (nothing was changed)",
+            unreachable.join(", ")
+        ));
+    }
+
+    let vote = log
+        .get_log_reader()
+        .await
+        .read_vote()
+        .await
+        .map_err(|e| e.to_string())?;
+    let term = vote
+        .map_or(0, |v| v.leader_id.term)
+        .max(last.leader_id.term)
+        + 1;
+    if term > MAX_TERM {
+        return Err(format!("epoch {term} would exceed the largest Kafka epoch"));
+    }
+    let committed = log.read_committed().await.map_err(|e| e.to_string())?;
+    let mut me_node: KNode = mine;
+    me_node.directory_id = own_dir;
+    let sole = KMembership::new(vec![BTreeSet::from([me])], BTreeMap::from([(me, me_node)]))
+        .map_err(|e| e.to_string())?;
+    let entry_id = log_id(term, me, last.index + 1);
+    if log
+        .end_offset_after_index(last.index)
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        return Err(format!(
+            "the offset after entry {last} is not known (no checkpoint or log entry records it): \
+             start the node once so it loads its checkpoint, stop it, and retry"
+        ));
+    }
+    // The vote first: the entry is of epoch `term`, and no entry may be of a later epoch
+    // than the node's vote. A candidate's vote for itself; it elects itself when it starts.
+    log.save_vote(&KVote::new(term, me))
+        .await
+        .map_err(|e| e.to_string())?;
+    let entry = Entry {
+        log_id: entry_id,
+        payload: EntryPayload::Membership(sole),
+    };
+    log.append([entry], IOFlushed::noop())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Recovered {
+        node_id: me,
+        voters,
+        last,
+        committed,
+        entry: entry_id,
+    })
+}
