@@ -343,7 +343,49 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
         "step 7: stop the writers; wait (bounded) for a leader and for the nodes to converge"
     );
     let history = writers.stop().await;
-    let leader = wait_leader(&IDS, LEADER_WAIT).await;
+    let mut leader = wait_leader(&IDS, LEADER_WAIT).await;
+    let mut recovered = None;
+    if leader.is_none() && quorum_lost_after_double {
+        // The operator acts (deploy/README.md, "Recovering a lost quorum"): the node whose
+        // disk was not among the last two replaced becomes the only voter and commits its
+        // whole log; the replaced nodes are added back below.
+        let keeper = IDS
+            .into_iter()
+            .find(|id| !replaced.iter().rev().take(2).any(|r| r == id))
+            .expect("two of three replaced leaves one");
+        eprintln!(
+            "step 7b: no leader: the operator runs kraftd recover-quorum on node {keeper}, which kept its disk"
+        );
+        watchers.new_generation(keeper, 0);
+        cluster.stop(keeper).await.unwrap_or_else(|e| panic!("{e}"));
+        match cluster.recover_quorum(keeper) {
+            Ok(out) => {
+                for line in out.lines() {
+                    eprintln!("    {line}");
+                }
+                notes.push(format!(
+                    "the quorum was lost after the two quick replacements; the operator recovered it with recover-quorum on node {keeper}"
+                ));
+                recovered = Some(keeper);
+            }
+            Err(e) => violations.push(format!(
+                "the quorum was lost and recover-quorum on node {keeper} failed: {e}"
+            )),
+        }
+        cluster
+            .restart(keeper)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        watchers.new_generation(keeper, cluster.procs[&keeper].generation);
+        if recovered.is_some() {
+            leader = wait_leader(&[keeper], LEADER_WAIT).await;
+            if leader.is_none() {
+                violations.push(format!(
+                    "node {keeper} elected no leader within {LEADER_WAIT:?} after recover-quorum"
+                ));
+            }
+        }
+    }
     let mut converged = false;
     if leader.is_some() {
         // Every replaced node at once, 20 s in all.
@@ -367,7 +409,7 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
             .is_ok();
     } else {
         notes.push(format!(
-            "no leader within {LEADER_WAIT:?} after healing (allowed only after the two quick replacements: {quorum_lost_after_double})"
+            "no leader within {LEADER_WAIT:?} after healing (allowed only after the two quick replacements: {quorum_lost_after_double}; recovered by the operator: {recovered:?})"
         ));
         if !quorum_lost_after_double {
             violations.push(format!(

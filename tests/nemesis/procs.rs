@@ -159,6 +159,16 @@ impl Cluster {
             .map_err(|e| format!("formatting node {id}: {e}"))
     }
 
+    /// `kraftd recover-quorum` on node `id`'s data directory (the node stopped), bounded;
+    /// what it printed. Run from a hub thread, it reaches the other nodes' peer listeners.
+    pub fn recover_quorum(&self, id: u64) -> Result<String, String> {
+        let p = self.procs.get(&id).ok_or(format!("no node {id}"))?;
+        let dir = p.data_dir.to_string_lossy().into_owned();
+        let exe = self.exe.to_string_lossy().into_owned();
+        sh(&[&exe, "recover-quorum", "--data-dir", &dir])
+            .map_err(|e| format!("recover-quorum on node {id}: {e}"))
+    }
+
     fn spawn(&mut self, id: u64) -> Result<(), String> {
         let exe = self.exe.clone();
         let env = self.env.clone();
