@@ -126,6 +126,9 @@ pub struct OpenTxn {
     pub before: Option<LogId>,
     /// The offset after that entry.
     pub before_end_offset: u64,
+    /// The membership at that point: a voter change applied while the transaction is open
+    /// is after the point a snapshot taken now is of.
+    pub membership_before: KStoredMembership,
 }
 
 /// The high watermark a node may serve (KIP-595): its applied end offset, but only once it
@@ -512,6 +515,7 @@ impl StateMachine {
                     records: Vec::new(),
                     before,
                     before_end_offset: entry_base,
+                    membership_before: st.membership.clone(),
                 });
             }
             MetadataRecord::EndTransaction => match st.txn.take() {
@@ -564,17 +568,11 @@ impl StateMachine {
             // Inside an open transaction the image holds none of its records: it is the
             // image of the point before the transaction began, so the snapshot is of that
             // point and replay after it meets the BeginTransactionRecord again.
-            let (last, end) = match &st.txn {
-                Some(t) => (t.before, t.before_end_offset),
-                None => (st.last_applied, st.end_offset),
+            let (last, end, membership) = match &st.txn {
+                Some(t) => (t.before, t.before_end_offset, t.membership_before.clone()),
+                None => (st.last_applied, st.end_offset, st.membership.clone()),
             };
-            (
-                st.image.clone(),
-                last,
-                end,
-                st.membership.clone(),
-                st.last_timestamp,
-            )
+            (st.image.clone(), last, end, membership, st.last_timestamp)
         };
         let id = SnapshotId {
             end_offset: i64::try_from(end).unwrap_or(i64::MAX),
@@ -1038,6 +1036,48 @@ mod transaction_tests {
         );
         assert!(st.txn.is_none());
         assert_eq!(st.end_offset, 5);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_inside_a_transaction_records_the_membership_of_the_point_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::raft::log_store::LogStore::open(&dir.path().join("raft")).unwrap();
+        let (sm, _) = StateMachine::open(&dir.path().join("ckpt"), log.book(), 3).unwrap();
+        let m1 = crate::raft::KMembership::new_with_defaults(
+            vec![std::collections::BTreeSet::from([1])],
+            [],
+        );
+        let m2 = crate::raft::KMembership::new_with_defaults(
+            vec![std::collections::BTreeSet::from([1, 2])],
+            [],
+        );
+        let before = {
+            let mut st = sm.shared.write();
+            let m = Entry {
+                log_id: crate::raft::log_id(1, 1, 0),
+                payload: EntryPayload::Membership(m1.clone()),
+            };
+            StateMachine::apply_one(&mut st, m);
+            let e1 = entry(&st, 1, &[begin(), topic("t")]);
+            StateMachine::apply_one(&mut st, e1);
+            // A voter change lands between the transaction's batches.
+            let change = Entry {
+                log_id: crate::raft::log_id(1, 1, 2),
+                payload: EntryPayload::Membership(m2.clone()),
+            };
+            StateMachine::apply_one(&mut st, change);
+            assert_eq!(st.membership.membership(), &m2);
+            st.txn.as_ref().unwrap().before
+        };
+        let (built, end) = sm.write_built().await.unwrap();
+        assert_eq!(built.meta.last_log_id, before);
+        assert_eq!(end, 1, "the snapshot ends where the transaction began");
+        assert_eq!(
+            built.meta.last_membership.membership(),
+            &m1,
+            "the membership of that point, not the one applied after it"
+        );
+        assert!(built.meta.last_membership.log_id() <= &built.meta.last_log_id);
     }
 
     #[test]
