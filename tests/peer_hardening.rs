@@ -11,7 +11,10 @@
 //!   the node does not take that commit as seen (it stays ready);
 //! - a snapshot transfer over `max_snapshot_bytes`: 413 and its partial file removed;
 //! - a snapshot whose metadata contradicts its own SnapshotHeaderRecord: refused, nothing
-//!   installed, the node keeps following the leader.
+//!   installed, the node keeps following the leader;
+//! - a snapshot no leader could send (an uncommitted vote, a last entry of a later leader
+//!   than the sender, a last entry contradicting the follower's committed log): refused
+//!   before openraft (which would stop the node) sees it; its epoch does not move.
 
 mod common;
 
@@ -320,6 +323,7 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
             data: file,
             done: true,
         };
+        let real_file = lie.data.clone();
         let (status, body) = peer.post(PATH_SNAPSHOT, lie).await;
         assert_eq!(status, 200, "{}", text(&body));
         let res: Result<ChunkAnswer, RaftError<TypeConfig>> = postcard::from_bytes(&body).unwrap();
@@ -329,6 +333,56 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
         );
         assert!(parts_in(&ckpt_dir).is_empty(), "{:?}", parts_in(&ckpt_dir));
         assert_eq!(s.status(f).await.high_watermark, hw);
+
+        eprintln!(
+            "step 4b: snapshots no leader could send (openraft would stop the node on them) are refused"
+        );
+        let committed = s.status(f).await.high_watermark;
+        assert!(committed > 2, "the follower has committed entries");
+        let sent = |vote: KVote, last: kraftd::raft::LogId| SnapshotChunk {
+            vote,
+            checkpoint: name.clone(),
+            meta: SnapshotMeta {
+                last_log_id: Some(last),
+                last_membership: Default::default(),
+            },
+            offset: 0,
+            data: real_file.clone(),
+            done: true,
+        };
+        for (what, chunk, says) in [
+            (
+                "a vote that is not a leader's",
+                sent(KVote::new(term + 1, leader), log_id(term, leader, 5)),
+                "not committed",
+            ),
+            (
+                "a last entry of a later leader than the sender",
+                sent(vote, log_id(term + 1, leader, 5)),
+                "later leader",
+            ),
+            (
+                "a last entry that contradicts the follower's committed log",
+                sent(KVote::new_committed(term + 1, leader), log_id(term, 99, 1)),
+                "contradicts",
+            ),
+        ] {
+            let (status, body) = peer.post(PATH_SNAPSHOT, chunk).await;
+            assert_eq!(status, 200, "{what}: {}", text(&body));
+            let res: Result<ChunkAnswer, RaftError<TypeConfig>> =
+                postcard::from_bytes(&body).unwrap();
+            assert!(
+                matches!(&res, Ok(ChunkAnswer::Restart { reason }) if reason.contains(says)),
+                "{what}: {res:?}"
+            );
+            assert!(parts_in(&ckpt_dir).is_empty(), "{:?}", parts_in(&ckpt_dir));
+            let st = s.status(f).await;
+            assert_eq!(
+                st.leader_epoch as u64, term,
+                "{what}: the epoch did not move"
+            );
+            assert!(st.high_watermark >= hw, "{what}: {st:?}");
+        }
 
         eprintln!("step 5: the quorum goes on; the follower follows the leader as before");
         let ack = write_config(&s.client(leader), "peer.k2", "v2").await;
