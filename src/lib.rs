@@ -7,6 +7,7 @@
 //! `node` the data directory, settings and the serving node; `cli` the operator tools.
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod client;
 pub mod controller;

@@ -361,7 +361,7 @@ fn serve(a: ServeArgs, single_node_default: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(kraftd::node::server::serve(config)) {
+    match rt.block_on(kraftd::app::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -6,19 +6,14 @@
 //! offsets, broker and partition counts, the current checkpoint) are set from Raft's metrics
 //! and the image when `/metrics` is scraped, so nothing is counted per record.
 
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use openraft::async_runtime::WatchReceiver;
-use openraft::ServerState;
-
-use crate::node::server::Node;
 
 /// 1 on the active controller (Kafka: `ActiveControllerCount`).
 pub const ACTIVE_CONTROLLER: &str = "kraftd_active_controller";
@@ -211,76 +206,4 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     counter!(HTTP_REQUESTS, &labels).increment(1);
     histogram!(HTTP_LATENCY, &labels).record(started.elapsed().as_secs_f64());
     resp
-}
-
-/// The highest entry index this node knows to be committed: on the leader the index a
-/// majority of voters has matched, on a follower what the leader last told it.
-fn committed_index(node: &Node, m: &crate::raft::KMetrics) -> Option<u64> {
-    if m.state == ServerState::Leader {
-        let repl = m.replication.as_ref()?;
-        let mut matched: Vec<Option<u64>> = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .map(|id| {
-                if id == node.id() {
-                    m.last_log_index
-                } else {
-                    repl.get(&id).cloned().flatten().map(|l| l.index)
-                }
-            })
-            .collect();
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        matched.get(matched.len() / 2).copied().flatten()
-    } else {
-        node.seen_commit.load(Ordering::Relaxed).checked_sub(1)
-    }
-}
-
-/// Sets the state gauges from Raft's metrics, the image and the current checkpoint, then
-/// renders every metric in Prometheus' text format.
-pub fn render(node: &Node) -> String {
-    let m = node.raft.metrics().borrow_watched().clone();
-    let applied = node.sm.applied();
-    gauge!(ACTIVE_CONTROLLER).set(if node.is_leader() { 1.0 } else { 0.0 });
-    gauge!(CURRENT_LEADER).set(m.current_leader.map_or(-1.0, |l| l as f64));
-    gauge!(CURRENT_EPOCH).set(m.current_term as f64);
-    // What is applied is committed; a commit newer than that counts once it is in our log.
-    let committed = committed_index(node, &m)
-        .and_then(|i| crate::api::quorum::end_of(node, Some(i)))
-        .unwrap_or(0)
-        .max(applied.end_offset);
-    // The high watermark is what this node serves (KIP-595): its applied end once it has
-    // applied an entry of the current term, never a commit it has not applied.
-    let hw = node
-        .sm
-        .high_watermark(m.current_term)
-        .unwrap_or(applied.end_offset);
-    gauge!(HIGH_WATERMARK).set(hw as f64);
-    gauge!(LAST_COMMITTED).set(committed as f64 - 1.0);
-    gauge!(LAST_APPLIED).set(applied.end_offset as f64 - 1.0);
-    let log_start = node.log.log_start().map(|(_, s)| s).unwrap_or(0);
-    gauge!(LOG_START).set(log_start as f64);
-    let (counts, current) = {
-        let st = node.sm.read();
-        (
-            st.image.counts(),
-            st.current.as_ref().map(|c| c.path.clone()),
-        )
-    };
-    gauge!(FENCED_BROKERS).set(counts.fenced_brokers as f64);
-    gauge!(ACTIVE_BROKERS).set(counts.active_brokers as f64);
-    gauge!(TOPICS).set(counts.topics as f64);
-    gauge!(PARTITIONS).set(counts.partitions as f64);
-    gauge!(OFFLINE_PARTITIONS).set(counts.offline_partitions as f64);
-    if let Some(md) = current.and_then(|p| std::fs::metadata(p).ok()) {
-        gauge!(SNAPSHOT_SIZE).set(md.len() as f64);
-        let age = md
-            .modified()
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .unwrap_or_default();
-        gauge!(SNAPSHOT_AGE).set(age.as_secs_f64());
-    }
-    install().render()
 }

@@ -15,11 +15,11 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{forward, ApiError};
-use crate::cli::dump::record_json;
 use crate::node::server::Node;
 use crate::record::batch::{decode_batch, BatchIter};
 use crate::record::checkpoint::{list_checkpoints, SnapshotId};
 use crate::record::control::ControlRecord;
+use crate::record::json::record_json;
 use crate::record::LogRecord;
 
 /// Content type of raw record batches.
@@ -205,7 +205,7 @@ async fn wait_high_watermark(node: &Node, offset: u64, wait: Duration) -> Result
         // is unknown); a steady long poll at the high watermark skips the look-up.
         let log_end = match hw {
             Some(h) if offset <= h => h,
-            _ => super::quorum::end_of(node, last_index).unwrap_or(applied.end_offset),
+            _ => node.end_of(last_index).unwrap_or(applied.end_offset),
         };
         let gate = fetch_gate(offset, hw, log_end.max(applied.end_offset));
         let deadline = started
@@ -252,30 +252,6 @@ async fn wait_high_watermark(node: &Node, offset: u64, wait: Duration) -> Result
             r = metrics.changed(), if unknown => {
                 if r.is_err() { tokio::time::sleep_until(deadline).await }
             }
-            _ = tokio::time::sleep_until(deadline) => {}
-        }
-    }
-}
-
-/// This node's high watermark for a report (`/v1/quorum/status`, `/metrics`): the served
-/// one, waiting up to `wait` for it to be known; then the applied end offset, this node's
-/// own last known high watermark.
-pub(crate) async fn reported_high_watermark(node: &Node, wait: Duration) -> u64 {
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut rx = node.sm.subscribe();
-    let mut metrics = node.raft.metrics();
-    loop {
-        let term = metrics.borrow_and_update().current_term;
-        let applied = *rx.borrow_and_update();
-        if let Some(h) = crate::raft::state_machine::served_high_watermark(applied, term) {
-            return h;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return applied.end_offset;
-        }
-        tokio::select! {
-            r = rx.changed() => if r.is_err() { return applied.end_offset },
-            r = metrics.changed() => if r.is_err() { return applied.end_offset },
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }

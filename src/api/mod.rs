@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod brokers;
 pub mod metadata;
+pub mod metrics;
 pub mod openapi;
 pub mod peer;
 pub mod quorum;
@@ -155,7 +156,7 @@ pub fn router(node: Arc<Node>) -> Router {
 
 /// Prometheus text format (version 0.0.4).
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    let body = crate::telemetry::render(&node);
+    let body = metrics::render(&node);
     (
         [(
             header::CONTENT_TYPE,

@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{forward, ApiError, LeaderRequest};
-use crate::node::server::{fetch_info, now_ms, Node};
+use crate::node::server::{now_ms, Node};
+use crate::raft::network::fetch_info;
 use crate::raft::{expect_empty_log, KNode, NodeId, Raft, TypeConfig};
 
 pub(super) fn routes() -> Router<Arc<Node>> {
@@ -34,14 +35,6 @@ pub(super) fn routes() -> Router<Arc<Node>> {
 /// Longest `/v1/quorum/status` waits for a new leader's high watermark to be known.
 const STATUS_HW_WAIT: Duration = Duration::from_millis(500);
 
-/// End offset of entry `index` on the leader's log (None: not stored, e.g. purged).
-pub(crate) fn end_of(node: &Node, index: Option<u64>) -> Option<u64> {
-    match index {
-        None => Some(0),
-        Some(i) => node.log.entry_offsets(i).ok().flatten().map(|(_, end)| end),
-    }
-}
-
 async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     Json(status_json(&node).await)
 }
@@ -49,7 +42,7 @@ async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
 /// `/v1/quorum/status` of this node.
 pub(crate) async fn status_json(node: &Node) -> Value {
     // KIP-595: not below what an earlier leader served (waits briefly after a leader change).
-    let hw = crate::api::metadata::reported_high_watermark(node, STATUS_HW_WAIT).await;
+    let hw = node.reported_high_watermark(STATUS_HW_WAIT).await;
     let m = node.raft.metrics().borrow_watched().clone();
     let applied = node.sm.applied();
     let log_start = node.log.log_start().map(|(_, s)| s).unwrap_or(0);
@@ -67,11 +60,11 @@ pub(crate) async fn status_json(node: &Node) -> Value {
     let observers: Vec<NodeId> = membership.learner_ids().collect();
     let (mut max_lag, mut max_lag_ms) = (0u64, 0u64);
     if m.state == ServerState::Leader {
-        let last_end = end_of(node, m.last_log_index).unwrap_or(applied.end_offset);
+        let last_end = node.end_of(m.last_log_index).unwrap_or(applied.end_offset);
         let now = now_ms();
         if let Ok(f) = node.followers.lock() {
             for t in f.values() {
-                let fe = end_of(node, t.matched).unwrap_or(0);
+                let fe = node.end_of(t.matched).unwrap_or(0);
                 max_lag = max_lag.max(last_end.saturating_sub(fe));
                 if t.last_caught_up_ms > 0 {
                     max_lag_ms = max_lag_ms.max(now.saturating_sub(t.last_caught_up_ms));
@@ -116,7 +109,7 @@ pub(crate) fn replication_rows(node: &Node) -> Vec<Value> {
     let m = node.raft.metrics().borrow_watched().clone();
     let membership = m.membership_config.membership().clone();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-    let last_end = end_of(node, m.last_log_index).unwrap_or(0);
+    let last_end = node.end_of(m.last_log_index).unwrap_or(0);
     let now = now_ms();
     let mut out = vec![json!({
         "node_id": node.id(),
@@ -132,7 +125,7 @@ pub(crate) fn replication_rows(node: &Node) -> Vec<Value> {
             continue;
         }
         let t = tracks.get(id).cloned().unwrap_or_default();
-        let end = end_of(node, t.matched).unwrap_or(0);
+        let end = node.end_of(t.matched).unwrap_or(0);
         out.push(json!({
             "node_id": id,
             "log_end_offset": end,

@@ -17,9 +17,8 @@ use super::Output;
 use crate::raft::log_store::LogStore;
 use crate::record::batch::{BatchHeader, BatchIter, RecordBatch};
 use crate::record::checkpoint::{read_checkpoint, CheckpointItem, SnapshotId};
-use crate::record::control::ControlRecord;
-use crate::record::uuid_fmt::kafka_uuid;
-use crate::record::{LogRecord, RecordError};
+use crate::record::json::record_json;
+use crate::record::LogRecord;
 
 /// Dumps each file to `out`; returns how many files had an error.
 pub fn run(files: &[std::path::PathBuf], output: Output, out: &mut dyn Write) -> io::Result<usize> {
@@ -362,77 +361,5 @@ fn emit_record(
             records.push(entry);
         }
         Ok(())
-    }
-}
-
-/// `{"type": ..., "version": ..., "data": {...}}` for any log record.
-pub fn record_json(rec: &LogRecord) -> Result<Value, RecordError> {
-    Ok(match rec {
-        LogRecord::Metadata(m) => json!({
-            "type": kafka_type_name(m.record.type_name()),
-            "version": m.version,
-            "data": serde_json::to_value(&m.record).map_err(|e| RecordError::invalid("record", e.to_string()))?,
-        }),
-        LogRecord::Control(c) => {
-            json!({ "type": c.type_name(), "version": 0, "data": control_json(c) })
-        }
-    })
-}
-
-/// Kafka's MetadataRecordType spelling, e.g. `PartitionChangeRecord` -> `PARTITION_CHANGE_RECORD`,
-/// as `kafka-dump-log --cluster-metadata-decoder` prints it.
-fn kafka_type_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 8);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
-fn tags_json(tags: &std::collections::BTreeMap<i32, Bytes>) -> Value {
-    tags.iter()
-        .map(|(t, b)| (t.to_string(), json!(hex(b))))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn control_json(c: &ControlRecord) -> Value {
-    match c {
-        ControlRecord::LeaderChange(m) => json!({
-            "version": m.version,
-            "leaderId": m.leader_id.0,
-            "voters": m.voters.iter().map(|v| v.voter_id).collect::<Vec<_>>(),
-            "grantingVoters": m.granting_voters.iter().map(|v| v.voter_id).collect::<Vec<_>>(),
-        }),
-        ControlRecord::SnapshotHeader(h) => json!({
-            "version": h.version,
-            "lastContainedLogTimestamp": h.last_contained_log_timestamp,
-            "unknownTaggedFields": tags_json(&h.unknown_tagged_fields),
-        }),
-        ControlRecord::SnapshotFooter(f) => json!({ "version": f.version }),
-        ControlRecord::KRaftVersion(k) => {
-            json!({ "version": k.version, "kRaftVersion": k.k_raft_version })
-        }
-        ControlRecord::Voters(v) => json!({
-            "version": v.version,
-            "voters": v.voters.iter().map(|voter| json!({
-                "voterId": voter.voter_id.0,
-                "voterDirectoryId": kafka_uuid(&voter.voter_directory_id),
-                "endpoints": voter.endpoints.iter().map(|e| json!({
-                    "name": e.name.as_str(), "host": e.host.as_str(), "port": e.port,
-                })).collect::<Vec<_>>(),
-                "kRaftVersionFeature": {
-                    "minSupportedVersion": voter.k_raft_version_feature.min_supported_version,
-                    "maxSupportedVersion": voter.k_raft_version_feature.max_supported_version,
-                },
-            })).collect::<Vec<_>>(),
-        }),
     }
 }

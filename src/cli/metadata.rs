@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
 
-use super::ops::{write_json, CliError, Conn, Failure};
+use super::common::{write_json, CliError, Conn, Failure};
 use super::shell;
 use super::table::{write_fields, Table};
 use super::Output;

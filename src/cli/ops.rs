@@ -11,125 +11,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use serde::Serialize;
 use serde_json::json;
 
+use super::common::{write_json, CliError, Conn, Failure};
 use super::table::{write_fields, Table};
 use super::Output;
 use crate::client::{
-    Client, ClientError, ConfigChange, ConfigKind, CreateTopic, ElectionRequest, ElectionResult,
-    NewVoter, PartitionView, TopicPartition,
+    Client, ConfigChange, ConfigKind, CreateTopic, ElectionRequest, ElectionResult, NewVoter,
+    PartitionView, TopicPartition,
 };
 use crate::record::checkpoint::SnapshotId;
 
-/// Default `--api`: the API listener of a controller started with the defaults.
-pub const DEFAULT_API: &str = "http://127.0.0.1:9093";
 /// Bytes asked for per request by `snapshot fetch`, so an interrupted download leaves a
 /// usable prefix to resume from.
 const FETCH_CHUNK: u64 = 4 << 20;
-
-/// Why a command failed; decides its exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The API answered with an error, or what was asked for does not exist (exit 1).
-    Refused,
-    /// The command line is wrong (exit 2, as clap's own errors).
-    Usage,
-    /// No answer: connection refused, reset or timed out (exit 3).
-    Unreachable,
-    /// A local file, or an answer that is not what the contract says (exit 4).
-    Failed,
-}
-
-impl Failure {
-    /// The process exit code; the only mapping from failures to exit codes.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Failure::Refused => 1,
-            Failure::Usage => 2,
-            Failure::Unreachable => 3,
-            Failure::Failed => 4,
-        }
-    }
-}
-
-/// A failed command: `kraftd: CODE: message` on stderr.
-#[derive(Debug, Clone)]
-pub struct CliError {
-    /// What kind of failure (the exit code).
-    pub failure: Failure,
-    /// Kafka-style code: the API's own, or one naming the local failure.
-    pub code: String,
-    /// For a person.
-    pub message: String,
-}
-
-impl CliError {
-    pub(super) fn new(failure: Failure, code: &str, message: impl Into<String>) -> Self {
-        CliError {
-            failure,
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-
-    fn usage(message: impl Into<String>) -> Self {
-        Self::new(Failure::Usage, "USAGE", message)
-    }
-}
-
-impl From<ClientError> for CliError {
-    fn from(e: ClientError) -> Self {
-        match &e {
-            ClientError::Api(a) => {
-                let code = if a.code.is_empty() {
-                    format!("HTTP_{}", a.status.as_u16())
-                } else {
-                    a.code.clone()
-                };
-                CliError {
-                    failure: Failure::Refused,
-                    code,
-                    message: a.message.clone(),
-                }
-            }
-            ClientError::Transport { source, .. } => {
-                let code = if source.is_timeout() {
-                    "REQUEST_TIMED_OUT"
-                } else {
-                    "NETWORK_EXCEPTION"
-                };
-                CliError::new(Failure::Unreachable, code, e.to_string())
-            }
-            ClientError::Decode { .. } => {
-                CliError::new(Failure::Failed, "UNEXPECTED_ANSWER", e.to_string())
-            }
-        }
-    }
-}
-
-impl From<io::Error> for CliError {
-    fn from(e: io::Error) -> Self {
-        CliError::new(Failure::Failed, "IO_ERROR", e.to_string())
-    }
-}
-
-/// Where to send requests and how to print answers (accepted after any subcommand).
-#[derive(Args, Debug, Clone)]
-pub struct Conn {
-    /// API listener of any controller: a URL or HOST:PORT.
-    #[arg(long, global = true, default_value = DEFAULT_API)]
-    pub api: String,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value = "table")]
-    pub output: Output,
-}
-
-impl Conn {
-    pub(super) fn client(&self) -> Result<Client, CliError> {
-        Ok(Client::new(&self.api)?)
-    }
-}
 
 /// The operators' commands.
 #[derive(Subcommand, Debug)]
@@ -428,13 +323,6 @@ pub async fn run(cmd: AdminCommand, out: &mut dyn Write) -> Result<(), CliError>
         AdminCommand::Elect(a) => elect(a, out).await,
         AdminCommand::Metadata { conn, cmd } => super::metadata::run(&conn, cmd, out).await,
     }
-}
-
-pub(super) fn write_json(out: &mut dyn Write, v: &impl Serialize) -> Result<(), CliError> {
-    serde_json::to_writer_pretty(&mut *out, v)
-        .map_err(|e| CliError::new(Failure::Failed, "IO_ERROR", e.to_string()))?;
-    writeln!(out)?;
-    Ok(())
 }
 
 fn ids<T: ToString>(v: &[T]) -> String {

@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::node::server::{fetch_history, Node};
-use crate::raft::{KNode, NodeId};
+use crate::raft::network::fetch_history;
+use crate::raft::{KNode, NodeId, Raft};
 
 /// What a bootstrap voter answered about its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,8 +217,28 @@ pub fn veto_message(
     }
 }
 
+/// What the first-election decision needs of its node.
+pub struct FirstElection {
+    /// The node's gate, shared with its peer listener.
+    pub gate: Arc<Gate>,
+    pub raft: Raft,
+    pub http: reqwest::Client,
+    pub node_id: NodeId,
+    pub cluster_id: String,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl FirstElection {
+    fn id(&self) -> NodeId {
+        self.node_id
+    }
+}
+
 /// Asks every other bootstrap voter for its history, all at once, one second each.
-async fn ask_all(node: &Node, members: &BTreeMap<NodeId, KNode>) -> BTreeMap<NodeId, PeerAnswer> {
+async fn ask_all(
+    node: &FirstElection,
+    members: &BTreeMap<NodeId, KNode>,
+) -> BTreeMap<NodeId, PeerAnswer> {
     let asks = members
         .iter()
         .filter(|(id, _)| **id != node.id())
@@ -229,15 +249,15 @@ async fn ask_all(node: &Node, members: &BTreeMap<NodeId, KNode>) -> BTreeMap<Nod
             async move {
                 let ask = tokio::time::timeout(
                     Duration::from_secs(1),
-                    fetch_history(&http, &addr, node.id(), &node.meta.cluster_id),
+                    fetch_history(&http, &addr, node.id(), &node.cluster_id),
                 );
                 let answer = match ask.await {
                     Err(_) => PeerAnswer::NoAnswer(format!("{addr}: no answer within 1 s")),
                     Ok(Err(e)) => PeerAnswer::NoAnswer(format!("{addr}: {e}")),
-                    Ok(Ok(h)) if h.cluster_id != node.meta.cluster_id || h.node_id != id => {
+                    Ok(Ok(h)) if h.cluster_id != node.cluster_id || h.node_id != id => {
                         PeerAnswer::NoAnswer(format!(
                             "{addr} is node {} of cluster {}, not node {id} of cluster {}",
-                            h.node_id, h.cluster_id, node.meta.cluster_id
+                            h.node_id, h.cluster_id, node.cluster_id
                         ))
                     }
                     Ok(Ok(h)) if h.has_history => PeerAnswer::History {
@@ -258,16 +278,16 @@ async fn ask_all(node: &Node, members: &BTreeMap<NodeId, KNode>) -> BTreeMap<Nod
 /// other bootstrap voters until it may initialize, is vetoed, or a leader has given it a
 /// log. Each round is bounded (one second per voter, asked at once); rounds repeat every
 /// 300 ms while voters are silent.
-pub async fn run(node: Arc<Node>, members: BTreeMap<NodeId, KNode>) {
+pub async fn run(node: FirstElection, members: BTreeMap<NodeId, KNode>) {
     let mut last_wait_log: Option<Instant> = None;
     loop {
         if node.raft.is_initialized().await.unwrap_or(false) {
             tracing::info!("a leader gave this node the log: no bootstrap needed here");
-            node.bootstrap.set(OPEN);
+            node.gate.set(OPEN);
             return;
         }
         let answers = ask_all(&node, &members).await;
-        match decide(&answers, &node.bootstrap.askers()) {
+        match decide(&answers, &node.gate.askers()) {
             Decision::Initialize => {
                 match node.raft.initialize(members.clone()).await {
                     Ok(()) => tracing::info!(
@@ -276,7 +296,7 @@ pub async fn run(node: Arc<Node>, members: BTreeMap<NodeId, KNode>) {
                     ),
                     Err(e) => tracing::info!("not initializing: {e}"),
                 }
-                node.bootstrap.set(OPEN);
+                node.gate.set(OPEN);
                 return;
             }
             Decision::Underway => {
@@ -285,23 +305,23 @@ pub async fn run(node: Arc<Node>, members: BTreeMap<NodeId, KNode>) {
                     "the first start of this cluster is under way on the bootstrap voters that \
                      asked this node: waiting for the leader instead of initializing here"
                 );
-                node.bootstrap.set(OPEN);
+                node.gate.set(OPEN);
                 return;
             }
             Decision::Veto {
                 peer,
                 last_log_index,
             } => {
-                node.bootstrap.set(VETOED);
+                node.gate.set(VETOED);
                 tracing::error!(
                     "{}",
                     veto_message(
                         node.id(),
-                        &node.config.data_dir,
-                        &node.meta.cluster_id,
+                        &node.data_dir,
+                        &node.cluster_id,
                         peer,
                         last_log_index,
-                        node.bootstrap.borrowed_identity,
+                        node.gate.borrowed_identity,
                     )
                 );
                 return;

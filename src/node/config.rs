@@ -240,6 +240,33 @@ fn typed_like(
     })
 }
 
+/// openraft's settings from ours. Snapshots are triggered by kraftd itself (bytes or time
+/// since the last one), so openraft's own policy is `Never`.
+pub fn openraft_config(c: &Config) -> Result<openraft::Config, String> {
+    openraft::Config {
+        cluster_name: "kraftd".into(),
+        heartbeat_interval: c.heartbeat_interval_ms,
+        election_timeout_min: c.election_timeout_min_ms,
+        election_timeout_max: c.election_timeout_max_ms,
+        install_snapshot_timeout: 10_000,
+        snapshot_max_chunk_size: 1 << 20,
+        max_payload_entries: 300,
+        snapshot_policy: openraft::SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: c.log_tail_entries,
+        replication_lag_threshold: 1_000,
+        purge_batch_size: 1,
+        // KIP-996: a node that cannot reach a quorum asks first and never raises its term,
+        // so a healed follower cannot depose a healthy leader.
+        enable_pre_vote: Some(true),
+        // A restarted leader is elected again like any node: the write pipeline builds
+        // its view only after its own term's first entry is applied.
+        enable_leader_restore: Some(false),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

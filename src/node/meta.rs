@@ -10,14 +10,14 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use kafka_protocol::messages::voters_record::{Endpoint, KRaftVersionFeature, Voter};
-use kafka_protocol::messages::{BrokerId, VotersRecord};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::VotersRecord;
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::image::MetadataImage;
 use crate::record::checkpoint::{sync_dir, write_checkpoint, CheckpointMeta, SnapshotId};
+use crate::record::control::controller_voter;
+pub use crate::record::control::CONTROLLER_LISTENER;
 use crate::record::uuid_fmt::{kafka_uuid, parse_kafka_uuid};
 
 /// File name of the identity file in the data directory.
@@ -26,8 +26,6 @@ pub const META_PROPERTIES: &str = "meta.properties";
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
 /// Directory of the Raft log (RocksDB).
 pub const RAFT_DIR: &str = "raft";
-/// Listener name written into the voter endpoints.
-pub const CONTROLLER_LISTENER: &str = "CONTROLLER";
 
 /// What `meta.properties` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,23 +247,6 @@ pub fn bootstrap_voters(voters: &[VoterSpec], me: &MetaProperties) -> VotersReco
         })
         .collect();
     VotersRecord::default().with_voters(voters)
-}
-
-/// One voter of a VotersRecord: a controller with its directory id, its peer listener as
-/// the CONTROLLER endpoint, and kraft.version 0-1.
-pub fn controller_voter(id: u64, directory_id: Uuid, host: &str, port: u16) -> Voter {
-    Voter::default()
-        .with_voter_id(BrokerId(i32::try_from(id).unwrap_or(i32::MAX)))
-        .with_voter_directory_id(directory_id)
-        .with_endpoints(vec![Endpoint::default()
-            .with_name(StrBytes::from_static_str(CONTROLLER_LISTENER))
-            .with_host(StrBytes::from_string(host.to_string()))
-            .with_port(port)])
-        .with_k_raft_version_feature(
-            KRaftVersionFeature::default()
-                .with_min_supported_version(0)
-                .with_max_supported_version(1),
-        )
 }
 
 /// What `kraftd format` did.

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
-use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, ServerState};
@@ -18,14 +17,13 @@ use tokio::net::TcpListener;
 
 use crate::controller::{Controller, LoopDeps};
 use crate::node::bootstrap::Gate;
+use crate::node::config::openraft_config;
 use crate::node::config::Config;
 use crate::node::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{
-    http_client, History, Network, NodeInfo, PeerBook, PATH_HISTORY, PATH_INFO,
-};
+use crate::raft::network::{fetch_info, http_client, History, Network, NodeInfo, PeerBook};
 use crate::raft::state_machine::{SmShared, StateMachine};
-use crate::raft::{openraft_config, KNode, NodeId, Raft};
+use crate::raft::{KNode, NodeId, Raft};
 use crate::record::checkpoint::{list_checkpoints, read_checkpoint, CheckpointItem};
 use crate::record::metadata::{FeatureLevelRecord, MetadataRecord, VersionedRecord};
 
@@ -82,7 +80,7 @@ pub struct Node {
     /// Voters demoted for a re-formatted disk, to promote once caught up.
     pub readmit: Mutex<BTreeSet<NodeId>>,
     /// The first-election gate of a node formatted with bootstrap voters.
-    pub bootstrap: Gate,
+    pub bootstrap: Arc<Gate>,
 }
 
 /// ms since the Unix epoch.
@@ -94,6 +92,38 @@ pub fn now_ms() -> u64 {
 }
 
 impl Node {
+    /// End offset of entry `index` on the leader's log (None: not stored, e.g. purged).
+    pub fn end_of(&self, index: Option<u64>) -> Option<u64> {
+        match index {
+            None => Some(0),
+            Some(i) => self.log.entry_offsets(i).ok().flatten().map(|(_, end)| end),
+        }
+    }
+
+    /// This node's high watermark for a report (`/v1/quorum/status`, `/metrics`): the served
+    /// one, waiting up to `wait` for it to be known; then the applied end offset, this node's
+    /// own last known high watermark.
+    pub async fn reported_high_watermark(&self, wait: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut rx = self.sm.subscribe();
+        let mut metrics = self.raft.metrics();
+        loop {
+            let term = metrics.borrow_and_update().current_term;
+            let applied = *rx.borrow_and_update();
+            if let Some(h) = crate::raft::state_machine::served_high_watermark(applied, term) {
+                return h;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return applied.end_offset;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return applied.end_offset },
+                r = metrics.changed() => if r.is_err() { return applied.end_offset },
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.meta.node_id
@@ -180,37 +210,6 @@ impl Node {
             .insert(id, info.api_addr.clone());
         Some(info.api_addr)
     }
-}
-
-/// Asks a peer listener who it is.
-pub async fn fetch_info(http: &reqwest::Client, peer_addr: &str) -> anyhow::Result<NodeInfo> {
-    peer_get(http, peer_addr, format!("http://{peer_addr}{PATH_INFO}")).await
-}
-
-/// Asks a peer listener for its history, as node `me` of `cluster_id` (a node at bootstrap
-/// notes who asked it).
-pub async fn fetch_history(
-    http: &reqwest::Client,
-    peer_addr: &str,
-    me: NodeId,
-    cluster_id: &str,
-) -> anyhow::Result<History> {
-    let url = format!("http://{peer_addr}{PATH_HISTORY}?from={me}&cluster={cluster_id}");
-    peer_get(http, peer_addr, url).await
-}
-
-/// A GET on a peer listener whose answer is postcard.
-async fn peer_get<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    peer_addr: &str,
-    url: String,
-) -> anyhow::Result<T> {
-    let resp = http.get(url).timeout(Duration::from_secs(2)).send().await?;
-    if !resp.status().is_success() {
-        bail!("{peer_addr} answered {}", resp.status());
-    }
-    let body = resp.bytes().await?;
-    Ok(postcard::from_bytes(&body)?)
 }
 
 /// The bootstrap voters from the checkpoint `kraftd format` wrote (end offset 0); none for
@@ -361,8 +360,20 @@ async fn bridge_log_gap(
     )
 }
 
-/// Runs a node until SIGTERM or Ctrl-C.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// A node opened and started (Raft, the controller loop), with its listeners bound but not
+/// yet serving: `app::serve` mounts the routers on them and starts the duties.
+pub struct Booted {
+    pub node: Arc<Node>,
+    pub api_listener: TcpListener,
+    pub peer_listener: TcpListener,
+    /// The bootstrap voters, when this node still decides its first election.
+    pub gate_members: Option<BTreeMap<NodeId, KNode>>,
+    pub metrics: &'static PrometheusHandle,
+}
+
+/// Opens the data directory and starts the node: log store, state machine, Raft, the
+/// controller loop; binds both listeners.
+pub async fn boot(config: Config) -> anyhow::Result<Booted> {
     let data_dir = config.data_dir.clone();
     let meta = MetaProperties::read(&data_dir).with_context(|| {
         format!(
@@ -466,60 +477,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         controller,
         followers: Mutex::new(BTreeMap::new()),
         readmit: Mutex::new(BTreeSet::new()),
-        bootstrap: gate,
+        bootstrap: Arc::new(gate),
     });
 
-    let peer_app = crate::api::peer::router(node.clone());
-    let api_app = crate::api::router(node.clone());
-    tracing::info!(
-        node_id = node.id(),
-        cluster_id = %node.meta.cluster_id,
-        api = %api_addr,
-        peer = %peer_addr,
-        "kraftd node serving"
-    );
-    let peer_task =
-        tokio::spawn(async move { axum::serve(peer_listener.tap_io(nodelay), peer_app).await });
-    let api_task =
-        tokio::spawn(async move { axum::serve(api_listener.tap_io(nodelay), api_app).await });
+    Ok(Booted {
+        node,
+        api_listener,
+        peer_listener,
+        gate_members,
+        metrics,
+    })
+}
+
+/// Starts the node's background duties: the 100 ms ticks, the first-election decision of a
+/// bootstrap voter, and the leadership watch.
+pub fn start_duties(
+    node: &Arc<Node>,
+    gate_members: Option<BTreeMap<NodeId, KNode>>,
+    metrics: &'static PrometheusHandle,
+) {
     tokio::spawn(background(node.clone(), metrics));
     if let Some(members) = gate_members {
-        tokio::spawn(crate::node::bootstrap::run(node.clone(), members));
+        let first = crate::node::bootstrap::FirstElection {
+            gate: node.bootstrap.clone(),
+            raft: node.raft.clone(),
+            http: node.http.clone(),
+            node_id: node.id(),
+            cluster_id: node.meta.cluster_id.clone(),
+            data_dir: node.config.data_dir.clone(),
+        };
+        tokio::spawn(crate::node::bootstrap::run(first, members));
     }
-    tokio::spawn(watch_leadership(raft.clone()));
-
-    shutdown_signal().await;
-    tracing::info!("stopping");
-    peer_task.abort();
-    api_task.abort();
-    let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
-    Ok(())
-}
-
-/// Every accepted socket sets TCP_NODELAY (DESIGN: Nagle adds tens of ms on loopback).
-fn nodelay(tcp: &mut tokio::net::TcpStream) {
-    let _ = tcp.set_nodelay(true);
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+    tokio::spawn(watch_leadership(node.raft.clone()));
 }
 
 /// Background duties, every 100 ms: idle NoOps and directory ids (leader), replication

@@ -713,6 +713,37 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
     }
 }
 
+/// Asks a peer listener who it is.
+pub async fn fetch_info(http: &reqwest::Client, peer_addr: &str) -> anyhow::Result<NodeInfo> {
+    peer_get(http, peer_addr, format!("http://{peer_addr}{PATH_INFO}")).await
+}
+
+/// Asks a peer listener for its history, as node `me` of `cluster_id` (a node at bootstrap
+/// notes who asked it).
+pub async fn fetch_history(
+    http: &reqwest::Client,
+    peer_addr: &str,
+    me: NodeId,
+    cluster_id: &str,
+) -> anyhow::Result<History> {
+    let url = format!("http://{peer_addr}{PATH_HISTORY}?from={me}&cluster={cluster_id}");
+    peer_get(http, peer_addr, url).await
+}
+
+/// A GET on a peer listener whose answer is postcard.
+async fn peer_get<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    peer_addr: &str,
+    url: String,
+) -> anyhow::Result<T> {
+    let resp = http.get(url).timeout(Duration::from_secs(2)).send().await?;
+    if !resp.status().is_success() {
+        anyhow::bail!("{peer_addr} answered {}", resp.status());
+    }
+    let body = resp.bytes().await?;
+    Ok(postcard::from_bytes(&body)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

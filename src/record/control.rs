@@ -245,6 +245,28 @@ pub fn snapshot_footer() -> ControlRecord {
     ControlRecord::SnapshotFooter(SnapshotFooterRecord::default().with_version(0))
 }
 
+/// Listener name written into the voter endpoints.
+pub const CONTROLLER_LISTENER: &str = "CONTROLLER";
+
+/// One voter of a VotersRecord: a controller with its directory id, its peer listener as
+/// the CONTROLLER endpoint, and kraft.version 0-1.
+pub fn controller_voter(id: u64, directory_id: uuid::Uuid, host: &str, port: u16) -> Voter {
+    Voter::default()
+        .with_voter_id(kafka_protocol::messages::BrokerId(
+            i32::try_from(id).unwrap_or(i32::MAX),
+        ))
+        .with_voter_directory_id(directory_id)
+        .with_endpoints(vec![Endpoint::default()
+            .with_name(StrBytes::from_static_str(CONTROLLER_LISTENER))
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(port)])
+        .with_k_raft_version_feature(
+            KRaftVersionFeature::default()
+                .with_min_supported_version(0)
+                .with_max_supported_version(1),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod control;
 pub mod error;
+pub mod json;
 pub mod metadata;
 pub mod uuid_fmt;
 pub mod wire;
