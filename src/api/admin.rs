@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::{controller_error, parse_body, ApiError, LeaderRequest};
+use crate::contract::ErrorCode;
 use crate::controller::configs::{self, ConfigError, ConfigPatch};
 use crate::controller::topics;
 use crate::node::server::Node;
@@ -25,10 +26,10 @@ fn config_error(e: ConfigError) -> ApiError {
     match e {
         ConfigError::Invalid(m) => ApiError::invalid(m),
         ConfigError::InvalidConfig(m) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_CONFIG", m)
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidConfig, m)
         }
         ConfigError::UnknownTopic(m) => {
-            ApiError::new(StatusCode::NOT_FOUND, "UNKNOWN_TOPIC_OR_PARTITION", m)
+            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::UnknownTopicOrPartition, m)
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{controller_error, parse_body, ApiError, LeaderRequest};
+use crate::contract::ErrorCode;
 use crate::controller::brokers::{self, security_protocol_name, Heartbeat, Listener, Registration};
 use crate::controller::partitions::{self, AlterPartition};
 use crate::image::BrokerRegistration;
@@ -92,7 +93,7 @@ async fn one(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Result<Re
     let b = st.image.broker(id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "BROKER_ID_NOT_REGISTERED",
+            ErrorCode::BrokerIdNotRegistered,
             format!("broker {id} is not registered"),
         )
     })?;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{forward, ApiError};
+use crate::contract::ErrorCode;
 use crate::node::server::Node;
 use crate::record::batch::{decode_batch, BatchIter};
 use crate::record::checkpoint::{list_checkpoints, SnapshotId};
@@ -55,7 +56,7 @@ fn snapshot_gone(node: &Node, offset: u64, log_start: u64) -> ApiError {
     });
     let mut e = ApiError::new(
         StatusCode::GONE,
-        "OFFSET_OUT_OF_RANGE",
+        ErrorCode::OffsetOutOfRange,
         format!(
             "offset {offset} is below the log start offset {log_start}: load the snapshot, then \
              follow the log from its end offset"
@@ -220,7 +221,7 @@ async fn wait_high_watermark(node: &Node, offset: u64, wait: Duration) -> Result
             FetchGate::Beyond(h) => {
                 return Err(ApiError::new(
                     StatusCode::RANGE_NOT_SATISFIABLE,
-                    "OFFSET_OUT_OF_RANGE",
+                    ErrorCode::OffsetOutOfRange,
                     format!("offset {offset} is beyond the high watermark {h}"),
                 ))
             }
@@ -237,7 +238,7 @@ async fn wait_high_watermark(node: &Node, offset: u64, wait: Duration) -> Result
                 };
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "OFFSET_NOT_AVAILABLE",
+                    ErrorCode::OffsetNotAvailable,
                     format!("{why}; retry"),
                 ));
             }
@@ -355,7 +356,7 @@ async fn snapshot_file(
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "SNAPSHOT_NOT_FOUND",
+            ErrorCode::SnapshotNotFound,
             format!("no snapshot {}-{} on this node", sid.end_offset, sid.epoch),
         )
     };
@@ -380,7 +381,7 @@ async fn snapshot_file(
     let Ok((start, end)) = parse_range(range, size) else {
         let mut r = ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             format!("range {range:?} does not fit a file of {size} bytes"),
         )
         .into_response();

@@ -27,6 +27,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 use serde_json::json;
 
+use crate::contract::ErrorCode;
 use crate::controller::ControllerError;
 use crate::node::server::Node;
 use crate::raft::NodeId;
@@ -42,7 +43,7 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Kafka-style code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// For a person.
     pub message: String,
     /// The leader, where it helps.
@@ -53,7 +54,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -65,14 +66,14 @@ impl ApiError {
 
     /// 400 INVALID_REQUEST.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
     }
 
     /// 503 NOT_CONTROLLER.
     pub fn not_controller(leader_id: Option<NodeId>) -> Self {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "NOT_CONTROLLER",
+            ErrorCode::NotController,
             match leader_id {
                 Some(l) => format!("this controller is not the active controller; node {l} is"),
                 None => "no active controller is known right now; retry shortly".into(),
@@ -86,7 +87,7 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN_SERVER_ERROR",
+            ErrorCode::UnknownServerError,
             message,
         )
     }
@@ -124,7 +125,7 @@ fn body_rejection(rej: axum::extract::rejection::BytesRejection) -> ApiError {
     if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             format!("request body is over {MAX_BODY} bytes"),
         )
     } else {
@@ -148,7 +149,11 @@ pub fn router(node: Arc<Node>) -> Router {
         // A route layer sees the matched route template; unknown paths are not counted.
         .route_layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
@@ -207,7 +212,7 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
     match ready {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(why) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", why).into_response()
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady, why).into_response()
         }
     }
 }
@@ -281,7 +286,7 @@ async fn relay(
         if write {
             ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
-                "REQUEST_TIMED_OUT",
+                ErrorCode::RequestTimedOut,
                 format!("{e}; the leader may have carried the request out"),
             )
         } else {
@@ -360,19 +365,8 @@ impl ApiError {
 }
 
 /// The HTTP status of a Kafka error code the controller refuses with.
-pub fn status_of(code: &str) -> StatusCode {
-    match code {
-        "UNKNOWN_TOPIC_OR_PARTITION" | "UNKNOWN_TOPIC_ID" | "BROKER_ID_NOT_REGISTERED" => {
-            StatusCode::NOT_FOUND
-        }
-        "TOPIC_ALREADY_EXISTS"
-        | "DUPLICATE_BROKER_REGISTRATION"
-        | "STALE_BROKER_EPOCH"
-        | "FENCED_LEADER_EPOCH"
-        | "INVALID_UPDATE_VERSION"
-        | "INELIGIBLE_REPLICA" => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_REQUEST,
-    }
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
 /// Maps a controller failure to its answer.
@@ -382,12 +376,12 @@ pub fn controller_error(e: ControllerError) -> ApiError {
         ControllerError::NotController { leader } => ApiError::not_controller(leader),
         e @ ControllerError::Timeout(_) => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
-            "REQUEST_TIMED_OUT",
+            ErrorCode::RequestTimedOut,
             e.to_string(),
         ),
         e @ ControllerError::OutcomeUnknown(_) => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
-            "REQUEST_TIMED_OUT",
+            ErrorCode::RequestTimedOut,
             e.to_string(),
         ),
         ControllerError::Internal(m) => ApiError::internal(m),

@@ -31,8 +31,8 @@ use crate::controller::topics::{
 /// Every error answer.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// Kafka-style error code, e.g. `NOT_CONTROLLER`.
-    pub error: String,
+    /// Kafka-style error code, e.g. `NOT_CONTROLLER`: one of a closed set.
+    pub error: crate::contract::ErrorCode,
     /// What was wrong, for a person.
     pub message: String,
     /// The active controller, when known and useful.
@@ -429,7 +429,7 @@ impl Modify for ErrorAnswers {
         list_topics, create_topic, describe_topic, delete_topic, add_partitions, elections,
     ),
     components(schemas(
-        ErrorBody, SnapshotRefDoc, Listener, FeatureRange, AlterTopic, AlterPartitionData,
+        ErrorBody, crate::contract::ErrorCode, SnapshotRefDoc, Listener, FeatureRange, AlterTopic, AlterPartitionData,
         AlterPartitionResult, AlterTopicResult, TopicPartition,
     )),
     modifiers(&ErrorAnswers)

@@ -14,6 +14,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 
 use crate::api::controller_error;
+use crate::contract::ErrorCode;
 use openraft::{ChangeMembers, ServerState};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -176,13 +177,15 @@ fn membership_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> A
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             ApiError::not_controller(f.leader_id)
         }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            ApiError::new(StatusCode::CONFLICT, "INVALID_REQUEST", c.to_string())
-        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::InvalidRequest,
+            c.to_string(),
+        ),
         // Appended, then replaced by a new leader's log: it may still take effect.
         RaftError::APIError(e @ ClientWriteError::LogEntryDiscarded(_)) => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
-            "REQUEST_TIMED_OUT",
+            ErrorCode::RequestTimedOut,
             format!("{e}; read GET /v1/quorum/voters before retrying"),
         ),
         RaftError::APIError(e) => ApiError::internal(e.to_string()),
@@ -332,7 +335,7 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
     Err(last_err.unwrap_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             format!("node {id} could not be made a learner under its new directory id: retry"),
         )
     }))
@@ -358,7 +361,7 @@ async fn wait_caught_up(node: &Node, id: NodeId) -> Result<(), ApiError> {
         if std::time::Instant::now() > deadline {
             return Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
-                "REQUEST_TIMED_OUT",
+                ErrorCode::RequestTimedOut,
                 format!("node {id} did not catch up within 60 s; it stays a learner"),
             ));
         }
@@ -380,7 +383,7 @@ async fn remove_voter(
         if !voters.contains(&id) {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                "VOTER_NOT_FOUND",
+                ErrorCode::VoterNotFound,
                 format!("node {id} is not a voter (voters: {voters:?})"),
             ));
         }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{controller_error, parse_body, ApiError, LeaderRequest};
+use crate::contract::ErrorCode;
 use crate::controller::partitions::{self, ElectionRequest};
 use crate::controller::topics::{self, CreateTopic, TopicSummary};
 use crate::node::server::Node;
@@ -27,7 +28,7 @@ pub(super) fn routes() -> Router<Arc<Node>> {
 fn unknown_topic(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "UNKNOWN_TOPIC_OR_PARTITION",
+        ErrorCode::UnknownTopicOrPartition,
         format!("topic {name:?} does not exist"),
     )
 }

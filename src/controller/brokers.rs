@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::partitions;
 use super::{ControllerError, View};
+use crate::contract::ErrorCode;
 use crate::image::MetadataImage;
 use crate::record::metadata::{
     BrokerEndpoint, BrokerFeature, BrokerRegistrationChangeRecord, MetadataRecord,
@@ -173,7 +174,7 @@ impl Sessions {
     }
 }
 
-fn refused(code: &'static str, message: impl Into<String>) -> ControllerError {
+fn refused(code: ErrorCode, message: impl Into<String>) -> ControllerError {
     ControllerError::refused(code, message)
 }
 
@@ -183,7 +184,7 @@ fn parse_incarnation(s: &str) -> Result<Uuid, ControllerError> {
     }
     crate::record::uuid_fmt::parse_kafka_uuid(s).ok_or_else(|| {
         refused(
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             format!("incarnation_id {s:?} is neither a UUID nor Kafka's base64 form"),
         )
     })
@@ -197,7 +198,7 @@ fn check_registration(
 ) -> Result<(Uuid, Vec<BrokerEndpoint>, Vec<BrokerFeature>), ControllerError> {
     if r.cluster_id != cluster_id {
         return Err(refused(
-            "INCONSISTENT_CLUSTER_ID",
+            ErrorCode::InconsistentClusterId,
             format!(
                 "the broker names cluster {:?}, but this is cluster {cluster_id:?}",
                 r.cluster_id
@@ -206,20 +207,20 @@ fn check_registration(
     }
     if id < 0 {
         return Err(refused(
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             format!("broker id {id} is negative"),
         ));
     }
     let incarnation = parse_incarnation(&r.incarnation_id)?;
     if incarnation.is_nil() {
         return Err(refused(
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             "incarnation_id must not be the zero UUID",
         ));
     }
     if r.listeners.is_empty() {
         return Err(refused(
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             "a broker must register at least one listener",
         ));
     }
@@ -227,7 +228,7 @@ fn check_registration(
     for l in &r.listeners {
         if l.name.is_empty() || l.name.len() > 255 || l.host.is_empty() || l.host.len() > 255 {
             return Err(refused(
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 format!(
                     "listener {:?} needs a name and a host of 1-255 bytes",
                     l.name
@@ -236,13 +237,13 @@ fn check_registration(
         }
         if l.port == 0 {
             return Err(refused(
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 format!("listener {} has port 0", l.name),
             ));
         }
         if endpoints.iter().any(|e: &BrokerEndpoint| e.name == l.name) {
             return Err(refused(
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 format!("listener {} is given twice", l.name),
             ));
         }
@@ -252,7 +253,7 @@ fn check_registration(
             .map(|(_, i)| *i)
             .ok_or_else(|| {
                 refused(
-                    "INVALID_REQUEST",
+                    ErrorCode::InvalidRequest,
                     format!(
                         "listener {}: security_protocol {:?} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
                         l.name, l.security_protocol
@@ -269,7 +270,7 @@ fn check_registration(
     if let Some(rack) = &r.rack {
         if rack.is_empty() || rack.len() > 255 {
             return Err(refused(
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 "rack must be 1-255 bytes when given",
             ));
         }
@@ -278,7 +279,7 @@ fn check_registration(
     for f in &r.features {
         if f.name.is_empty() || f.min < 0 || f.min > f.max {
             return Err(refused(
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 format!(
                     "feature {:?}: range {}..={} is not valid",
                     f.name, f.min, f.max
@@ -288,7 +289,7 @@ fn check_registration(
         if let Some(level) = image.feature_level(&f.name) {
             if level < f.min || level > f.max {
                 return Err(refused(
-                    "UNSUPPORTED_VERSION",
+                    ErrorCode::UnsupportedVersion,
                     format!(
                         "the cluster's {} is {level}, outside the broker's supported range {}..={}",
                         f.name, f.min, f.max
@@ -320,7 +321,7 @@ pub fn register(view: &mut View, id: i32, r: &Registration) -> Result<i64, Contr
         }
         if !existing.fenced && view.sessions.is_live(id, now) {
             return Err(refused(
-                "DUPLICATE_BROKER_REGISTRATION",
+                ErrorCode::DuplicateBrokerRegistration,
                 format!(
                     "broker {id} is registered by another live incarnation ({}) whose session has not expired",
                     crate::record::uuid_fmt::kafka_uuid(&existing.incarnation_id)
@@ -387,13 +388,13 @@ pub fn heartbeat(
 ) -> Result<HeartbeatAnswer, ControllerError> {
     let reg = view.image().broker(id).ok_or_else(|| {
         refused(
-            "BROKER_ID_NOT_REGISTERED",
+            ErrorCode::BrokerIdNotRegistered,
             format!("broker {id} is not registered"),
         )
     })?;
     if reg.broker_epoch != hb.broker_epoch {
         return Err(refused(
-            "STALE_BROKER_EPOCH",
+            ErrorCode::StaleBrokerEpoch,
             format!(
                 "broker {id} heartbeat carries epoch {}, but its registration has epoch {}",
                 hb.broker_epoch, reg.broker_epoch
@@ -480,7 +481,7 @@ pub fn unregister(view: &mut View, id: i32) -> Result<(), ControllerError> {
         .broker(id)
         .ok_or_else(|| {
             refused(
-                "BROKER_ID_NOT_REGISTERED",
+                ErrorCode::BrokerIdNotRegistered,
                 format!("broker {id} is not registered"),
             )
         })?

@@ -25,6 +25,7 @@ use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::contract::ErrorCode;
 use crate::image::MetadataImage;
 use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::SmShared;
@@ -58,7 +59,7 @@ pub enum ControllerError {
     #[error("{message}")]
     Refused {
         /// Kafka's error code, e.g. `TOPIC_ALREADY_EXISTS`.
-        code: &'static str,
+        code: ErrorCode,
         /// For a person.
         message: String,
     },
@@ -82,7 +83,7 @@ pub enum ControllerError {
 
 impl ControllerError {
     /// A refusal with a Kafka error code.
-    pub fn refused(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
         ControllerError::Refused {
             code,
             message: message.into(),
@@ -272,7 +273,7 @@ impl View {
             )
         }) {
             return Err(ControllerError::refused(
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 format!(
                     "{} is written by the controller itself, not by clients",
                     r.record.type_name()
@@ -281,7 +282,7 @@ impl View {
         }
         for r in records {
             self.stage(r.clone()).map_err(|e| {
-                ControllerError::refused("INVALID_REQUEST", format!("record refused: {e}"))
+                ControllerError::refused(ErrorCode::InvalidRequest, format!("record refused: {e}"))
             })?;
         }
         Ok(())

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{ControllerError, View};
+use crate::contract::ErrorCode;
 use crate::image::{ConfigResource, MetadataImage, Partition};
 use crate::record::metadata::{MetadataRecord, PartitionChangeRecord, NO_LEADER, NO_LEADER_CHANGE};
 
@@ -283,10 +284,10 @@ pub struct AlterPartitionAnswer {
 }
 
 impl AlterPartitionResult {
-    fn error(partition: i32, code: &str, message: String) -> Self {
+    fn error(partition: i32, code: ErrorCode, message: String) -> Self {
         AlterPartitionResult {
             partition,
-            error: Some(code.to_string()),
+            error: Some(code.name().to_string()),
             message: Some(message),
             leader: None,
             leader_epoch: None,
@@ -322,7 +323,7 @@ fn check_alter(
     topic_id: Uuid,
     p: &Partition,
     d: &AlterPartitionData,
-) -> Result<Option<PartitionChangeRecord>, (&'static str, String)> {
+) -> Result<Option<PartitionChangeRecord>, (ErrorCode, String)> {
     let part = p.id();
     let with_epochs;
     let new_isr: &[i32] = match &d.new_isr_with_epochs {
@@ -331,7 +332,7 @@ fn check_alter(
             with_epochs = members.iter().map(|m| m.broker_id).collect::<Vec<_>>();
             if !d.new_isr.is_empty() && d.new_isr != with_epochs {
                 return Err((
-                    "INVALID_REQUEST",
+                    ErrorCode::InvalidRequest,
                     format!(
                         "partition {part}: new_isr {:?} and new_isr_with_epochs {:?} disagree; send one",
                         d.new_isr, with_epochs
@@ -343,7 +344,7 @@ fn check_alter(
     };
     if d.leader_epoch != p.leader_epoch() {
         return Err((
-            "FENCED_LEADER_EPOCH",
+            ErrorCode::FencedLeaderEpoch,
             format!(
                 "partition {part}: leader epoch {} is not the current {}",
                 d.leader_epoch,
@@ -353,7 +354,7 @@ fn check_alter(
     }
     if p.leader() != broker {
         return Err((
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             format!(
                 "partition {part}: broker {broker} is not its leader (the leader is {})",
                 p.leader()
@@ -362,7 +363,7 @@ fn check_alter(
     }
     if d.partition_epoch != p.partition_epoch() {
         return Err((
-            "INVALID_UPDATE_VERSION",
+            ErrorCode::InvalidUpdateVersion,
             format!(
                 "partition {part}: partition epoch {} is not the current {}",
                 d.partition_epoch,
@@ -373,19 +374,19 @@ fn check_alter(
     let recovery = d.leader_recovery_state.unwrap_or(p.leader_recovery_state());
     if !(RECOVERED..=RECOVERING).contains(&recovery) {
         return Err((
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             format!("partition {part}: leader_recovery_state {recovery} is neither 0 nor 1"),
         ));
     }
     if recovery == RECOVERING && p.leader_recovery_state() == RECOVERED {
         return Err((
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             format!("partition {part}: a recovered partition cannot go back to RECOVERING"),
         ));
     }
     if recovery == RECOVERING && new_isr.len() > 1 {
         return Err((
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             format!("partition {part}: the ISR cannot grow while the leader is RECOVERING"),
         ));
     }
@@ -393,14 +394,14 @@ fn check_alter(
     for &b in new_isr {
         if seen.contains(&b) {
             return Err((
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 format!("partition {part}: broker {b} is listed twice in new_isr"),
             ));
         }
         seen.push(b);
         if !p.replicas().contains(&b) {
             return Err((
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 format!(
                     "partition {part}: new_isr member {b} is not a replica {:?}",
                     p.replicas()
@@ -410,7 +411,7 @@ fn check_alter(
     }
     if !new_isr.contains(&broker) {
         return Err((
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             format!(
                 "partition {part}: new_isr {:?} leaves out the leader {broker}",
                 new_isr
@@ -423,7 +424,7 @@ fn check_alter(
         let current = image.broker(m.broker_id).map(|r| r.broker_epoch);
         if m.broker_epoch != -1 && current.is_some_and(|e| e != m.broker_epoch) {
             return Err((
-                "INELIGIBLE_REPLICA",
+                ErrorCode::IneligibleReplica,
                 format!(
                     "partition {part}: broker {} is known by epoch {}, but its registration has epoch {}",
                     m.broker_id,
@@ -443,7 +444,7 @@ fn check_alter(
             Some(_) => "in controlled shutdown",
         };
         return Err((
-            "INELIGIBLE_REPLICA",
+            ErrorCode::IneligibleReplica,
             format!("partition {part}: broker {b} cannot join the ISR: it is {why}"),
         ));
     }
@@ -471,7 +472,7 @@ pub fn alter(
         Some(b) if b.broker_epoch == req.broker_epoch => {}
         Some(b) => {
             return Err(ControllerError::refused(
-                "STALE_BROKER_EPOCH",
+                ErrorCode::StaleBrokerEpoch,
                 format!(
                     "broker {} has epoch {}, not {}",
                     req.broker_id, b.broker_epoch, req.broker_epoch
@@ -480,7 +481,7 @@ pub fn alter(
         }
         None => {
             return Err(ControllerError::refused(
-                "STALE_BROKER_EPOCH",
+                ErrorCode::StaleBrokerEpoch,
                 format!("broker {} is not registered", req.broker_id),
             ))
         }
@@ -493,7 +494,7 @@ pub fn alter(
             let Some(topic_id) = topic_id else {
                 results.push(AlterPartitionResult::error(
                     d.partition,
-                    "UNKNOWN_TOPIC_ID",
+                    ErrorCode::UnknownTopicId,
                     format!("no topic has id {}", t.topic_id),
                 ));
                 continue;
@@ -501,7 +502,7 @@ pub fn alter(
             if t.partitions[..i].iter().any(|o| o.partition == d.partition) {
                 results.push(AlterPartitionResult::error(
                     d.partition,
-                    "INVALID_REQUEST",
+                    ErrorCode::InvalidRequest,
                     format!("partition {} is given twice", d.partition),
                 ));
                 continue;
@@ -510,7 +511,7 @@ pub fn alter(
             let Some(p) = image.partition(&topic_id, d.partition) else {
                 results.push(AlterPartitionResult::error(
                     d.partition,
-                    "UNKNOWN_TOPIC_OR_PARTITION",
+                    ErrorCode::UnknownTopicOrPartition,
                     format!("topic {} has no partition {}", t.topic_id, d.partition),
                 ));
                 continue;
@@ -596,7 +597,7 @@ pub fn elect(
         "unclean" => Election::Unclean,
         other => {
             return Err(ControllerError::refused(
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 format!("election type {other:?} is neither \"preferred\" nor \"unclean\""),
             ))
         }
@@ -617,10 +618,10 @@ pub fn elect(
     };
     let mut out = Vec::new();
     for tp in targets {
-        let err = |code: &str, msg: String| ElectionResult {
+        let err = |code: ErrorCode, msg: String| ElectionResult {
             topic: tp.topic.clone(),
             partition: tp.partition,
-            error: Some(code.to_string()),
+            error: Some(code.name().to_string()),
             message: Some(msg),
             leader: None,
             leader_epoch: None,
@@ -628,7 +629,7 @@ pub fn elect(
         let image = view.image();
         let Some(t) = image.topic_by_name(&tp.topic) else {
             out.push(err(
-                "UNKNOWN_TOPIC_OR_PARTITION",
+                ErrorCode::UnknownTopicOrPartition,
                 format!("topic {:?} does not exist", tp.topic),
             ));
             continue;
@@ -636,7 +637,7 @@ pub fn elect(
         let topic_id = t.id();
         let Some(p) = t.partition(tp.partition) else {
             out.push(err(
-                "UNKNOWN_TOPIC_OR_PARTITION",
+                ErrorCode::UnknownTopicOrPartition,
                 format!("topic {:?} has no partition {}", tp.topic, tp.partition),
             ));
             continue;
@@ -648,7 +649,7 @@ pub fn elect(
         if !needed {
             if !all {
                 out.push(err(
-                    "ELECTION_NOT_NEEDED",
+                    ErrorCode::ElectionNotNeeded,
                     format!("leader {} is already the {} choice", p.leader(), req.kind),
                 ));
             }
@@ -662,9 +663,9 @@ pub fn elect(
         match change.filter(wanted_leader) {
             None => {
                 let code = if election == Election::Preferred {
-                    "PREFERRED_LEADER_NOT_AVAILABLE"
+                    ErrorCode::PreferredLeaderNotAvailable
                 } else {
-                    "ELIGIBLE_LEADERS_NOT_AVAILABLE"
+                    ErrorCode::EligibleLeadersNotAvailable
                 };
                 if !all {
                     out.push(err(code, "no replica that may lead is available".into()));

@@ -10,6 +10,7 @@ use super::configs::{self, ConfigError};
 use super::partitions::{self, UNCLEAN};
 use super::placement::{self, Candidate};
 use super::{ControllerError, View};
+use crate::contract::ErrorCode;
 use crate::image::{ConfigResource, MetadataImage, Partition, Topic};
 use crate::record::metadata::{
     ConfigRecord, MetadataRecord, PartitionRecord, RemoveTopicRecord, TopicRecord,
@@ -148,7 +149,7 @@ pub fn summary(t: &Topic) -> TopicSummary {
     }
 }
 
-fn refused(code: &'static str, message: impl Into<String>) -> ControllerError {
+fn refused(code: ErrorCode, message: impl Into<String>) -> ControllerError {
     ControllerError::refused(code, message)
 }
 
@@ -156,7 +157,7 @@ fn refused(code: &'static str, message: impl Into<String>) -> ControllerError {
 pub fn check_name(name: &str) -> Result<(), ControllerError> {
     if name.is_empty() || name.len() > MAX_TOPIC_NAME {
         return Err(refused(
-            "INVALID_TOPIC_EXCEPTION",
+            ErrorCode::InvalidTopicException,
             format!(
                 "topic name must be 1-{MAX_TOPIC_NAME} characters, got {}",
                 name.len()
@@ -165,7 +166,7 @@ pub fn check_name(name: &str) -> Result<(), ControllerError> {
     }
     if name == "." || name == ".." {
         return Err(refused(
-            "INVALID_TOPIC_EXCEPTION",
+            ErrorCode::InvalidTopicException,
             format!("topic name cannot be {name:?}"),
         ));
     }
@@ -174,7 +175,7 @@ pub fn check_name(name: &str) -> Result<(), ControllerError> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
         return Err(refused(
-            "INVALID_TOPIC_EXCEPTION",
+            ErrorCode::InvalidTopicException,
             format!("topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"),
         ));
     }
@@ -197,9 +198,9 @@ fn collision(image: &MetadataImage, name: &str) -> Option<String> {
 
 fn config_error(e: ConfigError) -> ControllerError {
     match e {
-        ConfigError::Invalid(m) => refused("INVALID_REQUEST", m),
-        ConfigError::InvalidConfig(m) => refused("INVALID_CONFIG", m),
-        ConfigError::UnknownTopic(m) => refused("UNKNOWN_TOPIC_OR_PARTITION", m),
+        ConfigError::Invalid(m) => refused(ErrorCode::InvalidRequest, m),
+        ConfigError::InvalidConfig(m) => refused(ErrorCode::InvalidConfig, m),
+        ConfigError::UnknownTopic(m) => refused(ErrorCode::UnknownTopicOrPartition, m),
     }
 }
 
@@ -224,13 +225,13 @@ fn check_assignments(
     for (i, r) in assignments.iter().enumerate() {
         if r.is_empty() {
             return Err(refused(
-                "INVALID_REPLICA_ASSIGNMENT",
+                ErrorCode::InvalidReplicaAssignment,
                 format!("partition {i} has no replicas"),
             ));
         }
         if r.len() != rf {
             return Err(refused(
-                "INVALID_REPLICA_ASSIGNMENT",
+                ErrorCode::InvalidReplicaAssignment,
                 format!(
                     "partition {i} has {} replicas but partition 0 has {rf}; all must have the same number",
                     r.len()
@@ -239,20 +240,20 @@ fn check_assignments(
         }
         if r.len() > MAX_REPLICATION_FACTOR {
             return Err(refused(
-                "INVALID_REPLICATION_FACTOR",
+                ErrorCode::InvalidReplicationFactor,
                 format!("at most {MAX_REPLICATION_FACTOR} replicas per partition"),
             ));
         }
         for (j, b) in r.iter().enumerate() {
             if r[..j].contains(b) {
                 return Err(refused(
-                    "INVALID_REPLICA_ASSIGNMENT",
+                    ErrorCode::InvalidReplicaAssignment,
                     format!("partition {i} lists broker {b} twice"),
                 ));
             }
             if image.broker(*b).is_none() {
                 return Err(refused(
-                    "INVALID_REPLICA_ASSIGNMENT",
+                    ErrorCode::InvalidReplicaAssignment,
                     format!("partition {i} names broker {b}, which is not registered"),
                 ));
             }
@@ -275,7 +276,7 @@ fn new_partition(
         .collect();
     let Some(&leader) = isr.first() else {
         return Err(refused(
-            "INVALID_REPLICATION_FACTOR",
+            ErrorCode::InvalidReplicationFactor,
             format!("partition {id}: none of the replicas {replicas:?} is unfenced"),
         ));
     };
@@ -310,7 +311,7 @@ fn assign(
         rf,
         view.random,
     )
-    .map_err(|e| refused("INVALID_REPLICATION_FACTOR", e.to_string()))
+    .map_err(|e| refused(ErrorCode::InvalidReplicationFactor, e.to_string()))
 }
 
 fn check_configs(cfg: &BTreeMap<String, String>) -> Result<(), ControllerError> {
@@ -326,13 +327,13 @@ pub fn create(view: &mut View, req: &CreateTopic) -> Result<CreatedTopic, Contro
     check_name(&req.name)?;
     if view.image().topic_by_name(&req.name).is_some() {
         return Err(refused(
-            "TOPIC_ALREADY_EXISTS",
+            ErrorCode::TopicAlreadyExists,
             format!("topic {:?} already exists", req.name),
         ));
     }
     if let Some(other) = collision(view.image(), &req.name) {
         return Err(refused(
-            "INVALID_TOPIC_EXCEPTION",
+            ErrorCode::InvalidTopicException,
             format!(
                 "topic {:?} collides with existing topic {other:?} ('.' and '_' are treated alike)",
                 req.name
@@ -343,11 +344,14 @@ pub fn create(view: &mut View, req: &CreateTopic) -> Result<CreatedTopic, Contro
     let replicas = match &req.assignments {
         Some(a) => {
             if a.is_empty() {
-                return Err(refused("INVALID_PARTITIONS", "assignments is empty"));
+                return Err(refused(
+                    ErrorCode::InvalidPartitions,
+                    "assignments is empty",
+                ));
             }
             if let Some(n) = req.partitions.filter(|&n| n != a.len() as i32 && n != -1) {
                 return Err(refused(
-                    "INVALID_PARTITIONS",
+                    ErrorCode::InvalidPartitions,
                     format!("partitions is {n} but {} assignments are given", a.len()),
                 ));
             }
@@ -356,13 +360,13 @@ pub fn create(view: &mut View, req: &CreateTopic) -> Result<CreatedTopic, Contro
                 .filter(|&rf| rf != -1 && a.first().is_some_and(|r| r.len() as i32 != rf))
             {
                 return Err(refused(
-                    "INVALID_REPLICATION_FACTOR",
+                    ErrorCode::InvalidReplicationFactor,
                     format!("replication_factor is {rf} but the assignments differ"),
                 ));
             }
             if a.len() > MAX_NEW_PARTITIONS {
                 return Err(refused(
-                    "INVALID_PARTITIONS",
+                    ErrorCode::InvalidPartitions,
                     format!("at most {MAX_NEW_PARTITIONS} partitions per request"),
                 ));
             }
@@ -372,25 +376,25 @@ pub fn create(view: &mut View, req: &CreateTopic) -> Result<CreatedTopic, Contro
         None => {
             let n = req.partitions.ok_or_else(|| {
                 refused(
-                    "INVALID_PARTITIONS",
+                    ErrorCode::InvalidPartitions,
                     "partitions is required without assignments",
                 )
             })?;
             if n < 1 || n as usize > MAX_NEW_PARTITIONS {
                 return Err(refused(
-                    "INVALID_PARTITIONS",
+                    ErrorCode::InvalidPartitions,
                     format!("partitions must be 1-{MAX_NEW_PARTITIONS}, got {n}"),
                 ));
             }
             let rf = req.replication_factor.ok_or_else(|| {
                 refused(
-                    "INVALID_REPLICATION_FACTOR",
+                    ErrorCode::InvalidReplicationFactor,
                     "replication_factor is required without assignments",
                 )
             })?;
             if rf < 1 || rf as usize > MAX_REPLICATION_FACTOR {
                 return Err(refused(
-                    "INVALID_REPLICATION_FACTOR",
+                    ErrorCode::InvalidReplicationFactor,
                     format!("replication_factor must be 1-{MAX_REPLICATION_FACTOR}, got {rf}"),
                 ));
             }
@@ -433,7 +437,7 @@ pub fn create(view: &mut View, req: &CreateTopic) -> Result<CreatedTopic, Contro
 pub fn delete(view: &mut View, name: &str) -> Result<(), ControllerError> {
     let id = view.image().topic_id(name).ok_or_else(|| {
         refused(
-            "UNKNOWN_TOPIC_OR_PARTITION",
+            ErrorCode::UnknownTopicOrPartition,
             format!("topic {name:?} does not exist"),
         )
     })?;
@@ -453,7 +457,7 @@ pub fn add_partitions(
 ) -> Result<Vec<PartitionView>, ControllerError> {
     let t = view.image().topic_by_name(name).ok_or_else(|| {
         refused(
-            "UNKNOWN_TOPIC_OR_PARTITION",
+            ErrorCode::UnknownTopicOrPartition,
             format!("topic {name:?} does not exist"),
         )
     })?;
@@ -464,14 +468,14 @@ pub fn add_partitions(
         .map_or(1, |p| p.replicas().len().max(1));
     if count < 0 || (count as usize) <= current {
         return Err(refused(
-            "INVALID_PARTITIONS",
+            ErrorCode::InvalidPartitions,
             format!("topic {name:?} has {current} partitions; the new count must be larger, got {count}"),
         ));
     }
     let add = count as usize - current;
     if add > MAX_NEW_PARTITIONS {
         return Err(refused(
-            "INVALID_PARTITIONS",
+            ErrorCode::InvalidPartitions,
             format!("at most {MAX_NEW_PARTITIONS} partitions per request"),
         ));
     }
