@@ -39,6 +39,11 @@ pub mod pipeline;
 pub mod placement;
 pub mod topics;
 
+#[cfg(test)]
+mod rules_tests;
+#[cfg(test)]
+pub(crate) mod testkit;
+
 use brokers::Sessions;
 use pipeline::{Committed, Done, Job, Outcome, Pipeline, RaftLog};
 
@@ -687,41 +692,11 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::brokers::{self, Heartbeat, Listener, Registration};
+    use super::brokers::{self, Heartbeat};
     use super::partitions::{self, AlterPartition, AlterPartitionData, AlterTopic};
+    use super::testkit::{caught_up, reg, view};
     use super::topics::{self, CreateTopic};
     use super::*;
-
-    fn view() -> View {
-        let image = MetadataImage::bootstrap();
-        let now = Instant::now();
-        View {
-            sessions: Sessions::fresh(&image, now, Duration::from_secs(9)),
-            index: PartitionIndex::build(&image),
-            image,
-            next_offset: 100,
-            term: 1,
-            staged: Vec::new(),
-            now,
-            cluster_id: "cluster".into(),
-            random: 7,
-        }
-    }
-
-    fn reg(rack: &str) -> Registration {
-        Registration {
-            cluster_id: "cluster".into(),
-            incarnation_id: Uuid::new_v4().to_string(),
-            listeners: vec![Listener {
-                name: "PLAINTEXT".into(),
-                host: "h".into(),
-                port: 9092,
-                security_protocol: "PLAINTEXT".into(),
-            }],
-            rack: Some(rack.into()),
-            features: Vec::new(),
-        }
-    }
 
     fn sorted_index(ix: &PartitionIndex) -> (Vec<(i32, Vec<PartitionKey>)>, Vec<PartitionKey>) {
         let mut brokers: Vec<i32> = ix.isr.keys().copied().collect();
@@ -738,16 +713,6 @@ mod tests {
             sorted_index(&PartitionIndex::build(&v.image)),
             "the kept index differs from one built from the image"
         );
-    }
-
-    fn caught_up(v: &mut View, id: i32, epoch: i64) {
-        let hb = Heartbeat {
-            broker_epoch: epoch,
-            current_metadata_offset: i64::MAX,
-            want_fence: false,
-            want_shutdown: false,
-        };
-        assert!(!brokers::heartbeat(v, id, &hb).unwrap().is_fenced);
     }
 
     #[test]
