@@ -117,10 +117,15 @@ impl Fleet {
                 incarnation,
             });
         }
-        let hw = clients[0].quorum_status().await?.high_watermark;
+        // The offset the brokers report having fetched: every registration was acknowledged,
+        // so the committed log reaches past each one's record (its epoch). A follower's high
+        // watermark read now may still lag the last of them, and a broker reporting less than
+        // its epoch would stay fenced.
+        let hw = clients[0].quorum_status().await?.high_watermark as i64;
+        let registered = brokers.iter().map(|b| b.epoch + 1).max().unwrap_or(0);
         let mut fleet = Fleet {
             stop: Arc::new(AtomicBool::new(false)),
-            offset: Arc::new(AtomicI64::new(hw as i64)),
+            offset: Arc::new(AtomicI64::new(hw.max(registered))),
             stats: Arc::new(FleetStats::default()),
             controls: Vec::new(),
             tasks: Vec::new(),
