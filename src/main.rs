@@ -140,6 +140,7 @@ fn recover_quorum(data_dir: &std::path::Path, force: bool) -> ExitCode {
                 .map(|(id, p)| match p {
                     Peer::Reformatted => format!("node {id} (disk replaced)"),
                     Peer::Unreachable(why) => format!("node {id} (not answering: {why})"),
+                    Peer::CannotTell(why) => format!("node {id} (passed over with --force: {why})"),
                     Peer::HoldsItsDisk => format!("node {id}"),
                 })
                 .collect();
@@ -156,6 +157,11 @@ fn recover_quorum(data_dir: &std::path::Path, force: bool) -> ExitCode {
                 "Every entry in its log, up to {}, is committed when it starts. Writes that only \
                  the lost voters held are gone.",
                 r.last
+            );
+            println!(
+                "Before starting it: a passed-over controller must not come back with its old \
+                 disk (wipe it, or keep it stopped until it is formatted with --join); one that \
+                 did could take leadership back and undo writes made after the recovery."
             );
             println!(
                 "Next: start kraftd on this directory (it elects itself). Then, one at a time, \

@@ -425,10 +425,29 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
     );
     let outcomes = history.outcomes.lock().unwrap().clone();
     let leader_status = match leader {
-        Some(l) => Cluster::client(l, Duration::from_secs(5))
-            .quorum_status()
-            .await
-            .ok(),
+        Some(l) => {
+            // With a leader, its status decides who must hold every write; the leaderless
+            // rules (which credit a node's unconfirmed log tail) must not stand in for it.
+            let mut st = None;
+            for _ in 0..10 {
+                match Cluster::client(l, Duration::from_secs(5))
+                    .quorum_status()
+                    .await
+                {
+                    Ok(s) => {
+                        st = Some(s);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+            if st.is_none() {
+                violations.push(format!(
+                    "leader {l} did not answer /v1/quorum/status: the writes cannot be checked"
+                ));
+            }
+            st
+        }
         None => None,
     };
     for id in IDS {
@@ -453,7 +472,7 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
             None => !replaced.iter().rev().take(2).any(|&r| r == id),
         };
         let mut missing = checks::acknowledged_writes_missing(id, &img, &outcomes);
-        if must && leader_status.is_none() && !missing.is_empty() {
+        if must && leader.is_none() && !missing.is_empty() {
             // No leader is left to tell this node what was committed: its log may hold
             // committed entries past what its image applied. What it must hold is on disk.
             match checks::durable_topics(&cluster.procs[&id].data_dir) {

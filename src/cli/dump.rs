@@ -262,7 +262,7 @@ fn dump_raft_log(
     if table {
         writeln!(
             out,
-            "Raft log: {} entries{}; {beyond} not known to be committed by this node",
+            "Raft log: {} entries{}; {beyond} not known to be committed by this node{}",
             log.entries.len(),
             match (log.entries.first(), log.entries.last()) {
                 (Some(a), Some(b)) => format!(
@@ -270,7 +270,11 @@ fn dump_raft_log(
                     a.log_id.index, b.log_id.index, a.base_offset, b.end_offset
                 ),
                 _ => String::new(),
-            }
+            },
+            // Raft's order (epoch, then index) decides which of two logs is the later one.
+            log.entries
+                .last()
+                .map_or(String::new(), |e| format!("; last entry {}", e.log_id))
         )
         .map_err(|e| e.to_string())?;
     }

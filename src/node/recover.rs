@@ -25,7 +25,7 @@ use openraft::{EntryPayload, RaftLogReader};
 
 use super::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{NodeInfo, MAX_TERM, PATH_INFO};
+use crate::raft::network::{fetch_history, NodeInfo, MAX_TERM, PATH_INFO};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{log_id, Entry, KMembership, KNode, KVote, LogId, NodeId};
 
@@ -38,6 +38,10 @@ pub enum Peer {
     Reformatted,
     /// It does not answer (or answers for another node or cluster).
     Unreachable(String),
+    /// It answers, but whether it kept its disk cannot be told: the membership records no
+    /// directory id for it, or it has seen a later epoch or a longer log than this node
+    /// (this node's membership may be out of date).
+    CannotTell(String),
 }
 
 /// What `recover` did.
@@ -91,6 +95,25 @@ pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> 
     let last = state.last_log_id.ok_or_else(|| {
         format!("node {me} holds no log and no checkpoint: there is nothing to recover from")
     })?;
+    let applied = sm.shared().read().last_applied;
+    if applied.is_some_and(|a| a.index > last.index) {
+        return Err(format!(
+            "node {me}'s checkpoint ends at entry {} but its log at {last}: an installed \
+             snapshot has not been purged from the log yet. Start kraftd on it once (it \
+             repairs this at start-up), stop it, and run recover-quorum again (nothing was \
+             changed)",
+            applied.map_or(String::new(), |a| a.to_string())
+        ));
+    }
+    let vote = log
+        .get_log_reader()
+        .await
+        .read_vote()
+        .await
+        .map_err(|e| e.to_string())?;
+    let seen_term = vote
+        .map_or(0, |v| v.leader_id.term)
+        .max(last.leader_id.term);
     let entries = log
         .try_get_log_entries(0..=last.index)
         .await
@@ -112,6 +135,13 @@ pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> 
         ));
     };
     let own_dir = *meta.directory_id.as_bytes();
+    if mine.directory_id == [0; 16] && !force {
+        return Err(format!(
+            "the membership records no directory id for node {me}, so nothing shows this is \
+             the disk that kept the history. If you are sure it is, run again with --force \
+             (nothing was changed)"
+        ));
+    }
     if mine.directory_id != own_dir && mine.directory_id != [0; 16] {
         return Err(format!(
             "the membership records directory {} for node {me}, but this disk is {}: this is a \
@@ -135,10 +165,23 @@ pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> 
                     n.peer_addr, info.node_id, info.cluster_id
                 ))
             }
-            Ok(info) if info.directory_id == n.directory_id || n.directory_id == [0; 16] => {
-                Peer::HoldsItsDisk
-            }
-            Ok(_) => Peer::Reformatted,
+            Ok(_) if n.directory_id == [0; 16] => Peer::CannotTell(format!(
+                "{} answers, but the membership records no directory id for it",
+                n.peer_addr
+            )),
+            Ok(info) if info.directory_id == n.directory_id => Peer::HoldsItsDisk,
+            Ok(_) => match fetch_history(&http, &n.peer_addr, me, &meta.cluster_id).await {
+                Ok(h) if h.current_term > seen_term || h.last_log_index > Some(last.index) => {
+                    Peer::CannotTell(format!(
+                        "{} has a new disk but has seen epoch {} and log index {:?}, beyond \
+                         this node's epoch {seen_term} and last entry {last}: this node's \
+                         membership may be out of date",
+                        n.peer_addr, h.current_term, h.last_log_index
+                    ))
+                }
+                Ok(_) => Peer::Reformatted,
+                Err(e) => Peer::CannotTell(format!("{}: history: {e}", n.peer_addr)),
+            },
             Err(e) => Peer::Unreachable(format!("{}: {e}", n.peer_addr)),
         };
         voters.insert(id, seen);
@@ -158,7 +201,7 @@ pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> 
     let unreachable: Vec<String> = voters
         .iter()
         .filter_map(|(id, p)| match p {
-            Peer::Unreachable(why) => Some(format!("node {id} ({why})")),
+            Peer::Unreachable(why) | Peer::CannotTell(why) => Some(format!("node {id} ({why})")),
             _ => None,
         })
         .collect();
@@ -170,16 +213,7 @@ pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> 
         ));
     }
 
-    let vote = log
-        .get_log_reader()
-        .await
-        .read_vote()
-        .await
-        .map_err(|e| e.to_string())?;
-    let term = vote
-        .map_or(0, |v| v.leader_id.term)
-        .max(last.leader_id.term)
-        + 1;
+    let term = seen_term + 1;
     if term > MAX_TERM {
         return Err(format!("epoch {term} would exceed the largest Kafka epoch"));
     }
