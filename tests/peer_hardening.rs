@@ -7,6 +7,8 @@
 //!   commit of a later leader than the vote): 400 naming what is wrong, nothing changed;
 //! - a PreVote for a higher term to a follower that hears its leader: refused, and its term
 //!   is not raised;
+//! - a Vote or PreVote for a node outside the membership (a removed or passed-over
+//!   controller), however long its log: 409, nothing changed;
 //! - an AppendEntries that Raft refuses (a deposed leader's vote) with a huge commit index:
 //!   the node does not take that commit as seen (it stays ready);
 //! - a snapshot transfer over `max_snapshot_bytes`: 413 and its partial file removed;
@@ -163,6 +165,22 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
             res.vote.leader_id.term, term,
             "a pre-vote does not raise the receiver's term: {res:?}"
         );
+        eprintln!(
+            "step 1a: a Vote or PreVote for a node outside the membership is refused, whatever its log"
+        );
+        let stranger = VoteRequest::<TypeConfig>::new(
+            KVote::new(term + 5, 99),
+            Some(log_id(term + 4, 99, 1_000_000)),
+        );
+        for path in [PATH_VOTE, PATH_PRE_VOTE] {
+            let (status, body) = peer.post(path, &stranger).await;
+            assert_eq!(status, 409, "{path}: {}", text(&body));
+            assert!(
+                text(&body).contains("not a member"),
+                "{path}: {}",
+                text(&body)
+            );
+        }
         let append = AppendEntriesRequest::<TypeConfig> {
             vote: KVote::new_committed(TOO_BIG_TERM, leader),
             prev_log_id: None,

@@ -251,6 +251,29 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
 fn open_vote(node: &Node, body: &[u8], what: &str) -> Result<VoteRequest<TypeConfig>, Response> {
     let req: VoteRequest<TypeConfig> = open(node, body)?;
     check_terms(what, &req).map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?;
+    let candidate = req.vote.leader_id.node_id;
+    let members: Vec<NodeId> = {
+        let m = node.raft.metrics();
+        let m = m.borrow_watched();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    // A candidate this node's membership does not know is a removed voter, or a controller
+    // passed over by recover-quorum that came back with its old disk: its vote could depose
+    // the members' leader and truncate their log. A node without a membership yet (still at
+    // bootstrap) votes as Raft says, so the first election is not held up.
+    if !members.is_empty() && !members.contains(&candidate) {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!(
+                "{what} for node {candidate}, which is not a member of this node's \
+                 membership {members:?}: a removed or passed-over controller cannot be voted for"
+            ),
+        ));
+    }
     Ok(req)
 }
 
