@@ -18,14 +18,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Duration;
 
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{EntryPayload, RaftLogReader};
 
 use super::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{fetch_history, NodeInfo, MAX_TERM, PATH_INFO};
+use crate::raft::network::{fetch_history, fetch_info, MAX_TERM};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{log_id, Entry, KMembership, KNode, KVote, LogId, NodeId};
 
@@ -55,20 +54,6 @@ pub struct Recovered {
     pub committed: Option<LogId>,
     /// The membership entry written.
     pub entry: LogId,
-}
-
-async fn ask(http: &reqwest::Client, addr: &str) -> Result<NodeInfo, String> {
-    let resp = http
-        .get(format!("http://{addr}{PATH_INFO}"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("answered {}", resp.status()));
-    }
-    let body = resp.bytes().await.map_err(|e| e.to_string())?;
-    postcard::from_bytes(&body).map_err(|e| format!("undecodable answer: {e}"))
 }
 
 /// Makes the stopped controller in `data_dir` the only voter; see the module docs. With
@@ -158,7 +143,7 @@ pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> 
             voters.insert(id, Peer::Unreachable("no address recorded".into()));
             continue;
         };
-        let seen = match ask(&http, &n.peer_addr).await {
+        let seen = match fetch_info(&http, &n.peer_addr).await {
             Ok(info) if info.node_id != id || info.cluster_id != meta.cluster_id => {
                 Peer::Unreachable(format!(
                     "{} answers as node {} of cluster {}",
@@ -224,7 +209,7 @@ pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> 
         .map_err(|e| e.to_string())?;
     let entry_id = log_id(term, me, last.index + 1);
     if log
-        .end_offset_after_index(last.index)
+        .end_offset_after(last.index)
         .map_err(|e| e.to_string())?
         .is_none()
     {

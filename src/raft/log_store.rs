@@ -315,14 +315,9 @@ impl LogStore {
         }
     }
 
-    /// Where the entry after `index` starts, if this store or the checkpoints loaded into
-    /// its offset book know it.
-    pub fn end_offset_after_index(&self, index: u64) -> SResult<Option<u64>> {
-        self.end_offset_after(index)
-    }
-
-    /// Where the entry after `index` starts, from whatever knows it.
-    fn end_offset_after(&self, index: u64) -> SResult<Option<u64>> {
+    /// Where the entry after `index` starts, from whatever knows it: this store, or the
+    /// checkpoints loaded into its offset book.
+    pub fn end_offset_after(&self, index: u64) -> SResult<Option<u64>> {
         {
             let b = lock(&self.book);
             if let Some((i, end)) = b.last {
