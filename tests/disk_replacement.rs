@@ -35,15 +35,7 @@ fn current_run_log(s: &Scenario, id: u64) -> String {
 /// The closing step of a replacement scenario: every node reports voters `ids`, takes
 /// more writes, and every node holds every acknowledged write in the same image.
 async fn all_voters_hold_every_write(s: &Scenario, ids: &[u64], acked: &mut Vec<Acked>) {
-    for &id in ids {
-        wait_voters(
-            &s.client(id),
-            ids,
-            &format!("node {id} reports voters {ids:?}"),
-            CONVERGE,
-        )
-        .await;
-    }
+    wait_all_report_voters(s, ids, CONVERGE).await;
     acked.extend(write_n(s, ids, "after", 10).await);
     let last = acked.iter().map(|a| a.offset).max().unwrap();
     wait_same_image(s, ids, last + 1).await;
@@ -138,15 +130,7 @@ fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
             let log = current_run_log(&s, x);
             assert!(!log.contains(INITIALIZED), "{log}");
             assert!(log.contains("--join"), "the veto says what to do: {log}");
-            for &id in &ids {
-                wait_voters(
-                    &s.client(id),
-                    &ids,
-                    &format!("node {id} reports voters {ids:?}"),
-                    CONVERGE,
-                )
-                .await;
-            }
+            wait_all_report_voters(&s, &ids, CONVERGE).await;
             wait_same_image(&s, &ids, last + 1).await;
             assert_acked_present(&s, &ids, &acked).await;
 

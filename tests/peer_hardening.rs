@@ -61,6 +61,14 @@ impl Peer {
         Peer { http, addr, info }
     }
 
+    /// POSTs `body` and checks it is refused with `status` and a message saying `says`.
+    async fn refused<T: Serialize>(&self, path: &str, body: T, status: u16, says: &str) {
+        let (got, answer) = self.post(path, body).await;
+        let answer = text(&answer);
+        assert_eq!(got, status, "{path}: {answer}");
+        assert!(answer.contains(says), "{path}: {answer}");
+    }
+
     /// POSTs `body` in a correct envelope; the status and the body.
     async fn post<T: Serialize>(&self, path: &str, body: T) -> (u16, Vec<u8>) {
         let env = PeerRequest {
@@ -132,13 +140,8 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
             Some(log_id(term, leader, 1_000_000)),
         );
         for path in [PATH_VOTE, PATH_PRE_VOTE] {
-            let (status, body) = peer.post(path, &vote).await;
-            assert_eq!(status, 400, "{path}: {}", text(&body));
-            assert!(
-                text(&body).contains("above the largest Kafka epoch"),
-                "{path}: {}",
-                text(&body)
-            );
+            peer.refused(path, &vote, 400, "above the largest Kafka epoch")
+                .await;
         }
         eprintln!(
             "step 1b: a pre-vote for a higher term changes nothing on a node that hears its leader"
@@ -173,13 +176,7 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
             Some(log_id(term + 4, 99, 1_000_000)),
         );
         for path in [PATH_VOTE, PATH_PRE_VOTE] {
-            let (status, body) = peer.post(path, &stranger).await;
-            assert_eq!(status, 409, "{path}: {}", text(&body));
-            assert!(
-                text(&body).contains("not a member"),
-                "{path}: {}",
-                text(&body)
-            );
+            peer.refused(path, &stranger, 409, "not a member").await;
         }
         let append = AppendEntriesRequest::<TypeConfig> {
             vote: KVote::new_committed(TOO_BIG_TERM, leader),
@@ -234,9 +231,8 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
                 "leader_commit",
             ),
         ] {
-            let (status, body) = peer.post(PATH_APPEND, req).await;
-            assert_eq!(status, 400, "{what}: {}", text(&body));
-            assert!(text(&body).contains(says), "{what}: {}", text(&body));
+            eprintln!("    {what}");
+            peer.refused(PATH_APPEND, req, 400, says).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         for &id in &ids {

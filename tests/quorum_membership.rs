@@ -53,15 +53,7 @@ fn adding_a_fourth_voter_and_removing_one_under_writes_keeps_every_acknowledged_
 
         // 4. Every remaining node reports the new voter set, holds every acknowledged write,
         //    and the same image.
-        for &id in &remaining {
-            wait_voters(
-                &s.client(id),
-                &remaining,
-                &format!("node {id} reports voters {remaining:?}"),
-                Duration::from_secs(20),
-            )
-            .await;
-        }
+        wait_all_report_voters(&s, &remaining, Duration::from_secs(20)).await;
         let last = acked.iter().map(|a| a.offset).max().unwrap();
         wait_same_image(&s, &remaining, last + 1).await;
         assert_acked_present(&s, &remaining, &acked).await;

@@ -254,15 +254,7 @@ fn no_broker_is_fenced_while_follower_voters_are_removed_and_added_back_over_and
         }
         let window_took = window.elapsed();
         let answered_in_window = fleet.stats.heartbeats.load(Ordering::Relaxed) - hb0;
-        for &id in &all {
-            wait_voters(
-                &s.client(id),
-                &all,
-                &format!("node {id} reports voters {all:?}"),
-                CONVERGE,
-            )
-            .await;
-        }
+        wait_all_report_voters(&s, &all, CONVERGE).await;
         // Heartbeats go on a little past the last change, in case a fence is still held
         // behind it.
         tokio::time::sleep(Duration::from_millis(2 * SESSION_TIMEOUT_MS)).await;

@@ -41,8 +41,12 @@ fn brokers(v: &mut View, n: i32) -> Vec<i64> {
         .collect()
 }
 
-/// A topic with `partitions` partitions placed on `replicas` (preferred leader first).
-fn topic(v: &mut View, name: &str, replicas: Vec<Vec<i32>>) {
+/// Creates a topic whose partitions are placed on `replicas` (preferred leader first).
+fn topic(
+    v: &mut View,
+    name: &str,
+    replicas: Vec<Vec<i32>>,
+) -> Result<topics::CreatedTopic, ControllerError> {
     topics::create(
         v,
         &CreateTopic {
@@ -51,7 +55,6 @@ fn topic(v: &mut View, name: &str, replicas: Vec<Vec<i32>>) {
             ..Default::default()
         },
     )
-    .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -151,8 +154,8 @@ fn a_fenced_broker_is_unfenced_only_once_it_has_caught_up_to_its_registration() 
 fn an_expired_session_fences_the_broker_moves_its_leaderships_and_keeps_the_last_isr_place() {
     let mut v = view();
     brokers(&mut v, 3);
-    topic(&mut v, "t", vec![vec![1, 2, 3]]);
-    topic(&mut v, "solo", vec![vec![1]]);
+    topic(&mut v, "t", vec![vec![1, 2, 3]]).unwrap();
+    topic(&mut v, "solo", vec![vec![1]]).unwrap();
     brokers::fence_expired(&mut v, &[1]).unwrap();
     assert!(v.image().broker(1).unwrap().fenced);
     let p0 = &v.image().topic_by_name("t").unwrap().partitions()[0];
@@ -185,33 +188,22 @@ fn topic_names_follow_kafkas_rules() {
 fn names_that_differ_only_by_dot_and_underscore_collide() {
     let mut v = view();
     brokers(&mut v, 1);
-    topic(&mut v, "a.b", vec![vec![1]]);
-    let r = topics::create(
-        &mut v,
-        &CreateTopic {
-            name: "a_b".into(),
-            assignments: Some(vec![vec![1]]),
-            ..Default::default()
-        },
+    topic(&mut v, "a.b", vec![vec![1]]).unwrap();
+    assert_eq!(
+        code_of(topic(&mut v, "a_b", vec![vec![1]])),
+        ErrorCode::InvalidTopicException
     );
-    assert_eq!(code_of(r), ErrorCode::InvalidTopicException);
 }
 
 #[test]
 fn creating_an_existing_topic_is_topic_already_exists() {
     let mut v = view();
     brokers(&mut v, 1);
-    topic(&mut v, "t", vec![vec![1]]);
-    let r = topics::create(
-        &mut v,
-        &CreateTopic {
-            name: "t".into(),
-            partitions: Some(1),
-            replication_factor: Some(1),
-            ..Default::default()
-        },
+    topic(&mut v, "t", vec![vec![1]]).unwrap();
+    assert_eq!(
+        code_of(topic(&mut v, "t", vec![vec![1]])),
+        ErrorCode::TopicAlreadyExists
     );
-    assert_eq!(code_of(r), ErrorCode::TopicAlreadyExists);
 }
 
 #[test]
@@ -258,7 +250,7 @@ fn alter_one(v: &View, epochs: &[i64], leader_epoch: i32, partition_epoch: i32) 
 fn alter_partition_with_an_old_leader_epoch_is_fenced_leader_epoch_and_changes_nothing() {
     let mut v = view();
     let epochs = brokers(&mut v, 3);
-    topic(&mut v, "t", vec![vec![1, 2, 3]]);
+    topic(&mut v, "t", vec![vec![1, 2, 3]]).unwrap();
     let p = v.image().topic_by_name("t").unwrap().partitions()[0].clone();
     let req = alter_one(&v, &epochs, p.leader_epoch() - 1, p.partition_epoch());
     let answer = partitions::alter(&mut v, &req).unwrap();
@@ -275,7 +267,7 @@ fn alter_partition_with_an_old_leader_epoch_is_fenced_leader_epoch_and_changes_n
 fn alter_partition_with_an_old_partition_epoch_is_invalid_update_version() {
     let mut v = view();
     let epochs = brokers(&mut v, 3);
-    topic(&mut v, "t", vec![vec![1, 2, 3]]);
+    topic(&mut v, "t", vec![vec![1, 2, 3]]).unwrap();
     let p = v.image().topic_by_name("t").unwrap().partitions()[0].clone();
     let stale = alter_one(&v, &epochs, p.leader_epoch(), p.partition_epoch() - 1);
     let r = &partitions::alter(&mut v, &stale).unwrap().topics[0].partitions[0];
@@ -295,7 +287,7 @@ fn alter_partition_with_an_old_partition_epoch_is_invalid_update_version() {
 fn a_preferred_election_where_the_preferred_replica_leads_is_election_not_needed() {
     let mut v = view();
     brokers(&mut v, 2);
-    topic(&mut v, "t", vec![vec![1, 2]]);
+    topic(&mut v, "t", vec![vec![1, 2]]).unwrap();
     let req = ElectionRequest {
         kind: "preferred".into(),
         partitions: Some(vec![TopicPartition {

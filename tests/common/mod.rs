@@ -589,6 +589,20 @@ pub async fn wait_voters(client: &Client, want: &[u64], what: &str, timeout: Dur
     .await;
 }
 
+/// Waits (bounded by `timeout` each) until every node of `ids` reports exactly the voters
+/// `ids` and knows a leader.
+pub async fn wait_all_report_voters(s: &Scenario, ids: &[u64], timeout: Duration) {
+    for &id in ids {
+        wait_voters(
+            &s.client(id),
+            ids,
+            &format!("node {id} reports voters {ids:?}"),
+            timeout,
+        )
+        .await;
+    }
+}
+
 /// Short text of a client error, for `eventually` observations.
 pub fn err_text(e: ClientError) -> String {
     e.to_string()
