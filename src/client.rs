@@ -11,8 +11,8 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -22,18 +22,23 @@ use thiserror::Error;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of `POST /v1/quorum/voters`: the new node first catches up as a learner.
 pub const ADD_VOTER_TIMEOUT: Duration = Duration::from_secs(60);
-pub use crate::api::brokers::BrokerView;
-/// Content type of raw record batches (the server's own constant).
-pub use crate::api::metadata::RECORD_BATCHES;
-pub use crate::controller::brokers::{
-    FeatureRange, Heartbeat, HeartbeatAnswer, Listener, Registration,
+pub use crate::contract::brokers::{
+    BrokerEpoch, BrokerView, FeatureRange, Heartbeat, HeartbeatAnswer, Listener, Registration,
 };
-pub use crate::controller::partitions::{
+pub use crate::contract::configs::ConfigPatch;
+pub use crate::contract::metadata::{
+    Image, LogJson, LogRecord, SnapshotFile, SnapshotRef, WriteAck, RECORD_BATCHES,
+};
+pub use crate::contract::partitions::{
     AlterPartition, AlterPartitionAnswer, AlterPartitionData, AlterPartitionResult, AlterTopic,
-    ElectionRequest, ElectionResult, IsrMember, TopicPartition,
+    ElectionRequest, ElectionResult, Elections, IsrMember, TopicPartition,
 };
-pub use crate::controller::topics::{
-    CreateTopic, CreatedTopic, PartitionView, TopicDescription, TopicSummary,
+pub use crate::contract::quorum::{
+    NewVoter, QuorumStatus, Replica, ReplicaRole, SnapshotTaken, Voter, Voters,
+};
+pub use crate::contract::topics::{
+    AddPartitions, CreateTopic, CreatedTopic, PartitionView, Partitions, TopicDescription,
+    TopicSummary,
 };
 
 /// What went wrong with a call.
@@ -146,169 +151,6 @@ impl fmt::Display for ApiError {
     }
 }
 
-/// Names a snapshot: `{end_offset, epoch}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotRef {
-    /// Offset after the last record it holds.
-    pub end_offset: i64,
-    /// Epoch of that last record.
-    pub epoch: i32,
-}
-
-/// A voter as `GET /v1/quorum/status` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VoterInfo {
-    /// Node id.
-    pub id: u64,
-    /// Peer listener, HOST:PORT.
-    #[serde(default)]
-    pub peer: String,
-    /// API listener, HOST:PORT.
-    #[serde(default)]
-    pub api: String,
-}
-
-/// `GET /v1/quorum/status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QuorumStatus {
-    /// Cluster id.
-    #[serde(default)]
-    pub cluster_id: String,
-    /// The node that answered.
-    #[serde(default)]
-    pub node_id: Option<u64>,
-    /// The leader this node knows, if any.
-    pub leader_id: Option<u64>,
-    /// The Raft term of that leader.
-    #[serde(default)]
-    pub leader_epoch: i64,
-    /// This node's applied end offset.
-    pub high_watermark: i64,
-    /// First offset still in this node's log.
-    #[serde(default)]
-    pub log_start_offset: i64,
-    /// Largest follower lag in records (meaningful on the leader).
-    #[serde(default)]
-    pub max_follower_lag: Option<i64>,
-    /// Largest time since a follower was caught up, in ms (meaningful on the leader).
-    #[serde(default)]
-    pub max_follower_lag_time_ms: Option<i64>,
-    /// The voters.
-    #[serde(default)]
-    pub voters: Vec<VoterInfo>,
-    /// Ids of non-voting members (learners).
-    #[serde(default)]
-    pub observers: Vec<u64>,
-}
-
-impl QuorumStatus {
-    /// Voter ids, sorted.
-    pub fn voter_ids(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self.voters.iter().map(|v| v.id).collect();
-        ids.sort_unstable();
-        ids
-    }
-}
-
-/// One row of `GET /v1/quorum/replication`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReplicaState {
-    /// Node id.
-    pub node_id: u64,
-    /// Offset after the last record the leader knows this node holds.
-    #[serde(default)]
-    pub log_end_offset: i64,
-    /// Records behind the leader.
-    #[serde(default)]
-    pub lag: i64,
-    /// When it last fetched (ms since the epoch).
-    #[serde(default)]
-    pub last_fetch_timestamp: Option<i64>,
-    /// When it was last caught up (ms since the epoch).
-    #[serde(default)]
-    pub last_caught_up_timestamp: Option<i64>,
-    /// "Leader", "Follower" or "Observer".
-    #[serde(default)]
-    pub status: String,
-}
-
-/// `POST /v1/quorum/snapshot` and rows of `GET /v1/metadata/snapshots`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SnapshotInfo {
-    /// Offset after the last record it holds.
-    pub end_offset: i64,
-    /// Epoch of that last record.
-    pub epoch: i32,
-    /// File name in `__cluster_metadata-0/`.
-    #[serde(default)]
-    pub file_name: String,
-    /// Size in bytes (listing only).
-    #[serde(default)]
-    pub size: Option<u64>,
-    /// Timestamp of the last record it holds (listing only).
-    #[serde(default)]
-    pub last_contained_log_timestamp: Option<i64>,
-}
-
-impl SnapshotInfo {
-    /// The `{end_offset, epoch}` pair naming it.
-    pub fn id(&self) -> SnapshotRef {
-        SnapshotRef {
-            end_offset: self.end_offset,
-            epoch: self.epoch,
-        }
-    }
-}
-
-/// The answer to a write: the offset of the last record written and its epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteAck {
-    /// Offset of the last record written.
-    pub offset: i64,
-    /// Epoch it was written in.
-    pub epoch: i64,
-}
-
-/// A config change: `{"set": {k: v}, "delete": [k]}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigChange {
-    /// Keys to set.
-    #[serde(default)]
-    pub set: BTreeMap<String, String>,
-    /// Keys to remove.
-    #[serde(default)]
-    pub delete: Vec<String>,
-}
-
-impl ConfigChange {
-    /// Sets one key.
-    pub fn set_one(key: impl Into<String>, value: impl Into<String>) -> Self {
-        let mut set = BTreeMap::new();
-        set.insert(key.into(), value.into());
-        ConfigChange {
-            set,
-            delete: Vec::new(),
-        }
-    }
-}
-
-/// `POST /v1/quorum/voters` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewVoter {
-    /// Node id.
-    pub id: u64,
-    /// Its peer listener.
-    pub peer: String,
-    /// Its API listener; empty: the one the node itself reports.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub api: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct VotersAnswer {
-    voters: Vec<u64>,
-}
-
 /// `GET /v1/metadata/log` in its raw form.
 #[derive(Debug, Clone)]
 pub struct LogFetch {
@@ -323,45 +165,6 @@ pub struct LogFetch {
     pub leader_id: Option<u64>,
     /// `Kraft-Leader-Epoch`.
     pub leader_epoch: Option<i64>,
-}
-
-/// One record of `GET /v1/metadata/log` with `Accept: application/json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JsonRecord {
-    /// Its offset.
-    pub offset: i64,
-    /// Its batch's epoch.
-    pub epoch: i64,
-    /// Record type name.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Record version.
-    pub version: i64,
-    /// The decoded fields.
-    pub data: Value,
-}
-
-/// `GET /v1/metadata/log` with `Accept: application/json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JsonLogFetch {
-    /// The records.
-    pub records: Vec<JsonRecord>,
-    /// The node's high watermark.
-    pub high_watermark: i64,
-    /// Where to continue.
-    pub next_offset: i64,
-}
-
-/// `GET /v1/metadata/image`: `offset` and `epoch` split off, the rest is the image as
-/// `serde_json::to_value(&MetadataImage)` gives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageView {
-    /// The applied offset the image is at.
-    pub offset: i64,
-    /// The epoch of that offset.
-    pub epoch: i64,
-    /// The image fields.
-    pub image: Value,
 }
 
 /// A part of a snapshot file, as `GET /v1/metadata/snapshots/{id}` answered it.
@@ -520,12 +323,12 @@ impl Client {
     }
 
     /// `GET /v1/quorum/replication`.
-    pub async fn replication(&self) -> Result<Vec<ReplicaState>, ClientError> {
+    pub async fn replication(&self) -> Result<Vec<Replica>, ClientError> {
         self.get_json("/v1/quorum/replication").await
     }
 
     /// `POST /v1/quorum/snapshot`: this node takes a checkpoint now.
-    pub async fn take_snapshot(&self) -> Result<SnapshotInfo, ClientError> {
+    pub async fn take_snapshot(&self) -> Result<SnapshotTaken, ClientError> {
         let (rb, m, u) = self.request(Method::POST, "/v1/quorum/snapshot");
         Self::json(rb, m, u).await
     }
@@ -535,7 +338,7 @@ impl Client {
     pub async fn add_voter(&self, voter: &NewVoter) -> Result<Vec<u64>, ClientError> {
         let (rb, m, u) = self.request(Method::POST, "/v1/quorum/voters");
         let rb = rb.timeout(ADD_VOTER_TIMEOUT.max(self.timeout)).json(voter);
-        let a: VotersAnswer = Self::json(rb, m, u).await?;
+        let a: Voters = Self::json(rb, m, u).await?;
         Ok(a.voters)
     }
 
@@ -543,7 +346,7 @@ impl Client {
     pub async fn remove_voter(&self, id: u64) -> Result<Vec<u64>, ClientError> {
         let (rb, m, u) = self.request(Method::DELETE, &format!("/v1/quorum/voters/{id}"));
         let rb = rb.timeout(ADD_VOTER_TIMEOUT.max(self.timeout));
-        let a: VotersAnswer = Self::json(rb, m, u).await?;
+        let a: Voters = Self::json(rb, m, u).await?;
         Ok(a.voters)
     }
 
@@ -563,11 +366,7 @@ impl Client {
 
     /// `POST /v1/brokers/{id}/registration`: returns the broker epoch.
     pub async fn register_broker(&self, id: i32, r: &Registration) -> Result<i64, ClientError> {
-        #[derive(Deserialize)]
-        struct A {
-            broker_epoch: i64,
-        }
-        let a: A = self
+        let a: BrokerEpoch = self
             .post_json(&format!("/v1/brokers/{id}/registration"), r)
             .await?;
         Ok(a.broker_epoch)
@@ -625,14 +424,10 @@ impl Client {
         name: &str,
         count: i32,
     ) -> Result<Vec<PartitionView>, ClientError> {
-        #[derive(Deserialize)]
-        struct A {
-            partitions: Vec<PartitionView>,
-        }
-        let a: A = self
+        let a: Partitions = self
             .post_json(
                 &format!("/v1/topics/{}/partitions", encode_segment(name)),
-                &serde_json::json!({ "count": count }),
+                &AddPartitions { count },
             )
             .await?;
         Ok(a.partitions)
@@ -640,11 +435,7 @@ impl Client {
 
     /// `POST /v1/elections`.
     pub async fn elect(&self, req: &ElectionRequest) -> Result<Vec<ElectionResult>, ClientError> {
-        #[derive(Deserialize)]
-        struct A {
-            partitions: Vec<ElectionResult>,
-        }
-        let a: A = self.post_json("/v1/elections", req).await?;
+        let a: Elections = self.post_json("/v1/elections", req).await?;
         Ok(a.partitions)
     }
 
@@ -657,7 +448,7 @@ impl Client {
         &self,
         kind: ConfigKind,
         name: &str,
-        change: &ConfigChange,
+        change: &ConfigPatch,
     ) -> Result<WriteAck, ClientError> {
         let (rb, m, u) = self.request(Method::PATCH, &Self::config_path(kind, name));
         Self::json(rb.json(change), m, u).await
@@ -673,7 +464,7 @@ impl Client {
         self.alter_config(
             ConfigKind::Broker,
             broker,
-            &ConfigChange::set_one(key, value),
+            &ConfigPatch::set_one(key, value),
         )
         .await
     }
@@ -733,7 +524,7 @@ impl Client {
         &self,
         offset: i64,
         max_bytes: Option<u64>,
-    ) -> Result<JsonLogFetch, ClientError> {
+    ) -> Result<LogJson, ClientError> {
         self.follow_log_json(offset, max_bytes, None).await
     }
 
@@ -744,7 +535,7 @@ impl Client {
         offset: i64,
         max_bytes: Option<u64>,
         max_wait: Option<Duration>,
-    ) -> Result<JsonLogFetch, ClientError> {
+    ) -> Result<LogJson, ClientError> {
         let (rb, m, u) = self.log_request(offset, max_bytes, max_wait, "application/json");
         Self::json(rb, m, u).await
     }
@@ -773,7 +564,7 @@ impl Client {
     }
 
     /// `GET /v1/metadata/snapshots`, newest first.
-    pub async fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>, ClientError> {
+    pub async fn list_snapshots(&self) -> Result<Vec<SnapshotFile>, ClientError> {
         self.get_json("/v1/metadata/snapshots").await
     }
 
@@ -818,14 +609,8 @@ impl Client {
     }
 
     /// `GET /v1/metadata/image` at this node's applied offset.
-    pub async fn image(&self) -> Result<ImageView, ClientError> {
-        let (rb, m, u) = self.request(Method::GET, "/v1/metadata/image");
-        let v: Map<String, Value> = Self::json(rb, m.clone(), u.clone()).await?;
-        split_image(v).map_err(|detail| ClientError::Decode {
-            method: m,
-            url: u,
-            detail,
-        })
+    pub async fn image(&self) -> Result<Image, ClientError> {
+        self.get_json("/v1/metadata/image").await
     }
 
     /// Any other JSON call, for what this client has no typed method for.
@@ -877,22 +662,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Splits `offset` and `epoch` off an image answer.
-fn split_image(mut v: Map<String, Value>) -> Result<ImageView, String> {
-    let mut take = |name: &str| {
-        v.remove(name)
-            .and_then(|x| x.as_i64())
-            .ok_or_else(|| format!("image answer has no integer {name:?}"))
-    };
-    let offset = take("offset")?;
-    let epoch = take("epoch")?;
-    Ok(ImageView {
-        offset,
-        epoch,
-        image: Value::Object(v),
-    })
-}
-
 /// Which kind of resource a config belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigKind {
@@ -940,37 +709,11 @@ fn header_i64(headers: &HeaderMap, name: &str) -> Result<Option<i64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn image_answer_splits_offset_and_epoch_from_the_image_fields() {
-        let Value::Object(m) = json!({"offset": 12, "epoch": 3, "features": {}, "topics": []})
-        else {
-            unreachable!()
-        };
-        let v = split_image(m).unwrap();
-        assert_eq!((v.offset, v.epoch), (12, 3));
-        assert_eq!(v.image, json!({"features": {}, "topics": []}));
-        let Value::Object(m) = json!({"epoch": 3}) else {
-            unreachable!()
-        };
-        assert!(split_image(m).is_err());
-    }
 
     #[test]
     fn path_segments_are_percent_encoded() {
         assert_eq!(encode_segment("topic-1.a_b"), "topic-1.a_b");
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
         assert_eq!(encode_segment(""), "");
-    }
-
-    #[test]
-    fn status_tolerates_missing_optional_fields() {
-        let s: QuorumStatus = serde_json::from_value(json!({
-            "leader_id": null, "high_watermark": 5, "voters": [{"id": 2}, {"id": 1}]
-        }))
-        .unwrap();
-        assert_eq!(s.leader_id, None);
-        assert_eq!(s.voter_ids(), vec![1, 2]);
     }
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use kraftd::cli::fleet::{registration, Fleet};
 use kraftd::client::{
-    AlterPartition, AlterPartitionData, AlterPartitionResult, AlterTopic, Client, ConfigChange,
-    ConfigKind, CreateTopic, ElectionRequest, Heartbeat, PartitionView, TopicPartition,
+    AlterPartition, AlterPartitionData, AlterPartitionResult, AlterTopic, Client, ConfigKind,
+    ConfigPatch, CreateTopic, ElectionRequest, Heartbeat, PartitionView, TopicPartition,
 };
 use uuid::Uuid;
 
@@ -617,7 +617,7 @@ fn a_partition_whose_last_isr_member_is_fenced_goes_offline_until_an_unclean_ele
         c.alter_config(
             ConfigKind::Topic,
             "by-config",
-            &ConfigChange::set_one("unclean.leader.election.enable", "true"),
+            &ConfigPatch::set_one("unclean.leader.election.enable", "true"),
         )
         .await
         .unwrap();

@@ -33,7 +33,7 @@ case $cmd in
     mkdir -p "$dir/www/v1/quorum"
     echo ok > "$dir/www/healthz"
     echo ok > "$dir/www/readyz"
-    echo '{"leader_id": 1, "high_watermark": 0, "voters": []}' > "$dir/www/v1/quorum/status"
+    printf '{"cluster_id": "%s", "node_id": %s, "leader_id": 1, "leader_epoch": 1, "high_watermark": 0, "log_start_offset": 0, "max_follower_lag": 0, "max_follower_lag_time_ms": 0, "voters": [], "observers": []}' "$cid" "${id:-1}" > "$dir/www/v1/quorum/status"
     echo "fake node serving on $api" >&2
     if [ "${FAKE_IGNORE_TERM:-}" = 1 ]; then trap '' TERM; fi
     exec python3 -m http.server --bind 127.0.0.1 --directory "$dir/www" "${api##*:}" ;;

@@ -331,7 +331,7 @@ fn metrics_follow_requests_brokers_snapshots_and_leadership() {
         let size = listed
             .iter()
             .find(|l| l.file_name == snap.file_name)
-            .and_then(|l| l.size)
+            .map(|l| l.size)
             .expect("the new checkpoint is listed with its size");
         let m = scrape(&s, leader).await.unwrap();
         assert_eq!(m.val(SNAPSHOT_SIZE), size as f64);

@@ -9,7 +9,7 @@ use common::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kraftd::client::{ConfigChange, ConfigKind, CreateTopic};
+use kraftd::client::{ConfigKind, ConfigPatch, CreateTopic};
 
 /// schemathesis: $KRAFTD_SCHEMATHESIS, else the venv `scripts/test` makes.
 fn schemathesis() -> PathBuf {
@@ -52,7 +52,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
         c.alter_config(
             ConfigKind::Topic,
             "orders",
-            &ConfigChange::set_one("retention.ms", "1000"),
+            &ConfigPatch::set_one("retention.ms", "1000"),
         )
         .await
         .unwrap();

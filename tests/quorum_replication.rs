@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use kraftd::client::{Client, ConfigChange, ConfigKind};
+use kraftd::client::{Client, ConfigKind, ConfigPatch};
 use kraftd::record::batch::BatchIter;
 use kraftd::record::metadata::MetadataRecord;
 use kraftd::record::LogRecord;
@@ -30,7 +30,7 @@ fn three_nodes_elect_one_leader_and_replicate_identical_logs_from_writes_to_any_
             let replication = s.client(leader).replication().await.unwrap();
             let leaders: Vec<u64> = replication
                 .iter()
-                .filter(|r| r.status == "Leader")
+                .filter(|r| r.status == kraftd::client::ReplicaRole::Leader)
                 .map(|r| r.node_id)
                 .collect();
             assert_eq!(leaders, vec![leader], "replication: {replication:?}");
@@ -151,7 +151,7 @@ fn three_nodes_elect_one_leader_and_replicate_identical_logs_from_writes_to_any_
                 .alter_config(
                     ConfigKind::Topic,
                     "no-such-topic",
-                    &ConfigChange::set_one("retention.ms", "1"),
+                    &ConfigPatch::set_one("retention.ms", "1"),
                 )
                 .await
                 .unwrap_err();

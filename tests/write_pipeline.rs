@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use kraftd::client::{
-    Client, ConfigChange, ConfigKind, CreateTopic, Listener, Registration, TopicDescription,
+    Client, ConfigKind, ConfigPatch, CreateTopic, Listener, Registration, TopicDescription,
 };
 use kraftd::record::batch::decode_batch;
 use kraftd::record::{LogRecord, MetadataRecord};
@@ -139,7 +139,7 @@ fn dependent_and_oversized_writes_from_many_clients_are_each_applied_whole_on_ev
                         continue;
                     }
                     let key = format!("patched.{name}");
-                    let change = ConfigChange::set_one(key.clone(), "yes");
+                    let change = ConfigPatch::set_one(key.clone(), "yes");
                     match client.alter_config(ConfigKind::Topic, &name, &change).await {
                         Ok(_) => answers
                             .lock()

@@ -7,11 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 
 use super::{controller_error, parse_body, ApiError, LeaderRequest};
-use crate::contract::ErrorCode;
-use crate::controller::configs::{self, ConfigError, ConfigPatch};
+use crate::contract::configs::ConfigPatch;
+use crate::contract::metadata::WriteAck;
+use crate::contract::{int64, ErrorCode};
+use crate::controller::configs::{self, ConfigError};
 use crate::controller::topics;
 use crate::node::server::Node;
 
@@ -42,7 +43,7 @@ async fn get_config(
     let st = node.sm.read();
     configs::require_topic(&st.image, &res).map_err(config_error)?;
     let map = st.image.config(&res).cloned().unwrap_or_default();
-    Ok(Json(json!(map)).into_response())
+    Ok(Json(map).into_response())
 }
 
 async fn patch_config(
@@ -58,7 +59,11 @@ async fn patch_config(
             .submit(move |v| topics::alter_configs(v, &res, &patch))
             .await
             .map_err(controller_error)?;
-        Ok(Json(json!({ "offset": ack.offset, "epoch": ack.epoch })).into_response())
+        Ok(Json(WriteAck {
+            offset: int64(ack.offset),
+            epoch: ack.epoch,
+        })
+        .into_response())
     })
     .await
 }

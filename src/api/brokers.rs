@@ -8,16 +8,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{controller_error, parse_body, ApiError, LeaderRequest};
+use crate::contract::brokers::{BrokerEpoch, BrokerView, Heartbeat, Registration};
+use crate::contract::partitions::AlterPartition;
 use crate::contract::ErrorCode;
-use crate::controller::brokers::{self, security_protocol_name, Heartbeat, Listener, Registration};
-use crate::controller::partitions::{self, AlterPartition};
-use crate::image::BrokerRegistration;
+use crate::controller::brokers;
+use crate::controller::partitions;
 use crate::node::server::Node;
-use crate::record::uuid_fmt;
 
 pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new()
@@ -26,53 +24,6 @@ pub(super) fn routes() -> Router<Arc<Node>> {
         .route("/v1/brokers/{id}/registration", post(register))
         .route("/v1/brokers/{id}/heartbeat", post(heartbeat))
         .route("/v1/partitions/alter", post(alter_partition))
-}
-
-/// One broker as `GET /v1/brokers` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct BrokerView {
-    /// Broker id.
-    pub id: i32,
-    /// Broker epoch (offset of its registration).
-    pub epoch: i64,
-    /// Incarnation id (Kafka's base64 form).
-    pub incarnation_id: String,
-    /// `fenced`, `active` or `controlled_shutdown`.
-    pub state: String,
-    /// Listeners.
-    pub listeners: Vec<Listener>,
-    /// Rack.
-    pub rack: Option<String>,
-}
-
-impl BrokerView {
-    /// The view of a registration.
-    pub fn of(b: &BrokerRegistration) -> Self {
-        BrokerView {
-            id: b.broker_id,
-            epoch: b.broker_epoch,
-            incarnation_id: uuid_fmt::kafka_uuid(&b.incarnation_id),
-            state: if b.fenced {
-                "fenced"
-            } else if b.in_controlled_shutdown {
-                "controlled_shutdown"
-            } else {
-                "active"
-            }
-            .to_string(),
-            listeners: b
-                .listeners
-                .iter()
-                .map(|l| Listener {
-                    name: l.name.clone(),
-                    host: l.host.clone(),
-                    port: l.port,
-                    security_protocol: security_protocol_name(l.security_protocol),
-                })
-                .collect(),
-            rack: b.rack.clone(),
-        }
-    }
 }
 
 fn broker_id(s: &str) -> Result<i32, ApiError> {
@@ -113,7 +64,10 @@ async fn register(
             .submit(move |v| brokers::register(v, id, &req))
             .await
             .map_err(controller_error)?;
-        Ok(Json(json!({ "broker_epoch": epoch })).into_response())
+        Ok(Json(BrokerEpoch {
+            broker_epoch: epoch,
+        })
+        .into_response())
     })
     .await
 }

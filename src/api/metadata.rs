@@ -12,19 +12,20 @@ use axum::routing::get;
 use axum::{Json, Router};
 use openraft::async_runtime::WatchReceiver;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::{forward, ApiError};
-use crate::contract::ErrorCode;
+use crate::contract::metadata::{
+    Image, LogJson, LogRecord as JsonRecord, SnapshotFile, SnapshotRef, RECORD_BATCHES,
+};
+use crate::contract::{int64, ErrorCode};
 use crate::node::server::Node;
 use crate::record::batch::{decode_batch, BatchIter};
 use crate::record::checkpoint::{list_checkpoints, SnapshotId};
 use crate::record::control::ControlRecord;
-use crate::record::json::record_json;
+use crate::record::json::record_parts;
 use crate::record::LogRecord;
 
-/// Content type of raw record batches.
-pub const RECORD_BATCHES: &str = "application/vnd.kafka.record-batches";
 /// Default and largest `max_bytes`.
 const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
 const MAX_MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -62,13 +63,10 @@ fn snapshot_gone(node: &Node, offset: u64, log_start: u64) -> ApiError {
              follow the log from its end offset"
         ),
     );
-    e.extra = Some((
-        "snapshot",
-        match newest {
-            Some(id) => json!({ "end_offset": id.end_offset, "epoch": id.epoch }),
-            None => Value::Null,
-        },
-    ));
+    e.snapshot = newest.map(|id| SnapshotRef {
+        end_offset: id.end_offset,
+        epoch: id.epoch,
+    });
     e
 }
 
@@ -123,19 +121,23 @@ async fn log(
             for raw in &batch.records {
                 let rec = LogRecord::decode(control, raw)
                     .map_err(|e| ApiError::internal(format!("stored record: {e}")))?;
-                let mut v = record_json(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
-                if let Value::Object(o) = &mut v {
-                    let mut out = Map::new();
-                    out.insert("offset".into(), json!(raw.offset));
-                    out.insert("epoch".into(), json!(batch.header.partition_leader_epoch));
-                    out.append(o);
-                    v = Value::Object(out);
-                }
-                records.push(v);
+                let (kind, version, data) =
+                    record_parts(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
+                records.push(JsonRecord {
+                    offset: raw.offset,
+                    epoch: batch.header.partition_leader_epoch,
+                    kind,
+                    version,
+                    data,
+                });
             }
         }
-        Json(json!({ "records": records, "high_watermark": hw, "next_offset": next }))
-            .into_response()
+        Json(LogJson {
+            records,
+            high_watermark: int64(hw),
+            next_offset: int64(next),
+        })
+        .into_response()
     } else {
         let mut body = Vec::with_capacity(batches.iter().map(|b| b.bytes.len()).sum());
         for b in &batches {
@@ -276,28 +278,28 @@ fn header_timestamp(path: &std::path::Path) -> Option<i64> {
     }
 }
 
-async fn snapshots(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+async fn snapshots(State(node): State<Arc<Node>>) -> Result<Json<Vec<SnapshotFile>>, ApiError> {
     let dir = node.sm.dir.clone();
-    let list = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, String> {
+    let list = tokio::task::spawn_blocking(move || -> Result<Vec<SnapshotFile>, String> {
         let mut out = Vec::new();
         for (id, path) in list_checkpoints(&dir).map_err(|e| e.to_string())? {
             let Ok(md) = std::fs::metadata(&path) else {
                 continue;
             };
-            out.push(json!({
-                "end_offset": id.end_offset,
-                "epoch": id.epoch,
-                "file_name": id.file_name(),
-                "size": md.len(),
-                "last_contained_log_timestamp": header_timestamp(&path),
-            }));
+            out.push(SnapshotFile {
+                end_offset: id.end_offset,
+                epoch: id.epoch,
+                file_name: id.file_name(),
+                size: md.len(),
+                last_contained_log_timestamp: header_timestamp(&path),
+            });
         }
         Ok(out)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(ApiError::internal)?;
-    Ok(Json(Value::Array(list)))
+    Ok(Json(list))
 }
 
 fn parse_id(s: &str) -> Option<SnapshotId> {
@@ -456,13 +458,17 @@ async fn image(
         let v = serde_json::to_value(&st.image).map_err(|e| ApiError::internal(e.to_string()))?;
         (node.sm.applied(), v)
     };
-    let mut out = Map::new();
-    out.insert("offset".into(), json!(pos.end_offset));
-    out.insert("epoch".into(), json!(pos.epoch));
-    if let Value::Object(mut o) = image {
-        out.append(&mut o);
-    }
-    Ok(Json(Value::Object(out)).into_response())
+    let Value::Object(image) = image else {
+        return Err(ApiError::internal(
+            "the image does not serialize to a JSON object",
+        ));
+    };
+    Ok(Json(Image {
+        offset: int64(pos.end_offset),
+        epoch: pos.epoch,
+        image,
+    })
+    .into_response())
 }
 
 #[cfg(test)]

@@ -25,9 +25,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
-use serde_json::json;
 
-use crate::contract::ErrorCode;
+use crate::contract::metadata::SnapshotRef;
+use crate::contract::{ErrorBody, ErrorCode};
 use crate::controller::ControllerError;
 use crate::node::server::Node;
 use crate::raft::NodeId;
@@ -37,7 +37,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// Header marking a request a follower forwarded (forwarded once at most).
 pub const FORWARDED: &str = "kraft-forwarded";
 
-/// An error answer: `{"error": CODE, "message": ..., "leader_id"?: n}`.
+/// An error answer, sent as an [`ErrorBody`].
 #[derive(Debug, Clone)]
 pub struct ApiError {
     /// HTTP status.
@@ -48,8 +48,8 @@ pub struct ApiError {
     pub message: String,
     /// The leader, where it helps.
     pub leader_id: Option<NodeId>,
-    /// Extra fields (e.g. the snapshot to fetch on 410).
-    pub extra: Option<(&'static str, serde_json::Value)>,
+    /// The snapshot to fetch instead (410 below the log start).
+    pub snapshot: Option<SnapshotRef>,
 }
 
 impl ApiError {
@@ -60,7 +60,7 @@ impl ApiError {
             code,
             message: message.into(),
             leader_id: None,
-            extra: None,
+            snapshot: None,
         }
     }
 
@@ -95,13 +95,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "message": self.message });
-        if let Some(l) = self.leader_id {
-            body["leader_id"] = json!(l);
-        }
-        if let Some((k, v)) = self.extra {
-            body[k] = v;
-        }
+        let body = ErrorBody {
+            error: self.code,
+            message: self.message,
+            leader_id: self.leader_id,
+            snapshot: self.snapshot,
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -1,236 +1,31 @@
 //! `GET /openapi.json`: the API listener's contract, generated with utoipa from the request
-//! and answer types the handlers use. Answers the handlers build as JSON values are
-//! described by the `*Doc` types here. The operations are declared on stand-in functions
-//! (one per route) so the handlers stay plain; `tests/openapi_schemathesis.rs` runs
+//! and answer types of [`crate::contract`], which the handlers and the client both use.
+//! The operations are declared on stand-in functions (one per route) so the handlers stay
+//! plain; `tests/openapi_schemathesis.rs` runs
 //! schemathesis against a live node to check that every answer matches this document.
 
 #![allow(dead_code)] // the stand-in functions exist only for their attributes
 
-use std::collections::BTreeMap;
-
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Serialize;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::{ContentBuilder, RefOr};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use crate::api::brokers::BrokerView;
-use crate::controller::brokers::{
-    FeatureRange, Heartbeat, HeartbeatAnswer, Listener, Registration,
+use crate::contract::brokers::{
+    BrokerEpoch, BrokerView, FeatureRange, Heartbeat, HeartbeatAnswer, Listener, Registration,
 };
-use crate::controller::configs::ConfigPatch;
-use crate::controller::partitions::{
+use crate::contract::configs::ConfigPatch;
+use crate::contract::metadata::{Image, LogJson, SnapshotFile, SnapshotRef, WriteAck};
+use crate::contract::partitions::{
     AlterPartition, AlterPartitionAnswer, AlterPartitionData, AlterPartitionResult, AlterTopic,
-    AlterTopicResult, ElectionRequest, ElectionResult, TopicPartition,
+    AlterTopicResult, ElectionRequest, Elections, TopicPartition,
 };
-use crate::controller::topics::{
-    CreateTopic, CreatedTopic, PartitionView, TopicDescription, TopicSummary,
+use crate::contract::quorum::{NewVoter, QuorumStatus, Replica, SnapshotTaken, Voters};
+use crate::contract::topics::{
+    AddPartitions, CreateTopic, CreatedTopic, Partitions, TopicDescription, TopicSummary,
 };
-
-/// Every error answer.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Kafka-style error code, e.g. `NOT_CONTROLLER`: one of a closed set.
-    pub error: crate::contract::ErrorCode,
-    /// What was wrong, for a person.
-    pub message: String,
-    /// The active controller, when known and useful.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub leader_id: Option<u64>,
-    /// On 410 below the log start: the snapshot to load.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<SnapshotRefDoc>,
-}
-
-/// A checkpoint by end offset and epoch.
-#[derive(Serialize, ToSchema)]
-pub struct SnapshotRefDoc {
-    /// Offset after the last record it holds.
-    pub end_offset: u64,
-    /// Epoch of that record.
-    pub epoch: i32,
-}
-
-/// A voter in the quorum status.
-#[derive(Serialize, ToSchema)]
-pub struct VoterDoc {
-    /// Node id.
-    pub id: u64,
-    /// Peer listener.
-    pub peer: String,
-    /// API listener, if known.
-    pub api: Option<String>,
-}
-
-/// `GET /v1/quorum/status` (kafka-metadata-quorum describe --status).
-#[derive(Serialize, ToSchema)]
-pub struct QuorumStatusDoc {
-    /// Cluster id.
-    pub cluster_id: String,
-    /// The node answering.
-    pub node_id: u64,
-    /// The leader, if known.
-    pub leader_id: Option<u64>,
-    /// The current epoch (Raft term).
-    pub leader_epoch: u64,
-    /// Offset after the last committed record this node applied.
-    pub high_watermark: u64,
-    /// First offset still in the log (older ones are in snapshots only).
-    pub log_start_offset: u64,
-    /// Largest follower lag in records (leader only; 0 elsewhere).
-    pub max_follower_lag: u64,
-    /// Longest time since a follower was caught up, ms (leader only).
-    pub max_follower_lag_time_ms: u64,
-    /// Voters.
-    pub voters: Vec<VoterDoc>,
-    /// Learners (observers).
-    pub observers: Vec<u64>,
-}
-
-/// One row of `GET /v1/quorum/replication` (describe --replication).
-#[derive(Serialize, ToSchema)]
-pub struct ReplicaDoc {
-    /// Node id.
-    pub node_id: u64,
-    /// Offset after its last replicated record.
-    pub log_end_offset: u64,
-    /// Records behind the leader.
-    pub lag: u64,
-    /// Last time the leader heard from it (ms since the epoch; 0: never).
-    pub last_fetch_timestamp: u64,
-    /// Last time it was caught up (ms since the epoch; 0: never).
-    pub last_caught_up_timestamp: u64,
-    /// `Leader`, `Follower` or `Observer`.
-    pub status: String,
-}
-
-/// `POST /v1/quorum/snapshot`.
-#[derive(Serialize, ToSchema)]
-pub struct SnapshotTakenDoc {
-    /// End offset.
-    pub end_offset: u64,
-    /// Epoch.
-    pub epoch: i32,
-    /// The checkpoint file name.
-    pub file_name: String,
-}
-
-/// `POST /v1/quorum/voters`.
-#[derive(Serialize, ToSchema)]
-pub struct AddVoterDoc {
-    /// The new controller's node id.
-    pub id: u64,
-    /// Its peer listener, HOST:PORT.
-    pub peer: String,
-    /// Its API listener (default: what it reports).
-    pub api: Option<String>,
-}
-
-/// The voter ids after a change.
-#[derive(Serialize, ToSchema)]
-pub struct VotersDoc {
-    /// Voter ids.
-    pub voters: Vec<u64>,
-}
-
-/// One record of the JSON log answer.
-#[derive(Serialize, ToSchema)]
-pub struct LogRecordDoc {
-    /// Offset.
-    pub offset: u64,
-    /// Epoch of its batch.
-    pub epoch: i32,
-    /// Kafka's record type name, e.g. `TOPIC_RECORD`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Record version.
-    pub version: i32,
-    /// The fields, as Kafka's JSON spells them.
-    pub data: serde_json::Value,
-}
-
-/// `GET /v1/metadata/log` with `Accept: application/json`.
-#[derive(Serialize, ToSchema)]
-pub struct LogJsonDoc {
-    /// The records.
-    pub records: Vec<LogRecordDoc>,
-    /// Offset after the last committed record.
-    pub high_watermark: u64,
-    /// Where to continue.
-    pub next_offset: u64,
-}
-
-/// One checkpoint in `GET /v1/metadata/snapshots`.
-#[derive(Serialize, ToSchema)]
-pub struct SnapshotFileDoc {
-    /// End offset.
-    pub end_offset: u64,
-    /// Epoch.
-    pub epoch: i32,
-    /// File name.
-    pub file_name: String,
-    /// Bytes.
-    pub size: u64,
-    /// The header's LastContainedLogTimestamp, if readable.
-    pub last_contained_log_timestamp: Option<i64>,
-}
-
-/// `GET /v1/metadata/image`: the image at this node's applied offset.
-#[derive(Serialize, ToSchema)]
-pub struct ImageDoc {
-    /// Offset after the last applied record.
-    pub offset: u64,
-    /// Its epoch.
-    pub epoch: i32,
-    /// Finalized feature levels.
-    pub features: BTreeMap<String, i16>,
-    /// Broker registrations.
-    pub brokers: Vec<serde_json::Value>,
-    /// The producer-id block, if any.
-    pub producer_ids: Option<serde_json::Value>,
-    /// Topics with their partitions.
-    pub topics: Vec<serde_json::Value>,
-    /// Configs: `{"brokers": {name: {k: v}}, "topics": {name: {k: v}}}`.
-    pub configs: serde_json::Value,
-}
-
-/// A committed config change.
-#[derive(Serialize, ToSchema)]
-pub struct WriteAckDoc {
-    /// Offset of its last record.
-    pub offset: u64,
-    /// Its epoch.
-    pub epoch: i32,
-}
-
-/// `POST /v1/brokers/{id}/registration` answer.
-#[derive(Serialize, ToSchema)]
-pub struct BrokerEpochDoc {
-    /// The broker epoch (the offset of its RegisterBrokerRecord).
-    pub broker_epoch: i64,
-}
-
-/// `POST /v1/topics/{name}/partitions` body.
-#[derive(Serialize, ToSchema)]
-pub struct AddPartitionsDoc {
-    /// The new total number of partitions.
-    pub count: i32,
-}
-
-/// Partitions created or elected.
-#[derive(Serialize, ToSchema)]
-pub struct PartitionsDoc {
-    /// The new partitions.
-    pub partitions: Vec<PartitionView>,
-}
-
-/// `POST /v1/elections` answer.
-#[derive(Serialize, ToSchema)]
-pub struct ElectionsDoc {
-    /// Per-partition results.
-    pub partitions: Vec<ElectionResult>,
-}
+use crate::contract::ErrorBody;
 
 // ---- operations (stand-ins carrying the attributes) ----
 
@@ -243,24 +38,24 @@ fn healthz() {}
 fn readyz() {}
 
 #[utoipa::path(get, path = "/v1/quorum/status", tag = "quorum",
-    responses((status = 200, body = QuorumStatusDoc)))]
+    responses((status = 200, body = QuorumStatus)))]
 fn quorum_status() {}
 
 #[utoipa::path(get, path = "/v1/quorum/replication", tag = "quorum",
-    responses((status = 200, description = "Served (or forwarded to) the leader", body = Vec<ReplicaDoc>)))]
+    responses((status = 200, description = "Served (or forwarded to) the leader", body = Vec<Replica>)))]
 fn quorum_replication() {}
 
 #[utoipa::path(post, path = "/v1/quorum/snapshot", tag = "quorum",
-    responses((status = 200, description = "This node took a checkpoint", body = SnapshotTakenDoc)))]
+    responses((status = 200, description = "This node took a checkpoint", body = SnapshotTaken)))]
 fn quorum_snapshot() {}
 
-#[utoipa::path(post, path = "/v1/quorum/voters", tag = "quorum", request_body = AddVoterDoc,
-    responses((status = 200, description = "Added: a learner until caught up, then a voter", body = VotersDoc)))]
+#[utoipa::path(post, path = "/v1/quorum/voters", tag = "quorum", request_body = NewVoter,
+    responses((status = 200, description = "Added: a learner until caught up, then a voter", body = Voters)))]
 fn add_voter() {}
 
 #[utoipa::path(delete, path = "/v1/quorum/voters/{id}", tag = "quorum",
     params(("id" = u64, Path, description = "Node id of the voter")),
-    responses((status = 200, body = VotersDoc)))]
+    responses((status = 200, body = Voters)))]
 fn remove_voter() {}
 
 #[utoipa::path(get, path = "/v1/metadata/log", tag = "metadata",
@@ -273,13 +68,13 @@ fn remove_voter() {}
         (status = 200, description = "Committed batches from the one holding `offset`",
             content(
                 (Vec<u8> = "application/vnd.kafka.record-batches"),
-                (LogJsonDoc = "application/json"),
+                (LogJson = "application/json"),
             )),
     ))]
 fn metadata_log() {}
 
 #[utoipa::path(get, path = "/v1/metadata/snapshots", tag = "metadata",
-    responses((status = 200, description = "Newest first", body = Vec<SnapshotFileDoc>)))]
+    responses((status = 200, description = "Newest first", body = Vec<SnapshotFile>)))]
 fn snapshots() {}
 
 #[utoipa::path(get, path = "/v1/metadata/snapshots/{id}", tag = "metadata",
@@ -292,7 +87,7 @@ fn snapshot_file() {}
 
 #[utoipa::path(get, path = "/v1/metadata/image", tag = "metadata",
     params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
-    responses((status = 200, body = ImageDoc)))]
+    responses((status = 200, body = Image)))]
 fn metadata_image() {}
 
 #[utoipa::path(get, path = "/v1/configs/{kind}/{name}", tag = "configs",
@@ -308,7 +103,7 @@ fn get_config() {}
         ("kind" = String, Path, description = "`topic` or `broker`"),
         ("name" = String, Path, description = "Topic name, broker id, or `default`"),
     ),
-    responses((status = 200, description = "Committed", body = WriteAckDoc)))]
+    responses((status = 200, description = "Committed", body = WriteAck)))]
 fn patch_config() {}
 
 #[utoipa::path(get, path = "/v1/brokers", tag = "brokers",
@@ -327,7 +122,7 @@ fn unregister_broker() {}
 
 #[utoipa::path(post, path = "/v1/brokers/{id}/registration", tag = "brokers", request_body = Registration,
     params(("id" = i32, Path, description = "Broker id")),
-    responses((status = 200, body = BrokerEpochDoc)))]
+    responses((status = 200, body = BrokerEpoch)))]
 fn register_broker() {}
 
 #[utoipa::path(post, path = "/v1/brokers/{id}/heartbeat", tag = "brokers", request_body = Heartbeat,
@@ -357,13 +152,13 @@ fn describe_topic() {}
     responses((status = 204, description = "Deleted")))]
 fn delete_topic() {}
 
-#[utoipa::path(post, path = "/v1/topics/{name}/partitions", tag = "topics", request_body = AddPartitionsDoc,
+#[utoipa::path(post, path = "/v1/topics/{name}/partitions", tag = "topics", request_body = AddPartitions,
     params(("name" = String, Path, description = "Topic name")),
-    responses((status = 200, body = PartitionsDoc)))]
+    responses((status = 200, body = Partitions)))]
 fn add_partitions() {}
 
 #[utoipa::path(post, path = "/v1/elections", tag = "topics", request_body = ElectionRequest,
-    responses((status = 200, description = "Per-partition results", body = ElectionsDoc)))]
+    responses((status = 200, description = "Per-partition results", body = Elections)))]
 fn elections() {}
 
 #[utoipa::path(get, path = "/metrics", tag = "health",
@@ -429,7 +224,7 @@ impl Modify for ErrorAnswers {
         list_topics, create_topic, describe_topic, delete_topic, add_partitions, elections,
     ),
     components(schemas(
-        ErrorBody, crate::contract::ErrorCode, SnapshotRefDoc, Listener, FeatureRange, AlterTopic, AlterPartitionData,
+        ErrorBody, crate::contract::ErrorCode, SnapshotRef, Listener, FeatureRange, AlterTopic, AlterPartitionData,
         AlterPartitionResult, AlterTopicResult, TopicPartition,
     )),
     modifiers(&ErrorAnswers)

@@ -14,10 +14,12 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 
 use crate::api::controller_error;
+use crate::contract::int64;
+use crate::contract::quorum::{
+    NewVoter, QuorumStatus, Replica, ReplicaRole, SnapshotTaken, Voter, Voters,
+};
 use crate::contract::ErrorCode;
 use openraft::{ChangeMembers, ServerState};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::{forward, ApiError, LeaderRequest};
 use crate::node::server::{now_ms, Node};
@@ -36,12 +38,12 @@ pub(super) fn routes() -> Router<Arc<Node>> {
 /// Longest `/v1/quorum/status` waits for a new leader's high watermark to be known.
 const STATUS_HW_WAIT: Duration = Duration::from_millis(500);
 
-async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
-    Json(status_json(&node).await)
+async fn status(State(node): State<Arc<Node>>) -> Json<QuorumStatus> {
+    Json(quorum_status(&node).await)
 }
 
 /// `/v1/quorum/status` of this node.
-pub(crate) async fn status_json(node: &Node) -> Value {
+pub(crate) async fn quorum_status(node: &Node) -> QuorumStatus {
     // KIP-595: not below what an earlier leader served (waits briefly after a leader change).
     let hw = node.reported_high_watermark(STATUS_HW_WAIT).await;
     let m = node.raft.metrics().borrow_watched().clone();
@@ -56,7 +58,7 @@ pub(crate) async fn status_json(node: &Node) -> Value {
             .map(|n| n.peer_addr.clone())
             .unwrap_or_default();
         let api = node.api_addr_of(*id).await;
-        voters.push(json!({ "id": id, "peer": peer, "api": api }));
+        voters.push(Voter { id: *id, peer, api });
     }
     let observers: Vec<NodeId> = membership.learner_ids().collect();
     let (mut max_lag, mut max_lag_ms) = (0u64, 0u64);
@@ -73,18 +75,18 @@ pub(crate) async fn status_json(node: &Node) -> Value {
             }
         }
     }
-    json!({
-        "cluster_id": node.meta.cluster_id,
-        "node_id": node.id(),
-        "leader_id": m.current_leader,
-        "leader_epoch": m.current_term,
-        "high_watermark": hw,
-        "log_start_offset": log_start,
-        "max_follower_lag": max_lag,
-        "max_follower_lag_time_ms": max_lag_ms,
-        "voters": voters,
-        "observers": observers,
-    })
+    QuorumStatus {
+        cluster_id: node.meta.cluster_id.clone(),
+        node_id: node.id(),
+        leader_id: m.current_leader,
+        leader_epoch: int64(m.current_term),
+        high_watermark: int64(hw),
+        log_start_offset: int64(log_start),
+        max_follower_lag: int64(max_lag),
+        max_follower_lag_time_ms: int64(max_lag_ms),
+        voters,
+        observers,
+    }
 }
 
 async fn replication(
@@ -102,24 +104,24 @@ async fn replication(
         )
         .await;
     }
-    Json(Value::Array(replication_rows(&node))).into_response()
+    Json(replication_rows(&node)).into_response()
 }
 
 /// `/v1/quorum/replication` as the leader sees it (call on the leader).
-pub(crate) fn replication_rows(node: &Node) -> Vec<Value> {
+pub(crate) fn replication_rows(node: &Node) -> Vec<Replica> {
     let m = node.raft.metrics().borrow_watched().clone();
     let membership = m.membership_config.membership().clone();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let last_end = node.end_of(m.last_log_index).unwrap_or(0);
     let now = now_ms();
-    let mut out = vec![json!({
-        "node_id": node.id(),
-        "log_end_offset": last_end,
-        "lag": 0,
-        "last_fetch_timestamp": now,
-        "last_caught_up_timestamp": now,
-        "status": "Leader",
-    })];
+    let mut out = vec![Replica {
+        node_id: node.id(),
+        log_end_offset: int64(last_end),
+        lag: 0,
+        last_fetch_timestamp: int64(now),
+        last_caught_up_timestamp: int64(now),
+        status: ReplicaRole::Leader,
+    }];
     let tracks = node.followers.lock().map(|f| f.clone()).unwrap_or_default();
     for (id, _) in membership.nodes() {
         if *id == node.id() {
@@ -127,20 +129,24 @@ pub(crate) fn replication_rows(node: &Node) -> Vec<Value> {
         }
         let t = tracks.get(id).cloned().unwrap_or_default();
         let end = node.end_of(t.matched).unwrap_or(0);
-        out.push(json!({
-            "node_id": id,
-            "log_end_offset": end,
-            "lag": last_end.saturating_sub(end),
-            "last_fetch_timestamp": t.last_fetch_ms,
-            "last_caught_up_timestamp": t.last_caught_up_ms,
-            "status": if voters.contains(id) { "Follower" } else { "Observer" },
-        }));
+        out.push(Replica {
+            node_id: *id,
+            log_end_offset: int64(end),
+            lag: int64(last_end.saturating_sub(end)),
+            last_fetch_timestamp: int64(t.last_fetch_ms),
+            last_caught_up_timestamp: int64(t.last_caught_up_ms),
+            status: if voters.contains(id) {
+                ReplicaRole::Follower
+            } else {
+                ReplicaRole::Observer
+            },
+        });
     }
     out
 }
 
 /// Takes a checkpoint of this node now.
-async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<SnapshotTaken>, ApiError> {
     let target = node.sm.applied().index;
     node.sm
         .set_snapshot_reason("an operator asked for one (POST /v1/quorum/snapshot)");
@@ -156,20 +162,11 @@ async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError
         .map_err(|e| ApiError::internal(format!("snapshot not taken: {e}")))?;
     let cur = node.sm.read().current.clone();
     let c = cur.ok_or_else(|| ApiError::internal("no snapshot after taking one"))?;
-    Ok(Json(json!({
-        "end_offset": c.id.end_offset,
-        "epoch": c.id.epoch,
-        "file_name": c.id.file_name(),
-    })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddVoter {
-    id: NodeId,
-    peer: String,
-    #[serde(default)]
-    api: Option<String>,
+    Ok(Json(SnapshotTaken {
+        end_offset: c.id.end_offset,
+        epoch: c.id.epoch,
+        file_name: c.id.file_name(),
+    }))
 }
 
 fn membership_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ApiError {
@@ -193,10 +190,10 @@ fn membership_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> A
     }
 }
 
-fn voters_json(node: &Node) -> Json<Value> {
+fn voters_now(node: &Node) -> Json<Voters> {
     let m = node.raft.metrics().borrow_watched().clone();
-    let v: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
-    Json(json!({ "voters": v }))
+    let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+    Json(Voters { voters })
 }
 
 /// Adds a controller: learner first (blocking until it has caught up), then voter.
@@ -209,8 +206,8 @@ async fn add_voter(State(node): State<Arc<Node>>, req: LeaderRequest) -> Respons
     .await
 }
 
-async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Value>, ApiError> {
-    let req: AddVoter = serde_json::from_slice(body)
+async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Voters>, ApiError> {
+    let req: NewVoter = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
     let info = fetch_info(&node.http, &req.peer).await.map_err(|e| {
         ApiError::invalid(format!(
@@ -249,7 +246,7 @@ async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Value>, ApiErro
         .map_err(controller_error)?
         .map_err(membership_error)?;
     tracing::info!(id = req.id, peer = %req.peer, "added voter");
-    Ok(voters_json(node))
+    Ok(voters_now(node))
 }
 
 /// Makes `id` a learner under `kn`'s directory id. A controller the membership knows under
@@ -399,7 +396,7 @@ async fn remove_voter(
             .map_err(controller_error)?
             .map_err(membership_error)?;
         tracing::info!(id, "removed voter");
-        Ok(voters_json(&node).into_response())
+        Ok(voters_now(&node).into_response())
     })
     .await
 }

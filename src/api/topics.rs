@@ -8,13 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::{controller_error, parse_body, ApiError, LeaderRequest};
+use crate::contract::partitions::{ElectionRequest, Elections};
+use crate::contract::topics::{AddPartitions, CreateTopic, Partitions, TopicSummary};
 use crate::contract::ErrorCode;
-use crate::controller::partitions::{self, ElectionRequest};
-use crate::controller::topics::{self, CreateTopic, TopicSummary};
+use crate::controller::{partitions, topics};
 use crate::node::server::Node;
 
 pub(super) fn routes() -> Router<Arc<Node>> {
@@ -78,12 +77,6 @@ async fn delete_topic(
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddPartitions {
-    count: i32,
-}
-
 async fn add_partitions(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
@@ -96,7 +89,7 @@ async fn add_partitions(
             .submit(move |v| topics::add_partitions(v, &name, req.count))
             .await
             .map_err(controller_error)?;
-        Ok(Json(json!({ "partitions": added })).into_response())
+        Ok(Json(Partitions { partitions: added }).into_response())
     })
     .await
 }
@@ -109,7 +102,10 @@ async fn elect(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
             .submit(move |v| partitions::elect(v, &req))
             .await
             .map_err(controller_error)?;
-        Ok(Json(json!({ "partitions": results })).into_response())
+        Ok(Json(Elections {
+            partitions: results,
+        })
+        .into_response())
     })
     .await
 }

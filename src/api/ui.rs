@@ -1,41 +1,28 @@
 //! `GET /ui`: a status page for operators, rendered on the server (no scripts; the page
-//! reloads itself every 2 s). It shows the quorum as this node sees it (the same data as
-//! `/v1/quorum/status` and `/v1/quorum/replication`), the brokers and the topics.
+//! reloads itself every 2 s). It shows the quorum as this node sees it (the same
+//! [`QuorumStatus`] and [`Replica`] rows as `/v1/quorum/status` and
+//! `/v1/quorum/replication`), the brokers and the topics.
 //!
-//! Replication is only known by the leader: a follower asks it, and says so; if the leader
-//! cannot be asked, the page says that instead. Every string from outside goes through
-//! [`esc`].
+//! The page is a maud template over typed data: every string is escaped by the template
+//! engine. Replication is only known by the leader: a follower asks it, and says so; if the
+//! leader cannot be asked, the page says that instead.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Html;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use openraft::async_runtime::WatchReceiver;
-use serde_json::Value;
 
-use super::brokers::BrokerView;
+use crate::contract::brokers::BrokerView;
+use crate::contract::quorum::{QuorumStatus, Replica};
 use crate::node::server::{now_ms, Node};
-
-/// HTML-escapes `s` (text and attribute values).
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Topics listed at most (problem topics first); the rest are counted.
 const MAX_TOPICS: usize = 500;
 
+/// One line of the topic table.
 struct TopicRow {
     name: String,
     partitions: usize,
@@ -43,12 +30,35 @@ struct TopicRow {
     under_replicated: usize,
 }
 
+impl TopicRow {
+    fn class(&self) -> Option<&'static str> {
+        if self.offline > 0 {
+            Some("offline")
+        } else if self.under_replicated > 0 {
+            Some("under-replicated")
+        } else {
+            None
+        }
+    }
+}
+
 /// Where the replication table comes from.
 enum Replication {
     /// Rows, and the node that reported them.
-    Known(Vec<Value>, u64),
+    Known(Vec<Replica>, u64),
     /// Why there are none.
     Unknown(String),
+}
+
+/// Everything the page shows, gathered before rendering.
+struct Page {
+    node_id: u64,
+    role: String,
+    status: QuorumStatus,
+    replication: Replication,
+    brokers: Vec<BrokerView>,
+    topics: Vec<TopicRow>,
+    now_ms: u64,
 }
 
 async fn replication(node: &Node) -> Replication {
@@ -68,7 +78,7 @@ async fn replication(node: &Node) -> Replication {
         .send()
         .await;
     match ask {
-        Ok(r) if r.status().is_success() => match r.json::<Vec<Value>>().await {
+        Ok(r) if r.status().is_success() => match r.json::<Vec<Replica>>().await {
             Ok(rows) => Replication::Known(rows, leader),
             Err(e) => Replication::Unknown(format!("leader {leader} answered: {e}")),
         },
@@ -77,18 +87,10 @@ async fn replication(node: &Node) -> Replication {
     }
 }
 
-fn num(v: &Value) -> String {
-    match v {
-        Value::Null => "none".into(),
-        Value::String(s) => esc(s),
-        v => esc(&v.to_string()),
-    }
-}
-
 /// The page.
 pub async fn page(State(node): State<Arc<Node>>) -> Html<String> {
-    let status = super::quorum::status_json(&node).await;
-    let repl = replication(&node).await;
+    let status = super::quorum::quorum_status(&node).await;
+    let replication = replication(&node).await;
     let role = format!("{:?}", node.raft.metrics().borrow_watched().state);
     let (brokers, mut topics) = {
         let st = node.sm.read();
@@ -112,127 +114,135 @@ pub async fn page(State(node): State<Arc<Node>>) -> Html<String> {
     topics.sort_by(|a, b| {
         (b.offline, b.under_replicated, &a.name).cmp(&(a.offline, a.under_replicated, &b.name))
     });
+    let page = Page {
+        node_id: node.id(),
+        role,
+        status,
+        replication,
+        brokers,
+        topics,
+        now_ms: now_ms(),
+    };
+    Html(render(&page).into_string())
+}
 
-    let mut h = String::with_capacity(8192);
-    h.push_str(&format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"2\">\
-         <title>kraftd node {id}</title>\n<style>{STYLE}</style></head><body>\n\
-         <h1>kraftd controller quorum</h1>\n\
-         <p id=\"served-by\">Served by node <b>{id}</b> ({role}), cluster {cluster}. \
-         Refreshes every 2 s.</p>\n",
-        id = node.id(),
-        role = esc(&role),
-        cluster = num(&status["cluster_id"]),
-    ));
-
-    h.push_str("<h2>Quorum</h2>\n<table id=\"quorum\">\n");
-    for (label, id, key) in [
-        ("Leader", "leader-id", "leader_id"),
-        ("Epoch", "epoch", "leader_epoch"),
-        ("High watermark", "high-watermark", "high_watermark"),
-        ("Log start offset", "log-start", "log_start_offset"),
-    ] {
-        h.push_str(&format!(
-            "<tr><th>{label}</th><td id=\"{id}\">{}</td></tr>\n",
-            num(&status[key])
-        ));
+fn render(p: &Page) -> Markup {
+    let s = &p.status;
+    html! {
+        (DOCTYPE)
+        html {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="2";
+                title { "kraftd node " (p.node_id) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                h1 { "kraftd controller quorum" }
+                p id="served-by" {
+                    "Served by node " b { (p.node_id) } " (" (p.role) "), cluster "
+                    (s.cluster_id) ". Refreshes every 2 s."
+                }
+                h2 { "Quorum" }
+                table id="quorum" {
+                    tr { th { "Leader" } td id="leader-id" {
+                        @match s.leader_id { Some(l) => (l), None => "none" }
+                    } }
+                    tr { th { "Epoch" } td id="epoch" { (s.leader_epoch) } }
+                    tr { th { "High watermark" } td id="high-watermark" { (s.high_watermark) } }
+                    tr { th { "Log start offset" } td id="log-start" { (s.log_start_offset) } }
+                }
+                h2 { "Replication" }
+                (replication_table(p))
+                (broker_table(&p.brokers))
+                (topic_table(&p.topics))
+            }
+        }
     }
-    h.push_str("</table>\n");
+}
 
-    h.push_str("<h2>Replication</h2>\n");
-    match repl {
+fn replication_table(p: &Page) -> Markup {
+    match &p.replication {
         Replication::Known(rows, from) => {
-            let whose = if from == node.id() {
+            let whose = if *from == p.node_id {
                 "this node, the leader".to_string()
             } else {
-                format!("the leader, node {from}, asked by node {}", node.id())
+                format!("the leader, node {from}, asked by node {}", p.node_id)
             };
-            h.push_str(&format!(
-                "<p id=\"replication-source\">As reported by {}.</p>\n\
-                 <table id=\"replication\"><tr><th>Node</th><th>Role</th>\
-                 <th>Log end offset</th><th>Lag (records)</th><th>Caught up</th></tr>\n",
-                esc(&whose)
-            ));
-            let now = now_ms();
-            for r in &rows {
-                let lag = r["lag"].as_u64().unwrap_or(0);
-                let caught_up = match r["last_caught_up_timestamp"].as_u64() {
-                    Some(0) | None => "never".to_string(),
-                    Some(t) => format!("{} ms ago", now.saturating_sub(t)),
-                };
-                h.push_str(&format!(
-                    "<tr class=\"{cls}\"><td>{id}</td><td>{role}</td><td>{end}</td>\
-                     <td class=\"lag\" data-node=\"{id}\">{lag}</td><td>{caught_up}</td></tr>\n",
-                    cls = if lag > 0 { "behind" } else { "" },
-                    id = num(&r["node_id"]),
-                    role = num(&r["status"]),
-                    end = num(&r["log_end_offset"]),
-                ));
+            html! {
+                p id="replication-source" { "As reported by " (whose) "." }
+                table id="replication" {
+                    tr {
+                        th { "Node" } th { "Role" } th { "Log end offset" }
+                        th { "Lag (records)" } th { "Caught up" }
+                    }
+                    @for r in rows {
+                        tr class=[(r.lag > 0).then_some("behind")] {
+                            td { (r.node_id) }
+                            td { (format!("{:?}", r.status)) }
+                            td { (r.log_end_offset) }
+                            td class="lag" data-node=(r.node_id) { (r.lag) }
+                            td {
+                                @if r.last_caught_up_timestamp <= 0 {
+                                    "never"
+                                } @else {
+                                    (p.now_ms.saturating_sub(r.last_caught_up_timestamp as u64))
+                                    " ms ago"
+                                }
+                            }
+                        }
+                    }
+                }
             }
-            h.push_str("</table>\n");
         }
-        Replication::Unknown(why) => h.push_str(&format!(
-            "<p id=\"replication-source\">Replication is known only by the leader: {}.</p>\n",
-            esc(&why)
-        )),
+        Replication::Unknown(why) => html! {
+            p id="replication-source" { "Replication is known only by the leader: " (why) "." }
+        },
     }
+}
 
+fn broker_table(brokers: &[BrokerView]) -> Markup {
     let fenced = brokers.iter().filter(|b| b.state == "fenced").count();
-    h.push_str(&format!(
-        "<h2>Brokers</h2>\n<p>{} registered, {fenced} fenced.</p>\n\
-         <table id=\"brokers\"><tr><th>Id</th><th>State</th><th>Epoch</th><th>Rack</th>\
-         <th>Listeners</th></tr>\n",
-        brokers.len()
-    ));
-    for b in &brokers {
-        let listeners: Vec<String> = b
-            .listeners
-            .iter()
-            .map(|l| format!("{}://{}:{}", l.name, l.host, l.port))
-            .collect();
-        h.push_str(&format!(
-            "<tr class=\"broker {state}\" data-broker=\"{id}\"><td>{id}</td><td>{state}</td>\
-             <td>{epoch}</td><td>{rack}</td><td>{listeners}</td></tr>\n",
-            state = esc(&b.state),
-            id = b.id,
-            epoch = b.epoch,
-            rack = esc(b.rack.as_deref().unwrap_or("")),
-            listeners = esc(&listeners.join(", ")),
-        ));
+    html! {
+        h2 { "Brokers" }
+        p { (brokers.len()) " registered, " (fenced) " fenced." }
+        table id="brokers" {
+            tr { th { "Id" } th { "State" } th { "Epoch" } th { "Rack" } th { "Listeners" } }
+            @for b in brokers {
+                tr class={ "broker " (b.state) } data-broker=(b.id) {
+                    td { (b.id) }
+                    td { (b.state) }
+                    td { (b.epoch) }
+                    td { (b.rack.as_deref().unwrap_or("")) }
+                    td {
+                        @for (i, l) in b.listeners.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            (l.name) "://" (l.host) ":" (l.port)
+                        }
+                    }
+                }
+            }
+        }
     }
-    h.push_str("</table>\n");
+}
 
-    h.push_str(&format!(
-        "<h2>Topics</h2>\n<p>{} topics.</p>\n<table id=\"topics\"><tr><th>Topic</th>\
-         <th>Partitions</th><th>Offline</th><th>Under-replicated</th></tr>\n",
-        topics.len()
-    ));
-    for t in topics.iter().take(MAX_TOPICS) {
-        h.push_str(&format!(
-            "<tr class=\"{cls}\"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            t.partitions,
-            t.offline,
-            t.under_replicated,
-            cls = if t.offline > 0 {
-                "offline"
-            } else if t.under_replicated > 0 {
-                "under-replicated"
-            } else {
-                ""
-            },
-            name = esc(&t.name),
-        ));
+fn topic_table(topics: &[TopicRow]) -> Markup {
+    html! {
+        h2 { "Topics" }
+        p { (topics.len()) " topics." }
+        table id="topics" {
+            tr { th { "Topic" } th { "Partitions" } th { "Offline" } th { "Under-replicated" } }
+            @for t in topics.iter().take(MAX_TOPICS) {
+                tr class=[t.class()] {
+                    td { (t.name) } td { (t.partitions) } td { (t.offline) }
+                    td { (t.under_replicated) }
+                }
+            }
+        }
+        @if topics.len() > MAX_TOPICS {
+            p { "... and " (topics.len() - MAX_TOPICS) " more topics." }
+        }
     }
-    h.push_str("</table>\n");
-    if topics.len() > MAX_TOPICS {
-        h.push_str(&format!(
-            "<p>... and {} more topics.</p>\n",
-            topics.len() - MAX_TOPICS
-        ));
-    }
-    h.push_str("</body></html>\n");
-    Html(h)
 }
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\
@@ -244,13 +254,71 @@ tr.controlled_shutdown td,tr.under-replicated td,tr.behind td{background:#fff2c0
 
 #[cfg(test)]
 mod tests {
-    use super::esc;
+    use super::*;
+    use crate::contract::brokers::Listener;
+
+    fn page(rack: &str, topic: &str) -> Page {
+        Page {
+            node_id: 1,
+            role: "Leader".into(),
+            status: QuorumStatus {
+                cluster_id: "<c>".into(),
+                node_id: 1,
+                leader_id: None,
+                leader_epoch: 3,
+                high_watermark: 10,
+                log_start_offset: 0,
+                max_follower_lag: 0,
+                max_follower_lag_time_ms: 0,
+                voters: vec![],
+                observers: vec![],
+            },
+            replication: Replication::Unknown("a <reason>".into()),
+            brokers: vec![BrokerView {
+                id: 2,
+                epoch: 7,
+                incarnation_id: "x".into(),
+                state: "fenced".into(),
+                listeners: vec![Listener {
+                    name: "PLAINTEXT".into(),
+                    host: "h&".into(),
+                    port: 9092,
+                    security_protocol: "PLAINTEXT".into(),
+                }],
+                rack: Some(rack.into()),
+            }],
+            topics: vec![TopicRow {
+                name: topic.into(),
+                partitions: 1,
+                offline: 1,
+                under_replicated: 0,
+            }],
+            now_ms: 0,
+        }
+    }
 
     #[test]
-    fn escapes_every_html_special_character() {
-        assert_eq!(
-            esc(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+    fn every_string_from_outside_reaches_the_page_escaped() {
+        let html = render(&page(r#"<a href="x">'&'</a>"#, "<script>")).into_string();
+        assert!(
+            html.contains("<td>&lt;a href=&quot;x&quot;&gt;'&amp;'&lt;/a&gt;</td>"),
+            "{html}"
         );
+        assert!(html.contains("<td>&lt;script&gt;</td>"), "{html}");
+        assert!(html.contains("cluster &lt;c&gt;."), "{html}");
+        assert!(html.contains("PLAINTEXT://h&amp;:9092"), "{html}");
+        assert!(html.contains("a &lt;reason&gt;."), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+    }
+
+    #[test]
+    fn rows_carry_the_classes_the_page_colours_by() {
+        let html = render(&page("r", "t")).into_string();
+        assert!(
+            html.contains(r#"<tr class="broker fenced" data-broker="2"><td>2</td><td>fenced</td>"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<tr class="offline"><td>t</td>"#), "{html}");
+        assert!(html.contains(r#"<td id="leader-id">none</td>"#), "{html}");
     }
 }

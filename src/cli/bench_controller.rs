@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::bench_quorum::{ms, percentile};
 use super::fleet::Fleet;
 use super::local_quorum::{LocalQuorum, QuorumOptions};
-use crate::client::{Client, ConfigChange, ConfigKind, CreateTopic};
+use crate::client::{Client, ConfigKind, ConfigPatch, CreateTopic};
 
 /// `kraftd bench controller` arguments.
 #[derive(Debug, clap::Args)]
@@ -312,7 +312,7 @@ async fn propagation(
             .alter_config(
                 ConfigKind::Broker,
                 "1",
-                &ConfigChange::set_one("bench.propagation", i.to_string()),
+                &ConfigPatch::set_one("bench.propagation", i.to_string()),
             )
             .await?;
         commits.push((Instant::now(), ack.offset as i64));

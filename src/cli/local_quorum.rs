@@ -111,7 +111,7 @@ impl LocalNode {
         NewVoter {
             id: self.id,
             peer: self.peer_addr.to_string(),
-            api: self.api_addr.to_string(),
+            api: Some(self.api_addr.to_string()),
         }
     }
 }

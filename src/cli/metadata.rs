@@ -61,7 +61,7 @@ async fn load_image(conn: &Conn, snapshot: Option<PathBuf>) -> Result<Value, Cli
     let (offset, epoch, image) = match snapshot {
         None => {
             let v = conn.client()?.image().await?;
-            (v.offset, v.epoch, v.image)
+            (v.offset, v.epoch, Value::Object(v.image))
         }
         Some(path) => {
             let shown = path.display().to_string();
@@ -85,7 +85,7 @@ async fn load_image(conn: &Conn, snapshot: Option<PathBuf>) -> Result<Value, Cli
             .map_err(|e| CliError::new(Failure::Failed, "IO_ERROR", e.to_string()))??;
             (
                 id.map_or(-1, |i| i.end_offset),
-                id.map_or(-1, |i| i64::from(i.epoch)),
+                id.map_or(-1, |i| i.epoch),
                 image,
             )
         }

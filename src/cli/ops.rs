@@ -17,7 +17,7 @@ use super::common::{write_json, CliError, Conn, Failure};
 use super::table::{write_fields, Table};
 use super::Output;
 use crate::client::{
-    Client, ConfigChange, ConfigKind, CreateTopic, ElectionRequest, ElectionResult, NewVoter,
+    Client, ConfigKind, ConfigPatch, CreateTopic, ElectionRequest, ElectionResult, NewVoter,
     PartitionView, TopicPartition,
 };
 use crate::record::checkpoint::SnapshotId;
@@ -333,6 +333,11 @@ fn or_minus_one(v: Option<i64>) -> String {
     v.unwrap_or(-1).to_string()
 }
 
+/// A timestamp the contract gives as 0 for "never", shown as Kafka's tools show it: -1.
+fn never_minus_one(ms: i64) -> String {
+    or_minus_one((ms > 0).then_some(ms))
+}
+
 async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<(), CliError> {
     let c = conn.client()?;
     match cmd {
@@ -340,12 +345,13 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
             let mut st = c.quorum_status().await?;
             // The lag figures are the leader's: ask it when a follower answered. Its API
             // address may not be reachable from here; then the follower's answer stands.
-            if let Some(leader) = st.leader_id.filter(|l| st.node_id != Some(*l)) {
+            if let Some(leader) = st.leader_id.filter(|l| st.node_id != *l) {
                 let api = st
                     .voters
                     .iter()
-                    .find(|v| v.id == leader && !v.api.is_empty());
-                if let Some(Ok(lc)) = api.map(|v| Client::with_timeout(&v.api, c.timeout())) {
+                    .find(|v| v.id == leader)
+                    .and_then(|v| v.api.as_deref());
+                if let Some(Ok(lc)) = api.map(|a| Client::with_timeout(a, c.timeout())) {
                     if let Ok(ls) = lc.quorum_status().await {
                         st = ls;
                     }
@@ -361,10 +367,10 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
                     ("LeaderId", or_minus_one(st.leader_id.map(|l| l as i64))),
                     ("LeaderEpoch", st.leader_epoch.to_string()),
                     ("HighWatermark", st.high_watermark.to_string()),
-                    ("MaxFollowerLag", or_minus_one(st.max_follower_lag)),
+                    ("MaxFollowerLag", st.max_follower_lag.to_string()),
                     (
                         "MaxFollowerLagTimeMs",
-                        or_minus_one(st.max_follower_lag_time_ms),
+                        st.max_follower_lag_time_ms.to_string(),
                     ),
                     ("CurrentVoters", format!("[{}]", ids(&st.voter_ids()))),
                     ("CurrentObservers", format!("[{}]", ids(&st.observers))),
@@ -389,9 +395,9 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
                     r.node_id.to_string(),
                     r.log_end_offset.to_string(),
                     r.lag.to_string(),
-                    or_minus_one(r.last_fetch_timestamp),
-                    or_minus_one(r.last_caught_up_timestamp),
-                    r.status,
+                    never_minus_one(r.last_fetch_timestamp),
+                    never_minus_one(r.last_caught_up_timestamp),
+                    format!("{:?}", r.status),
                 ]);
             }
             t.write(out)?;
@@ -401,7 +407,7 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
                 .add_voter(&NewVoter {
                     id,
                     peer,
-                    api: api_addr.unwrap_or_default(),
+                    api: api_addr,
                 })
                 .await?;
             print_voters(conn, out, &format!("Node {id} is a voter."), voters)?;
@@ -463,7 +469,7 @@ async fn snapshot(conn: &Conn, cmd: SnapshotCommand, out: &mut dyn Write) -> Res
                 t.row(vec![
                     s.end_offset.to_string(),
                     s.epoch.to_string(),
-                    s.size.map_or_else(String::new, |n| n.to_string()),
+                    s.size.to_string(),
                     or_minus_one(s.last_contained_log_timestamp),
                     s.file_name,
                 ]);
@@ -513,13 +519,7 @@ async fn fetch_snapshot(
             format!("{} has no snapshot {id}", c.base_url()),
         )
     })?;
-    let size = info.size.ok_or_else(|| {
-        CliError::new(
-            Failure::Failed,
-            "UNEXPECTED_ANSWER",
-            "the snapshot listing gives no size",
-        )
-    })?;
+    let size = info.size;
     let path = if to.is_dir() {
         to.join(&info.file_name)
     } else {
@@ -797,7 +797,7 @@ async fn configs(conn: &Conn, cmd: ConfigsCommand, out: &mut dyn Write) -> Resul
         ConfigsCommand::Set { kind, name, pairs } => (
             kind,
             name,
-            ConfigChange {
+            ConfigPatch {
                 set: pairs.into_iter().collect::<BTreeMap<_, _>>(),
                 delete: Vec::new(),
             },
@@ -805,7 +805,7 @@ async fn configs(conn: &Conn, cmd: ConfigsCommand, out: &mut dyn Write) -> Resul
         ConfigsCommand::Delete { kind, name, keys } => (
             kind,
             name,
-            ConfigChange {
+            ConfigPatch {
                 set: BTreeMap::new(),
                 delete: keys,
             },

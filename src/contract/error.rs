@@ -207,3 +207,18 @@ mod tests {
         }
     }
 }
+
+/// Every error answer: `{"error": CODE, "message": ..., "leader_id"?: n, "snapshot"?: {...}}`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Kafka-style error code, e.g. `NOT_CONTROLLER`: one of a closed set.
+    pub error: ErrorCode,
+    /// What was wrong, for a person.
+    pub message: String,
+    /// The active controller, when known and useful.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<u64>,
+    /// On 410 below the log start: the snapshot to load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<super::metadata::SnapshotRef>,
+}

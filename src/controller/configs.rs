@@ -1,9 +1,6 @@
 //! Dynamic configs: `PATCH /v1/configs/{topic|broker}/{name}` as ConfigRecords.
 
-use std::collections::BTreeMap;
-
-use serde::Deserialize;
-
+use crate::contract::configs::ConfigPatch;
 use crate::image::ConfigResource;
 use crate::image::MetadataImage;
 use crate::record::metadata::{ConfigRecord, MetadataRecord, VersionedRecord};
@@ -12,18 +9,6 @@ use crate::record::metadata::{ConfigRecord, MetadataRecord, VersionedRecord};
 pub const MAX_NAME: usize = 255;
 /// Longest value accepted (Kafka's string limit).
 pub const MAX_VALUE: usize = 32_767;
-
-/// The body of a config change.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigPatch {
-    /// Names to set, with their values.
-    #[serde(default)]
-    pub set: BTreeMap<String, String>,
-    /// Names to delete (back to the default).
-    #[serde(default)]
-    pub delete: Vec<String>,
-}
 
 /// Why a config change is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

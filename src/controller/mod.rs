@@ -692,11 +692,12 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::brokers::{self, Heartbeat};
-    use super::partitions::{self, AlterPartition, AlterPartitionData, AlterTopic};
     use super::testkit::{caught_up, reg, view};
-    use super::topics::{self, CreateTopic};
     use super::*;
+    use super::{brokers, partitions, topics};
+    use crate::contract::brokers::Heartbeat;
+    use crate::contract::partitions::{AlterPartition, AlterPartitionData, AlterTopic, IsrMember};
+    use crate::contract::topics::CreateTopic;
 
     fn sorted_index(ix: &PartitionIndex) -> (Vec<(i32, Vec<PartitionKey>)>, Vec<PartitionKey>) {
         let mut brokers: Vec<i32> = ix.isr.keys().copied().collect();
@@ -756,7 +757,7 @@ mod tests {
                     new_isr_with_epochs: Some(
                         members
                             .into_iter()
-                            .map(|(broker_id, broker_epoch)| partitions::IsrMember {
+                            .map(|(broker_id, broker_epoch)| IsrMember {
                                 broker_id,
                                 broker_epoch,
                             })

@@ -3,13 +3,14 @@
 //! names and placement, AlterPartition validation, elections. (KIP-903's broker epochs in
 //! the ISR are in `mod.rs`'s tests; placement's racks in `placement.rs`.)
 
-use super::brokers::{self, Heartbeat};
-use super::partitions::{
-    self, AlterPartition, AlterPartitionData, AlterTopic, ElectionRequest, TopicPartition,
-};
 use super::testkit::{caught_up, reg, view};
-use super::topics::{self, CreateTopic};
+use super::{brokers, partitions, topics};
 use super::{ControllerError, View};
+use crate::contract::brokers::Heartbeat;
+use crate::contract::partitions::{
+    AlterPartition, AlterPartitionData, AlterTopic, ElectionRequest, TopicPartition,
+};
+use crate::contract::topics::CreateTopic;
 use crate::contract::ErrorCode;
 
 /// The code a refusal carries (panics on anything else).
@@ -46,7 +47,7 @@ fn topic(
     v: &mut View,
     name: &str,
     replicas: Vec<Vec<i32>>,
-) -> Result<topics::CreatedTopic, ControllerError> {
+) -> Result<crate::contract::topics::CreatedTopic, ControllerError> {
     topics::create(
         v,
         &CreateTopic {

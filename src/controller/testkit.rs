@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::brokers::{self, Heartbeat, Listener, Registration};
+use super::brokers;
 use super::{PartitionIndex, Sessions, View};
+use crate::contract::brokers::{Heartbeat, Listener, Registration};
 use crate::image::MetadataImage;
 
 pub fn view() -> View {

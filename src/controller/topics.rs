@@ -3,15 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::configs::{self, ConfigError};
 use super::partitions::{self, UNCLEAN};
 use super::placement::{self, Candidate};
 use super::{ControllerError, View};
+use crate::contract::configs::ConfigPatch;
+use crate::contract::topics::{
+    CreateTopic, CreatedTopic, PartitionView, TopicDescription, TopicSummary,
+};
 use crate::contract::ErrorCode;
-use crate::image::{ConfigResource, MetadataImage, Partition, Topic};
+use crate::image::{ConfigResource, MetadataImage, Topic};
 use crate::record::metadata::{
     ConfigRecord, MetadataRecord, PartitionRecord, RemoveTopicRecord, TopicRecord,
 };
@@ -24,101 +27,6 @@ pub const MAX_TOPIC_NAME: usize = 249;
 pub const MAX_NEW_PARTITIONS: usize = 50_000;
 /// Most replicas per partition.
 pub const MAX_REPLICATION_FACTOR: usize = 64;
-
-/// `POST /v1/topics`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTopic {
-    /// Topic name.
-    pub name: String,
-    /// Number of partitions (may be left out when `assignments` is given).
-    #[serde(default)]
-    pub partitions: Option<i32>,
-    /// Replicas per partition (may be left out when `assignments` is given).
-    #[serde(default)]
-    pub replication_factor: Option<i32>,
-    /// Topic configs.
-    #[serde(default)]
-    pub configs: BTreeMap<String, String>,
-    /// Explicit replica lists, one per partition, preferred leader first.
-    #[serde(default)]
-    pub assignments: Option<Vec<Vec<i32>>>,
-}
-
-/// One partition as the topic calls show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PartitionView {
-    /// Partition id.
-    pub partition: i32,
-    /// Replicas, preferred leader first.
-    pub replicas: Vec<i32>,
-    /// In-sync replicas.
-    pub isr: Vec<i32>,
-    /// Leader, -1 when offline.
-    pub leader: i32,
-    /// Leader epoch.
-    pub leader_epoch: i32,
-    /// Partition epoch.
-    pub partition_epoch: i32,
-    /// 0 recovered, 1 recovering.
-    pub leader_recovery_state: i8,
-}
-
-impl PartitionView {
-    /// The view of a partition.
-    pub fn of(p: &Partition) -> Self {
-        PartitionView {
-            partition: p.id(),
-            replicas: p.replicas().to_vec(),
-            isr: p.isr().to_vec(),
-            leader: p.leader(),
-            leader_epoch: p.leader_epoch(),
-            partition_epoch: p.partition_epoch(),
-            leader_recovery_state: p.leader_recovery_state(),
-        }
-    }
-}
-
-/// The answer to a topic creation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CreatedTopic {
-    /// Topic name.
-    pub name: String,
-    /// The new topic id (Kafka's base64 form).
-    pub topic_id: String,
-    /// The partitions.
-    pub partitions: Vec<PartitionView>,
-}
-
-/// One topic with every partition (`GET /v1/topics/{name}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TopicDescription {
-    /// Topic name.
-    pub name: String,
-    /// Topic id (Kafka's base64 form).
-    pub topic_id: String,
-    /// Topic configs set on it.
-    pub configs: BTreeMap<String, String>,
-    /// The partitions.
-    pub partitions: Vec<PartitionView>,
-}
-
-/// One line of `GET /v1/topics`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TopicSummary {
-    /// Topic name.
-    pub name: String,
-    /// Topic id (Kafka's base64 form).
-    pub topic_id: String,
-    /// Number of partitions.
-    pub partitions: usize,
-    /// Replicas of partition 0.
-    pub replication_factor: usize,
-    /// Partitions without a leader.
-    pub offline_partitions: usize,
-    /// Partitions whose ISR is smaller than their replica set.
-    pub under_replicated_partitions: usize,
-}
 
 /// Describes a topic.
 pub fn describe(image: &MetadataImage, t: &Topic) -> TopicDescription {
@@ -315,7 +223,7 @@ fn assign(
 }
 
 fn check_configs(cfg: &BTreeMap<String, String>) -> Result<(), ControllerError> {
-    let patch = configs::ConfigPatch {
+    let patch = ConfigPatch {
         set: cfg.clone(),
         delete: Vec::new(),
     };
@@ -510,7 +418,7 @@ pub fn add_partitions(
 pub fn alter_configs(
     view: &mut View,
     res: &ConfigResource,
-    patch: &configs::ConfigPatch,
+    patch: &ConfigPatch,
 ) -> Result<(), ControllerError> {
     let records = configs::records(view.image(), res, patch).map_err(config_error)?;
     for r in records {

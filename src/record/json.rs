@@ -11,15 +11,21 @@ use super::{LogRecord, RecordError};
 
 /// `{"type": ..., "version": ..., "data": {...}}` for any log record.
 pub fn record_json(rec: &LogRecord) -> Result<Value, RecordError> {
+    let (kind, version, data) = record_parts(rec)?;
+    Ok(json!({ "type": kind, "version": version, "data": data }))
+}
+
+/// A record's type name (Kafka's spelling), version and fields, as [`record_json`] shows
+/// them.
+pub fn record_parts(rec: &LogRecord) -> Result<(String, i16, Value), RecordError> {
     Ok(match rec {
-        LogRecord::Metadata(m) => json!({
-            "type": kafka_type_name(m.record.type_name()),
-            "version": m.version,
-            "data": serde_json::to_value(&m.record).map_err(|e| RecordError::invalid("record", e.to_string()))?,
-        }),
-        LogRecord::Control(c) => {
-            json!({ "type": c.type_name(), "version": 0, "data": control_json(c) })
-        }
+        LogRecord::Metadata(m) => (
+            kafka_type_name(m.record.type_name()),
+            m.version,
+            serde_json::to_value(&m.record)
+                .map_err(|e| RecordError::invalid("record", e.to_string()))?,
+        ),
+        LogRecord::Control(c) => (c.type_name().to_string(), 0, control_json(c)),
     })
 }
 

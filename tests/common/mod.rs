@@ -413,7 +413,7 @@ pub async fn try_same_image(
                 "  nodes {ids:?} hold the same image at high watermark {hw} (image offset {})",
                 images[0].1.offset
             );
-            return Ok(images.swap_remove(0).1.image);
+            return Ok(serde_json::Value::Object(images.swap_remove(0).1.image));
         }
         if Instant::now() >= deadline {
             let (first_id, first) = &images[0];

@@ -27,7 +27,7 @@ pub struct ImageTopics {
 
 pub async fn image_topics(c: &Client) -> Result<ImageTopics, String> {
     let v = c.image().await.map_err(|e| e.to_string())?;
-    Ok(topics_of(v.offset, &v.image))
+    Ok(topics_of(v.offset, &Value::Object(v.image)))
 }
 
 /// What a node's disk holds, committed or not: its newest checkpoint, then every record of

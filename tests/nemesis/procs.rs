@@ -409,7 +409,7 @@ pub async fn readmit(
                     let add = NewVoter {
                         id,
                         peer: Lab::peer(id),
-                        api: Lab::api(id),
+                        api: Some(Lab::api(id)),
                     };
                     let c = Cluster::client(l, Duration::from_secs(30));
                     match c.add_voter(&add).await {

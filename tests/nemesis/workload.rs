@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kraftd::client::{Client, ClientError, ConfigChange, ConfigKind, CreateTopic};
+use kraftd::client::{Client, ClientError, ConfigKind, ConfigPatch, CreateTopic};
 
 use super::procs::Cluster;
 use super::Rng;
@@ -296,7 +296,7 @@ async fn dependent_chain(cx: &mut Ctx, topic: &str) -> bool {
         .map(|k| (format!("nemesis.dep{k}"), format!("{topic}/{k}")))
         .collect();
     let (via, c) = cx.pick();
-    let change = ConfigChange {
+    let change = ConfigPatch {
         set: set.clone(),
         delete: Vec::new(),
     };

@@ -27,9 +27,10 @@ use openraft::type_config::alias::EntryPayloadOf;
 use openraft::{EntryPayload, Membership};
 
 use super::{Committed, Done, Job, Outcome, Pipeline, RaftLog};
-use crate::controller::brokers::{self, Heartbeat, Listener, Registration};
-use crate::controller::configs::ConfigPatch;
-use crate::controller::topics::{self, CreateTopic};
+use crate::contract::brokers::{Heartbeat, Listener, Registration};
+use crate::contract::configs::ConfigPatch;
+use crate::contract::topics::CreateTopic;
+use crate::controller::{brokers, topics};
 use crate::controller::{ControllerError, View, WriteAck};
 use crate::image::ConfigResource;
 use crate::image::MetadataImage;

@@ -1,0 +1,121 @@
+//! Quorum calls (`/v1/quorum/*`), as `kafka-metadata-quorum` shows them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::metadata::SnapshotRef;
+
+/// A voter as `GET /v1/quorum/status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Voter {
+    /// Node id.
+    pub id: u64,
+    /// Peer listener, HOST:PORT.
+    pub peer: String,
+    /// API listener, HOST:PORT, when known.
+    pub api: Option<String>,
+}
+
+/// `GET /v1/quorum/status` (`kafka-metadata-quorum describe --status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuorumStatus {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// The node answering.
+    pub node_id: u64,
+    /// The leader this node knows, if any.
+    pub leader_id: Option<u64>,
+    /// The current epoch (Raft term).
+    pub leader_epoch: i64,
+    /// Offset after the last committed record this node applied.
+    pub high_watermark: i64,
+    /// First offset still in the log (older ones are in snapshots only).
+    pub log_start_offset: i64,
+    /// Largest follower lag in records (leader only; 0 elsewhere).
+    pub max_follower_lag: i64,
+    /// Longest time since a follower was caught up, ms (leader only; 0 elsewhere).
+    pub max_follower_lag_time_ms: i64,
+    /// Voters.
+    pub voters: Vec<Voter>,
+    /// Ids of non-voting members (learners, Kafka's observers).
+    pub observers: Vec<u64>,
+}
+
+impl QuorumStatus {
+    /// Voter ids, sorted.
+    pub fn voter_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.voters.iter().map(|v| v.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// Where a replica stands, as the leader sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum ReplicaRole {
+    /// The node answering.
+    Leader,
+    /// A voter.
+    Follower,
+    /// A learner.
+    Observer,
+}
+
+/// One row of `GET /v1/quorum/replication` (`describe --replication`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Replica {
+    /// Node id.
+    pub node_id: u64,
+    /// Offset after its last replicated record.
+    pub log_end_offset: i64,
+    /// Records behind the leader.
+    pub lag: i64,
+    /// Last time the leader heard from it (ms since the epoch; 0: never).
+    pub last_fetch_timestamp: i64,
+    /// Last time it was caught up (ms since the epoch; 0: never).
+    pub last_caught_up_timestamp: i64,
+    /// Leader, Follower or Observer.
+    pub status: ReplicaRole,
+}
+
+/// `POST /v1/quorum/snapshot`: the checkpoint just written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotTaken {
+    /// Offset after the last record it holds.
+    pub end_offset: i64,
+    /// Epoch of that record.
+    pub epoch: i32,
+    /// The checkpoint file name.
+    pub file_name: String,
+}
+
+impl SnapshotTaken {
+    /// The `{end_offset, epoch}` pair naming it.
+    pub fn id(&self) -> SnapshotRef {
+        SnapshotRef {
+            end_offset: self.end_offset,
+            epoch: self.epoch,
+        }
+    }
+}
+
+/// `POST /v1/quorum/voters`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVoter {
+    /// The new controller's node id.
+    pub id: u64,
+    /// Its peer listener, HOST:PORT.
+    pub peer: String,
+    /// Its API listener (default: what it reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+/// The voter ids after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Voters {
+    /// Voter ids.
+    pub voters: Vec<u64>,
+}
