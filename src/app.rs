@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 
+use crate::node::boot::{boot, Booted};
 use crate::node::config::Config;
-use crate::node::server::{boot, start_duties, Booted};
+use crate::node::duties::start_duties;
 
 /// Runs a node until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -22,9 +23,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let api_app = crate::api::router(node.clone());
     tracing::info!(
         node_id = node.id(),
-        cluster_id = %node.meta.cluster_id,
-        api = %node.api_addr,
-        peer = %node.peer_addr,
+        cluster_id = %node.meta().cluster_id,
+        api = %node.api_addr(),
+        peer = %node.peer_addr(),
         "kraftd node serving"
     );
     let peer_task =
@@ -37,7 +38,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("stopping");
     peer_task.abort();
     api_task.abort();
-    let _ = tokio::time::timeout(Duration::from_secs(5), node.raft.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), node.raft().shutdown()).await;
     Ok(())
 }
 

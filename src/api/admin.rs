@@ -14,7 +14,7 @@ use crate::contract::metadata::WriteAck;
 use crate::contract::{int64, ErrorCode};
 use crate::controller::configs::{self, ConfigError};
 use crate::controller::topics;
-use crate::node::server::Node;
+use crate::node::handle::Node;
 
 pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new().route(
@@ -40,7 +40,7 @@ async fn get_config(
     Path((kind, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let res = configs::resource(&kind, &name).map_err(config_error)?;
-    let st = node.sm.read();
+    let st = node.sm().read();
     configs::require_topic(&st.image, &res).map_err(config_error)?;
     let map = st.image.config(&res).cloned().unwrap_or_default();
     Ok(Json(map).into_response())
@@ -55,7 +55,7 @@ async fn patch_config(
         let res = configs::resource(&kind, &name).map_err(config_error)?;
         let patch: ConfigPatch = parse_body(&body)?;
         let ((), ack) = node
-            .controller
+            .controller()
             .submit(move |v| topics::alter_configs(v, &res, &patch))
             .await
             .map_err(controller_error)?;

@@ -15,7 +15,7 @@ use crate::contract::partitions::AlterPartition;
 use crate::contract::ErrorCode;
 use crate::controller::brokers;
 use crate::controller::partitions;
-use crate::node::server::Node;
+use crate::node::handle::Node;
 
 pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new()
@@ -34,13 +34,13 @@ fn broker_id(s: &str) -> Result<i32, ApiError> {
 }
 
 async fn list(State(node): State<Arc<Node>>) -> Json<Vec<BrokerView>> {
-    let st = node.sm.read();
+    let st = node.sm().read();
     Json(st.image.brokers().map(BrokerView::of).collect())
 }
 
 async fn one(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = broker_id(&id)?;
-    let st = node.sm.read();
+    let st = node.sm().read();
     let b = st.image.broker(id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -60,7 +60,7 @@ async fn register(
         let id = broker_id(&id)?;
         let req: Registration = parse_body(&body)?;
         let (epoch, _) = node
-            .controller
+            .controller()
             .submit(move |v| brokers::register(v, id, &req))
             .await
             .map_err(controller_error)?;
@@ -81,7 +81,7 @@ async fn heartbeat(
         let id = broker_id(&id)?;
         let req: Heartbeat = parse_body(&body)?;
         let (answer, _) = node
-            .controller
+            .controller()
             .submit(move |v| brokers::heartbeat(v, id, &req))
             .await
             .map_err(controller_error)?;
@@ -97,7 +97,7 @@ async fn unregister(
 ) -> Response {
     req.on_leader(&node, |node, _body| async move {
         let id = broker_id(&id)?;
-        node.controller
+        node.controller()
             .submit(move |v| brokers::unregister(v, id))
             .await
             .map_err(controller_error)?;
@@ -110,7 +110,7 @@ async fn alter_partition(State(node): State<Arc<Node>>, req: LeaderRequest) -> R
     req.on_leader(&node, |node, body| async move {
         let req: AlterPartition = parse_body(&body)?;
         let (answer, _) = node
-            .controller
+            .controller()
             .submit(move |v| partitions::alter(v, &req))
             .await
             .map_err(controller_error)?;

@@ -19,7 +19,7 @@ use crate::contract::metadata::{
     Image, LogJson, LogRecord as JsonRecord, SnapshotFile, SnapshotRef, RECORD_BATCHES,
 };
 use crate::contract::{int64, ErrorCode};
-use crate::node::server::Node;
+use crate::node::handle::Node;
 use crate::record::batch::{decode_batch, BatchIter};
 use crate::record::checkpoint::{list_checkpoints, SnapshotId};
 use crate::record::control::ControlRecord;
@@ -49,9 +49,9 @@ struct LogQuery {
 }
 
 fn snapshot_gone(node: &Node, offset: u64, log_start: u64) -> ApiError {
-    let cur = node.sm.read().current.as_ref().map(|c| c.id);
+    let cur = node.sm().read().current.as_ref().map(|c| c.id);
     let newest = cur.or_else(|| {
-        list_checkpoints(&node.sm.dir)
+        list_checkpoints(&node.sm().dir)
             .ok()
             .and_then(|l| l.first().map(|(id, _)| *id))
     });
@@ -87,7 +87,7 @@ async fn log(
     let wait = Duration::from_millis(q.max_wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
     let hw = wait_high_watermark(&node, q.offset, wait).await?;
     let log_start = node
-        .log
+        .log()
         .log_start()
         .map_err(|e| ApiError::internal(e.to_string()))?
         .1;
@@ -95,7 +95,7 @@ async fn log(
         return Err(snapshot_gone(&node, q.offset, log_start));
     }
     let batches = if q.offset < hw {
-        let store = node.log.clone();
+        let store = node.log().clone();
         let offset = q.offset;
         tokio::task::spawn_blocking(move || store.read_batches(offset, max_bytes, hw))
             .await
@@ -106,11 +106,11 @@ async fn log(
     };
     if batches.is_empty() && q.offset < hw {
         // Purged between the checks.
-        let log_start = node.log.log_start().map(|s| s.1).unwrap_or(q.offset + 1);
+        let log_start = node.log().log_start().map(|s| s.1).unwrap_or(q.offset + 1);
         return Err(snapshot_gone(&node, q.offset, log_start));
     }
     let next = batches.last().map(|b| b.end_offset).unwrap_or(q.offset);
-    let m = node.raft.metrics().borrow_watched().clone();
+    let m = node.raft().metrics().borrow_watched().clone();
     let mut resp = if json_out {
         let mut records = Vec::new();
         for b in batches {
@@ -195,8 +195,8 @@ fn fetch_gate(offset: u64, hw: Option<u64>, log_end: u64) -> FetchGate {
 /// applied, and an offset between its applied end and its log end waits instead of 416.
 async fn wait_high_watermark(node: &Node, offset: u64, wait: Duration) -> Result<u64, ApiError> {
     let started = tokio::time::Instant::now();
-    let mut rx = node.sm.subscribe();
-    let mut metrics = node.raft.metrics();
+    let mut rx = node.sm().subscribe();
+    let mut metrics = node.raft().metrics();
     loop {
         let (term, last_index) = {
             let m = metrics.borrow_and_update();
@@ -279,7 +279,7 @@ fn header_timestamp(path: &std::path::Path) -> Option<i64> {
 }
 
 async fn snapshots(State(node): State<Arc<Node>>) -> Result<Json<Vec<SnapshotFile>>, ApiError> {
-    let dir = node.sm.dir.clone();
+    let dir = node.sm().dir.clone();
     let list = tokio::task::spawn_blocking(move || -> Result<Vec<SnapshotFile>, String> {
         let mut out = Vec::new();
         for (id, path) in list_checkpoints(&dir).map_err(|e| e.to_string())? {
@@ -354,7 +354,7 @@ async fn snapshot_file(
     let sid = parse_id(&id).ok_or_else(|| {
         ApiError::invalid(format!("{id:?} is not a snapshot id (END_OFFSET-EPOCH)"))
     })?;
-    let path = node.sm.dir.join(sid.file_name());
+    let path = node.sm().dir.join(sid.file_name());
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -442,7 +442,7 @@ async fn image(
                 )
                 .await);
             }
-            node.raft
+            node.raft()
                 .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
                 .await
                 .map_err(|e| ApiError::not_controller(node.leader()).with_message(e.to_string()))?;
@@ -454,9 +454,9 @@ async fn image(
         }
     }
     let (pos, image) = {
-        let st = node.sm.read();
+        let st = node.sm().read();
         let v = serde_json::to_value(&st.image).map_err(|e| ApiError::internal(e.to_string()))?;
-        (node.sm.applied(), v)
+        (node.sm().applied(), v)
     };
     let Value::Object(image) = image else {
         return Err(ApiError::internal(

@@ -2,14 +2,13 @@
 //! current checkpoint), then every metric in Prometheus' text format. The metric names and
 //! the counters the lower layers bump live in `telemetry`.
 
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use metrics::gauge;
 use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 
-use crate::node::server::Node;
+use crate::node::handle::Node;
 use crate::telemetry::{
     ACTIVE_BROKERS, ACTIVE_CONTROLLER, CURRENT_EPOCH, CURRENT_LEADER, FENCED_BROKERS,
     HIGH_WATERMARK, LAST_APPLIED, LAST_COMMITTED, LOG_START, OFFLINE_PARTITIONS, PARTITIONS,
@@ -36,15 +35,15 @@ fn committed_index(node: &Node, m: &crate::raft::KMetrics) -> Option<u64> {
         matched.sort_unstable_by(|a, b| b.cmp(a));
         matched.get(matched.len() / 2).copied().flatten()
     } else {
-        node.seen_commit.load(Ordering::Relaxed).checked_sub(1)
+        node.seen_commit()
     }
 }
 
 /// Sets the state gauges from Raft's metrics, the image and the current checkpoint, then
 /// renders every metric in Prometheus' text format.
 pub fn render(node: &Node) -> String {
-    let m = node.raft.metrics().borrow_watched().clone();
-    let applied = node.sm.applied();
+    let m = node.raft().metrics().borrow_watched().clone();
+    let applied = node.sm().applied();
     gauge!(ACTIVE_CONTROLLER).set(if node.is_leader() { 1.0 } else { 0.0 });
     gauge!(CURRENT_LEADER).set(m.current_leader.map_or(-1.0, |l| l as f64));
     gauge!(CURRENT_EPOCH).set(m.current_term as f64);
@@ -56,16 +55,16 @@ pub fn render(node: &Node) -> String {
     // The high watermark is what this node serves (KIP-595): its applied end once it has
     // applied an entry of the current term, never a commit it has not applied.
     let hw = node
-        .sm
+        .sm()
         .high_watermark(m.current_term)
         .unwrap_or(applied.end_offset);
     gauge!(HIGH_WATERMARK).set(hw as f64);
     gauge!(LAST_COMMITTED).set(committed as f64 - 1.0);
     gauge!(LAST_APPLIED).set(applied.end_offset as f64 - 1.0);
-    let log_start = node.log.log_start().map(|(_, s)| s).unwrap_or(0);
+    let log_start = node.log().log_start().map(|(_, s)| s).unwrap_or(0);
     gauge!(LOG_START).set(log_start as f64);
     let (counts, current) = {
-        let st = node.sm.read();
+        let st = node.sm().read();
         (
             st.image.counts(),
             st.current.as_ref().map(|c| c.path.clone()),

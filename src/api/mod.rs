@@ -29,7 +29,7 @@ use openraft::ServerState;
 use crate::contract::metadata::SnapshotRef;
 use crate::contract::{ErrorBody, ErrorCode};
 use crate::controller::ControllerError;
-use crate::node::server::Node;
+use crate::node::handle::Node;
 use crate::raft::NodeId;
 
 /// Largest request body.
@@ -178,12 +178,12 @@ async fn healthz() -> &'static str {
 /// Ready: a leader is known and this node has applied what it knows to be committed (a
 /// leader: its own first entry of the term).
 async fn readyz(State(node): State<Arc<Node>>) -> Response {
-    let m = node.raft.metrics().borrow_watched().clone();
-    let applied = node.sm.applied();
+    let m = node.raft().metrics().borrow_watched().clone();
+    let applied = node.sm().applied();
     let ready = match (m.current_leader, m.state) {
         (None, _) => Err("no leader is known".to_string()),
         (Some(_), ServerState::Leader) => {
-            let lease = node.config.election_timeout_max_ms;
+            let lease = node.config().election_timeout_max_ms;
             let voters = m.membership_config.membership().voter_ids().count();
             let stale = m.last_quorum_acked.as_ref().is_none_or(|at| {
                 openraft::Instant::elapsed(&**at) > std::time::Duration::from_millis(lease)
@@ -199,7 +199,8 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
             }
         }
         (Some(_), _) => {
-            let seen = node.seen_commit.load(std::sync::atomic::Ordering::Relaxed);
+            // Counts of entries: the seen commit index plus one, the applied one plus one.
+            let seen = node.seen_commit().map_or(0, |i| i + 1);
             let done = applied.index.map(|i| i + 1).unwrap_or(0);
             if seen > 0 && done >= seen {
                 Ok(())
@@ -240,7 +241,7 @@ pub async fn forward(
         return ApiError::not_controller(Some(leader)).into_response();
     };
     let to = Upstream {
-        http: &node.http,
+        http: node.http(),
         from: node.id(),
         leader,
         addr: &addr,

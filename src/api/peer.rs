@@ -9,7 +9,6 @@
 //! id taken from `--voters` refuses Raft RPCs until it has decided (see `node::bootstrap`).
 
 use std::io::{Seek, SeekFrom, Write};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -28,7 +27,7 @@ use serde::Serialize;
 
 use crate::contract::metadata::RECORD_BATCHES;
 use crate::image::load_checkpoint;
-use crate::node::server::{Node, Receiving};
+use crate::node::handle::{Node, Receiving};
 use crate::raft::network::{
     check_append_shape, check_terms, ChunkAnswer, PeerRequest, SnapshotChunk, MAX_PEER_BODY,
     PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_HISTORY, PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT,
@@ -75,12 +74,14 @@ fn open<T: DeserializeOwned>(node: &Node, body: &[u8]) -> Result<T, Response> {
             format!("undecodable peer request: {e}"),
         )
     })?;
-    if env.cluster_id != node.meta.cluster_id {
+    if env.cluster_id != node.meta().cluster_id {
         return Err(refuse(
             StatusCode::CONFLICT,
             format!(
                 "request from node {} of cluster {} reached cluster {}",
-                env.from, env.cluster_id, node.meta.cluster_id
+                env.from,
+                env.cluster_id,
+                node.meta().cluster_id
             ),
         ));
     }
@@ -90,13 +91,13 @@ fn open<T: DeserializeOwned>(node: &Node, body: &[u8]) -> Result<T, Response> {
             format!("request for node {} reached node {}", env.to, node.id()),
         ));
     }
-    let mine = *node.meta.directory_id.as_bytes();
+    let mine = *node.meta().directory_id.as_bytes();
     if let Err(msg) =
         check_to_directory(env.to_directory, mine, node.recorded_directory(), node.id())
     {
         return Err(refuse(StatusCode::CONFLICT, msg));
     }
-    if let Err(msg) = node.bootstrap.admits_raft() {
+    if let Err(msg) = node.bootstrap_gate().admits_raft() {
         return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, msg));
     }
     Ok(env.body)
@@ -144,8 +145,8 @@ async fn history(
 ) -> Response {
     let h = node.history();
     if !h.has_history {
-        if let Some(from) = history_asker(query.as_deref(), &node.meta.cluster_id) {
-            node.bootstrap.note_asker(from);
+        if let Some(from) = history_asker(query.as_deref(), &node.meta().cluster_id) {
+            node.bootstrap_gate().note_asker(from);
         }
     }
     reply(&h)
@@ -171,7 +172,7 @@ async fn info(State(node): State<Arc<Node>>) -> Response {
 
 /// The current checkpoint file, for a peer whose own newest checkpoint is damaged.
 async fn current_snapshot(State(node): State<Arc<Node>>) -> Response {
-    let cur = node.sm.read().current.clone();
+    let cur = node.sm().read().current.clone();
     let Some(c) = cur else {
         return refuse(StatusCode::NOT_FOUND, "no snapshot yet".into());
     };
@@ -238,11 +239,11 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
         }
     }
     let leader_commit = req.leader_commit;
-    let res = node.raft.append_entries(req).await;
+    let res = node.raft().append_entries(req).await;
     // Only a request Raft accepted tells what is committed: a refused one may come from a
     // deposed leader or carry a commit index this node's log does not match.
     if let (Ok(AppendEntriesResponse::Success), Some(c)) = (&res, leader_commit) {
-        node.seen_commit.fetch_max(c.index + 1, Ordering::Relaxed);
+        node.note_commit(c.index);
     }
     reply(&res)
 }
@@ -253,7 +254,7 @@ fn open_vote(node: &Node, body: &[u8], what: &str) -> Result<VoteRequest<TypeCon
     check_terms(what, &req).map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?;
     let candidate = req.vote.leader_id.node_id;
     let members: Vec<NodeId> = {
-        let m = node.raft.metrics();
+        let m = node.raft().metrics();
         let m = m.borrow_watched();
         m.membership_config
             .membership()
@@ -279,7 +280,7 @@ fn open_vote(node: &Node, body: &[u8], what: &str) -> Result<VoteRequest<TypeCon
 
 async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     match open_vote(&node, &body, "Vote") {
-        Ok(req) => reply(&node.raft.vote(req).await),
+        Ok(req) => reply(&node.raft().vote(req).await),
         Err(resp) => resp,
     }
 }
@@ -289,7 +290,7 @@ async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
 /// no, so a candidate that was only cut off never raises its term.
 async fn pre_vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     match open_vote(&node, &body, "PreVote") {
-        Ok(req) => reply(&node.raft.pre_vote(req).await),
+        Ok(req) => reply(&node.raft().pre_vote(req).await),
         Err(resp) => resp,
     }
 }
@@ -308,12 +309,12 @@ async fn snapshot_chunk(State(node): State<Arc<Node>>, body: Bytes) -> Response 
     if let Err(e) = check_terms("InstallSnapshot", &req) {
         return refuse(StatusCode::BAD_REQUEST, e);
     }
-    let cap = node.config.max_snapshot_bytes;
+    let cap = node.config().max_snapshot_bytes;
     let end = req.offset.saturating_add(req.data.len() as u64);
     if end > cap {
         // The transfer so far is dropped: the leader starts again from offset 0 (and is
         // refused again while its snapshot stays larger than the cap).
-        let mut g = node.receiving.lock().await;
+        let mut g = node.receiving().lock().await;
         if g.as_ref().is_some_and(|r| r.snapshot_id == req.checkpoint) {
             if let Some(old) = g.take() {
                 let _ = std::fs::remove_file(&old.path);
@@ -366,7 +367,7 @@ pub fn check_snapshot_sender(
 
 async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
     let (my_vote, committed) = {
-        let m = node.raft.metrics();
+        let m = node.raft().metrics();
         let m = m.borrow_watched();
         (m.vote, m.local_committed)
     };
@@ -375,7 +376,7 @@ async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
     }
     if let Err(e) = check_snapshot_sender(&req.vote, &req.meta, committed) {
         tracing::error!(snapshot = %req.checkpoint, "refused a snapshot: {e}");
-        let mut g = node.receiving.lock().await;
+        let mut g = node.receiving().lock().await;
         if let Some(old) = g.take() {
             let _ = std::fs::remove_file(&old.path);
         }
@@ -386,13 +387,13 @@ async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
         tracing::error!(snapshot_id = %id, "leader sent a snapshot whose id is not a checkpoint name");
         return restart(format!("snapshot id {id:?} is not a checkpoint name"));
     };
-    let mut g = node.receiving.lock().await;
+    let mut g = node.receiving().lock().await;
     if req.offset == 0 {
         if let Some(old) = g.take() {
             let _ = std::fs::remove_file(&old.path);
         }
         let path = node
-            .sm
+            .sm()
             .dir
             .join(format!("receiving-{}.part", ckpt_id.file_name()));
         if let Err(e) = std::fs::File::create(&path) {
@@ -472,7 +473,7 @@ async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
         meta: req.meta.clone(),
         snapshot: CheckpointFile { id: ckpt_id, file },
     };
-    let res = node.raft.install_full_snapshot(req.vote, snapshot).await;
+    let res = node.raft().install_full_snapshot(req.vote, snapshot).await;
     let _ = std::fs::remove_file(&path);
     match res {
         Ok(r) => Ok(ChunkAnswer::Installed { vote: r.vote }),

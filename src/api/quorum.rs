@@ -22,7 +22,7 @@ use crate::contract::ErrorCode;
 use openraft::{ChangeMembers, ServerState};
 
 use super::{forward, ApiError, LeaderRequest};
-use crate::node::server::{now_ms, Node};
+use crate::node::handle::{now_ms, Node};
 use crate::raft::network::fetch_info;
 use crate::raft::{expect_empty_log, KNode, NodeId, Raft, TypeConfig};
 
@@ -46,9 +46,9 @@ async fn status(State(node): State<Arc<Node>>) -> Json<QuorumStatus> {
 pub(crate) async fn quorum_status(node: &Node) -> QuorumStatus {
     // KIP-595: not below what an earlier leader served (waits briefly after a leader change).
     let hw = node.reported_high_watermark(STATUS_HW_WAIT).await;
-    let m = node.raft.metrics().borrow_watched().clone();
-    let applied = node.sm.applied();
-    let log_start = node.log.log_start().map(|(_, s)| s).unwrap_or(0);
+    let m = node.raft().metrics().borrow_watched().clone();
+    let applied = node.sm().applied();
+    let log_start = node.log().log_start().map(|(_, s)| s).unwrap_or(0);
     let membership = m.membership_config.membership().clone();
     let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
     let mut voters = Vec::new();
@@ -65,8 +65,8 @@ pub(crate) async fn quorum_status(node: &Node) -> QuorumStatus {
     if m.state == ServerState::Leader {
         let last_end = node.end_of(m.last_log_index).unwrap_or(applied.end_offset);
         let now = now_ms();
-        if let Ok(f) = node.followers.lock() {
-            for t in f.values() {
+        {
+            for t in node.follower_tracks().values() {
                 let fe = node.end_of(t.matched).unwrap_or(0);
                 max_lag = max_lag.max(last_end.saturating_sub(fe));
                 if t.last_caught_up_ms > 0 {
@@ -76,7 +76,7 @@ pub(crate) async fn quorum_status(node: &Node) -> QuorumStatus {
         }
     }
     QuorumStatus {
-        cluster_id: node.meta.cluster_id.clone(),
+        cluster_id: node.meta().cluster_id.clone(),
         node_id: node.id(),
         leader_id: m.current_leader,
         leader_epoch: int64(m.current_term),
@@ -109,7 +109,7 @@ async fn replication(
 
 /// `/v1/quorum/replication` as the leader sees it (call on the leader).
 pub(crate) fn replication_rows(node: &Node) -> Vec<Replica> {
-    let m = node.raft.metrics().borrow_watched().clone();
+    let m = node.raft().metrics().borrow_watched().clone();
     let membership = m.membership_config.membership().clone();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let last_end = node.end_of(m.last_log_index).unwrap_or(0);
@@ -122,7 +122,7 @@ pub(crate) fn replication_rows(node: &Node) -> Vec<Replica> {
         last_caught_up_timestamp: int64(now),
         status: ReplicaRole::Leader,
     }];
-    let tracks = node.followers.lock().map(|f| f.clone()).unwrap_or_default();
+    let tracks = node.follower_tracks();
     for (id, _) in membership.nodes() {
         if *id == node.id() {
             continue;
@@ -147,20 +147,20 @@ pub(crate) fn replication_rows(node: &Node) -> Vec<Replica> {
 
 /// Takes a checkpoint of this node now.
 async fn snapshot(State(node): State<Arc<Node>>) -> Result<Json<SnapshotTaken>, ApiError> {
-    let target = node.sm.applied().index;
-    node.sm
+    let target = node.sm().applied().index;
+    node.sm()
         .set_snapshot_reason("an operator asked for one (POST /v1/quorum/snapshot)");
-    node.raft
+    node.raft()
         .trigger()
         .snapshot()
         .await
         .map_err(|e| ApiError::internal(format!("cannot trigger a snapshot: {e}")))?;
-    node.raft
+    node.raft()
         .wait(Some(Duration::from_secs(30)))
         .metrics(|m| m.snapshot.map(|s| s.index) >= target, "snapshot taken")
         .await
         .map_err(|e| ApiError::internal(format!("snapshot not taken: {e}")))?;
-    let cur = node.sm.read().current.clone();
+    let cur = node.sm().read().current.clone();
     let c = cur.ok_or_else(|| ApiError::internal("no snapshot after taking one"))?;
     Ok(Json(SnapshotTaken {
         end_offset: c.id.end_offset,
@@ -191,7 +191,7 @@ fn membership_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> A
 }
 
 fn voters_now(node: &Node) -> Json<Voters> {
-    let m = node.raft.metrics().borrow_watched().clone();
+    let m = node.raft().metrics().borrow_watched().clone();
     let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
     Json(Voters { voters })
 }
@@ -209,7 +209,7 @@ async fn add_voter(State(node): State<Arc<Node>>, req: LeaderRequest) -> Respons
 async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Voters>, ApiError> {
     let req: NewVoter = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
-    let info = fetch_info(&node.http, &req.peer).await.map_err(|e| {
+    let info = fetch_info(node.http(), &req.peer).await.map_err(|e| {
         ApiError::invalid(format!(
             "cannot reach the new controller's peer listener {}: {e}",
             req.peer
@@ -221,10 +221,12 @@ async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Voters>, ApiErr
             req.peer, info.node_id, req.id
         )));
     }
-    if info.cluster_id != node.meta.cluster_id {
+    if info.cluster_id != node.meta().cluster_id {
         return Err(ApiError::invalid(format!(
             "node {} is formatted for cluster {}, not {}",
-            req.id, info.cluster_id, node.meta.cluster_id
+            req.id,
+            info.cluster_id,
+            node.meta().cluster_id
         )));
     }
     let kn = KNode {
@@ -237,7 +239,7 @@ async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Voters>, ApiErr
     admit_as_learner(node, req.id, kn).await?;
     wait_caught_up(node, req.id).await?;
     let id = req.id;
-    node.controller
+    node.controller()
         .exclusive(2, move |raft: Raft| async move {
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                 .await
@@ -258,7 +260,7 @@ async fn add_voter_here(node: &Node, body: &[u8]) -> Result<Json<Voters>, ApiErr
 async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiError> {
     let mut last_err = None;
     for _ in 0..50 {
-        let m = node.raft.metrics().borrow_watched().clone();
+        let m = node.raft().metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
             return Err(ApiError::not_controller(m.current_leader));
         }
@@ -267,7 +269,7 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
         let step = match membership.get_node(&id) {
             Some(n) if n.directory_id == kn.directory_id => return Ok(()),
             None => node
-                .controller
+                .controller()
                 .exclusive(1, {
                     let kn = kn.clone();
                     move |raft: Raft| async move { raft.add_learner(id, kn, false).await }
@@ -288,7 +290,7 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
                     new = %kn.directory(),
                     "adding a voter whose disk was replaced: demoting its old identity first"
                 );
-                node.controller
+                node.controller()
                     .exclusive(2, move |raft: Raft| async move {
                         raft.change_membership(
                             ChangeMembers::RemoveVoters(BTreeSet::from([id])),
@@ -301,7 +303,7 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
                     .map(|_| ())
             }
             Some(old) => node
-                .controller
+                .controller()
                 .exclusive(1, {
                     let kn = kn.clone();
                     let new_disk = old.directory_id != [0; 16];
@@ -342,7 +344,7 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
 async fn wait_caught_up(node: &Node, id: NodeId) -> Result<(), ApiError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let m = node.raft.metrics().borrow_watched().clone();
+        let m = node.raft().metrics().borrow_watched().clone();
         let last = m.last_log_index;
         let matched = m
             .replication
@@ -375,7 +377,7 @@ async fn remove_voter(
         let id = id
             .parse::<NodeId>()
             .map_err(|_| ApiError::invalid(format!("{id:?} is not a node id")))?;
-        let m = node.raft.metrics().borrow_watched().clone();
+        let m = node.raft().metrics().borrow_watched().clone();
         let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
         if !voters.contains(&id) {
             return Err(ApiError::new(
@@ -387,7 +389,7 @@ async fn remove_voter(
         if voters.len() == 1 {
             return Err(ApiError::invalid("cannot remove the last voter"));
         }
-        node.controller
+        node.controller()
             .exclusive(2, move |raft: Raft| async move {
                 raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
                     .await

@@ -14,7 +14,7 @@ use crate::contract::partitions::{ElectionRequest, Elections};
 use crate::contract::topics::{AddPartitions, CreateTopic, Partitions, TopicSummary};
 use crate::contract::ErrorCode;
 use crate::controller::{partitions, topics};
-use crate::node::server::Node;
+use crate::node::handle::Node;
 
 pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new()
@@ -33,7 +33,7 @@ fn unknown_topic(name: &str) -> ApiError {
 }
 
 async fn list(State(node): State<Arc<Node>>) -> Json<Vec<TopicSummary>> {
-    let st = node.sm.read();
+    let st = node.sm().read();
     Json(st.image.topics().map(topics::summary).collect())
 }
 
@@ -41,7 +41,7 @@ async fn describe(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let st = node.sm.read();
+    let st = node.sm().read();
     let t = st
         .image
         .topic_by_name(&name)
@@ -53,7 +53,7 @@ async fn create(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
     req.on_leader(&node, |node, body| async move {
         let req: CreateTopic = parse_body(&body)?;
         let (created, _) = node
-            .controller
+            .controller()
             .submit(move |v| topics::create(v, &req))
             .await
             .map_err(controller_error)?;
@@ -68,7 +68,7 @@ async fn delete_topic(
     req: LeaderRequest,
 ) -> Response {
     req.on_leader(&node, |node, _body| async move {
-        node.controller
+        node.controller()
             .submit(move |v| topics::delete(v, &name))
             .await
             .map_err(controller_error)?;
@@ -85,7 +85,7 @@ async fn add_partitions(
     req.on_leader(&node, |node, body| async move {
         let req: AddPartitions = parse_body(&body)?;
         let (added, _) = node
-            .controller
+            .controller()
             .submit(move |v| topics::add_partitions(v, &name, req.count))
             .await
             .map_err(controller_error)?;
@@ -98,7 +98,7 @@ async fn elect(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
     req.on_leader(&node, |node, body| async move {
         let req: ElectionRequest = parse_body(&body)?;
         let (results, _) = node
-            .controller
+            .controller()
             .submit(move |v| partitions::elect(v, &req))
             .await
             .map_err(controller_error)?;

@@ -17,7 +17,7 @@ use openraft::async_runtime::WatchReceiver;
 
 use crate::contract::brokers::BrokerView;
 use crate::contract::quorum::{QuorumStatus, Replica};
-use crate::node::server::{now_ms, Node};
+use crate::node::handle::{now_ms, Node};
 
 /// Topics listed at most (problem topics first); the rest are counted.
 const MAX_TOPICS: usize = 500;
@@ -72,7 +72,7 @@ async fn replication(node: &Node) -> Replication {
         return Replication::Unknown(format!("the API address of leader {leader} is unknown"));
     };
     let ask = node
-        .http
+        .http()
         .get(format!("http://{addr}/v1/quorum/replication"))
         .timeout(Duration::from_secs(1))
         .send()
@@ -91,9 +91,9 @@ async fn replication(node: &Node) -> Replication {
 pub async fn page(State(node): State<Arc<Node>>) -> Html<String> {
     let status = super::quorum::quorum_status(&node).await;
     let replication = replication(&node).await;
-    let role = format!("{:?}", node.raft.metrics().borrow_watched().state);
+    let role = format!("{:?}", node.raft().metrics().borrow_watched().state);
     let (brokers, mut topics) = {
-        let st = node.sm.read();
+        let st = node.sm().read();
         let brokers: Vec<BrokerView> = st.image.brokers().map(BrokerView::of).collect();
         let topics: Vec<TopicRow> = st
             .image

@@ -295,7 +295,7 @@ pub fn format(
 /// `--voters` entry for this node that carries a directory id gives it (Kafka's
 /// `--initial-controllers`): that identity is for the cluster's first bootstrap only, and a
 /// node that finds history on its peers at start refuses to use it (see
-/// `node::server`'s bootstrap gate).
+/// `node::bootstrap`'s gate).
 pub fn format_mode(
     data_dir: &Path,
     cluster_id: &str,

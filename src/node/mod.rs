@@ -1,9 +1,12 @@
 //! A controller process: its settings (`config`), its data directory identity and
-//! formatting (`meta`), the serving node (`server`), and the offline way back from a lost
-//! quorum (`recover`).
+//! formatting (`meta`), the `Node` handle the listeners share (`handle`), start-up
+//! (`boot`), the background duties (`duties`), the first-election gate (`bootstrap`), and
+//! the offline way back from a lost quorum (`recover`).
 
+pub mod boot;
 pub mod bootstrap;
 pub mod config;
+pub mod duties;
+pub mod handle;
 pub mod meta;
 pub mod recover;
-pub mod server;

@@ -1,0 +1,276 @@
+//! The `Node` handle: what the listeners and the background duties of one controller
+//! process share (Raft, the state machine, the log store, the controller's write path),
+//! behind accessors; and the answers every layer above asks of it (its id, the leader,
+//! whether it leads, a peer's API address, the reported high watermark).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::ServerState;
+
+use crate::controller::Controller;
+use crate::node::bootstrap::Gate;
+use crate::node::config::Config;
+use crate::node::meta::MetaProperties;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{fetch_info, History, NodeInfo};
+use crate::raft::state_machine::SmShared;
+use crate::raft::{NodeId, Raft};
+
+/// Per-follower replication as the leader sees it.
+#[derive(Debug, Clone, Default)]
+pub struct FollowerTrack {
+    /// Last time its matched entry advanced or was confirmed, ms since the epoch.
+    pub last_fetch_ms: u64,
+    /// Last time it had everything the leader had, ms since the epoch.
+    pub last_caught_up_ms: u64,
+    /// Matched entry index.
+    pub matched: Option<u64>,
+}
+
+/// A snapshot transfer being received from the leader.
+#[derive(Debug)]
+pub struct Receiving {
+    /// openraft's snapshot id.
+    pub snapshot_id: String,
+    /// Temporary file.
+    pub path: std::path::PathBuf,
+    /// Bytes received so far.
+    pub next: u64,
+}
+
+/// Everything the listeners and background tasks share.
+pub struct Node {
+    /// Raft.
+    pub(super) raft: Raft,
+    /// The state machine's shared state (image, applied offset, snapshots).
+    pub(super) sm: Arc<SmShared>,
+    /// The log store (reads for brokers).
+    pub(super) log: LogStore,
+    /// meta.properties.
+    pub(super) meta: MetaProperties,
+    /// Settings.
+    pub(super) config: Config,
+    /// Pooled HTTP client (peers, forwarding).
+    pub(super) http: reqwest::Client,
+    /// The API listener's address.
+    pub(super) api_addr: String,
+    /// The peer listener's address.
+    pub(super) peer_addr: String,
+    /// Highest commit index a leader told this node, plus one (0 = none).
+    pub(super) seen_commit: AtomicU64,
+    /// API addresses learned from peers.
+    pub(super) api_addrs: Mutex<BTreeMap<NodeId, String>>,
+    /// Snapshot being received.
+    pub(super) receiving: tokio::sync::Mutex<Option<Receiving>>,
+    /// The write path.
+    pub(super) controller: Arc<Controller>,
+    /// Followers, as the leader tracks them.
+    pub(super) followers: Mutex<BTreeMap<NodeId, FollowerTrack>>,
+    /// Voters demoted for a re-formatted disk, to promote once caught up.
+    pub(super) readmit: Mutex<BTreeSet<NodeId>>,
+    /// The first-election gate of a node formatted with bootstrap voters.
+    pub(super) bootstrap: Arc<Gate>,
+}
+
+/// ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Node {
+    /// Raft.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The state machine's shared state (image, applied offset, snapshots).
+    pub fn sm(&self) -> &Arc<SmShared> {
+        &self.sm
+    }
+
+    /// The log store (reads for brokers).
+    pub fn log(&self) -> &LogStore {
+        &self.log
+    }
+
+    /// This node's meta.properties.
+    pub fn meta(&self) -> &MetaProperties {
+        &self.meta
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The pooled HTTP client (peers, forwarding).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The API listener's address.
+    pub fn api_addr(&self) -> &str {
+        &self.api_addr
+    }
+
+    /// The peer listener's address.
+    pub fn peer_addr(&self) -> &str {
+        &self.peer_addr
+    }
+
+    /// The write path.
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.controller
+    }
+
+    /// The first-election gate.
+    pub fn bootstrap_gate(&self) -> &Gate {
+        &self.bootstrap
+    }
+
+    /// The snapshot transfer being received, if any.
+    pub fn receiving(&self) -> &tokio::sync::Mutex<Option<Receiving>> {
+        &self.receiving
+    }
+
+    /// Notes that a leader told this node entry `index` is committed.
+    pub fn note_commit(&self, index: u64) {
+        self.seen_commit.fetch_max(index + 1, Ordering::Relaxed);
+    }
+
+    /// The highest commit index a leader told this node, if any.
+    pub fn seen_commit(&self) -> Option<u64> {
+        self.seen_commit.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// The followers as the leader tracks them (empty elsewhere).
+    pub fn follower_tracks(&self) -> BTreeMap<NodeId, FollowerTrack> {
+        self.followers.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// End offset of entry `index` on the leader's log (None: not stored, e.g. purged).
+    pub fn end_of(&self, index: Option<u64>) -> Option<u64> {
+        match index {
+            None => Some(0),
+            Some(i) => self.log.entry_offsets(i).ok().flatten().map(|(_, end)| end),
+        }
+    }
+
+    /// This node's high watermark for a report (`/v1/quorum/status`, `/metrics`): the served
+    /// one, waiting up to `wait` for it to be known; then the applied end offset, this node's
+    /// own last known high watermark.
+    pub async fn reported_high_watermark(&self, wait: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut rx = self.sm.subscribe();
+        let mut metrics = self.raft.metrics();
+        loop {
+            let term = metrics.borrow_and_update().current_term;
+            let applied = *rx.borrow_and_update();
+            if let Some(h) = crate::raft::state_machine::served_high_watermark(applied, term) {
+                return h;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return applied.end_offset;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return applied.end_offset },
+                r = metrics.changed() => if r.is_err() { return applied.end_offset },
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.meta.node_id
+    }
+
+    /// What this node says of itself to peers.
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo {
+            cluster_id: self.meta.cluster_id.clone(),
+            node_id: self.meta.node_id,
+            directory_id: *self.meta.directory_id.as_bytes(),
+            api_addr: self.api_addr.clone(),
+            peer_addr: self.peer_addr.clone(),
+            initialized: {
+                let m = self.raft.metrics();
+                let m = m.borrow_watched();
+                m.last_log_index.is_some() || m.snapshot.is_some()
+            },
+        }
+    }
+
+    /// What this node says of its history to bootstrap peers.
+    pub fn history(&self) -> History {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let snapshot_index = m.snapshot.map(|s| s.index);
+        let purged_index = m.purged.map(|p| p.index);
+        History {
+            cluster_id: self.meta.cluster_id.clone(),
+            node_id: self.meta.node_id,
+            last_log_index: m.last_log_index,
+            snapshot_index,
+            current_term: m.current_term,
+            has_history: History::holds_history(m.last_log_index, snapshot_index, purged_index),
+        }
+    }
+
+    /// The directory id this node's membership config records for it, if any.
+    pub fn recorded_directory(&self) -> Option<[u8; 16]> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.membership_config
+            .membership()
+            .get_node(&self.meta.node_id)
+            .map(|n| n.directory_id)
+    }
+
+    /// The current leader, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// Is this node the leader?
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id())
+    }
+
+    /// The API address of `id`: from the membership, a cache, or by asking its peer
+    /// listener.
+    pub async fn api_addr_of(&self, id: NodeId) -> Option<String> {
+        if id == self.id() {
+            return Some(self.api_addr.clone());
+        }
+        let node = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            m.membership_config.membership().get_node(&id).cloned()
+        }?;
+        if !node.api_addr.is_empty() {
+            return Some(node.api_addr);
+        }
+        if let Some(a) = self.api_addrs.lock().ok()?.get(&id) {
+            return Some(a.clone());
+        }
+        let info = fetch_info(&self.http, &node.peer_addr).await.ok()?;
+        if info.node_id != id || info.cluster_id != self.meta.cluster_id {
+            return None;
+        }
+        self.api_addrs
+            .lock()
+            .ok()?
+            .insert(id, info.api_addr.clone());
+        Some(info.api_addr)
+    }
+}
