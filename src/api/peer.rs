@@ -54,9 +54,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-fn refuse(status: StatusCode, msg: String) -> Response {
+fn refuse(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     tracing::warn!(%status, "peer request refused: {msg}");
-    (status, msg).into_response()
+    (status, msg.to_string()).into_response()
 }
 
 fn reply<T: Serialize>(v: &T) -> Response {
@@ -174,7 +174,7 @@ async fn info(State(node): State<Arc<Node>>) -> Response {
 async fn current_snapshot(State(node): State<Arc<Node>>) -> Response {
     let cur = node.sm().read().current.clone();
     let Some(c) = cur else {
-        return refuse(StatusCode::NOT_FOUND, "no snapshot yet".into());
+        return refuse(StatusCode::NOT_FOUND, "no snapshot yet");
     };
     match tokio::fs::read(&c.path).await {
         Ok(b) => (

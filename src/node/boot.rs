@@ -234,7 +234,7 @@ pub async fn boot(config: Config) -> anyhow::Result<Booted> {
     let peer_addr = peer_listener.local_addr()?.to_string();
 
     let http = http_client();
-    let raft_config = Arc::new(openraft_config(&config).map_err(|e| anyhow!(e))?);
+    let raft_config = Arc::new(openraft_config(&config)?);
     let network = Network::new(http.clone(), meta.cluster_id.clone(), meta.node_id);
     let peer_book = network.book();
     let raft = Raft::new(meta.node_id, raft_config, network, log.clone(), sm)

@@ -30,6 +30,23 @@ use std::time::{Duration, Instant};
 use crate::raft::network::fetch_history;
 use crate::raft::{KNode, NodeId, Raft};
 
+/// Why the first-election gate keeps Raft requests from Raft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GateRefusal {
+    /// The node has not yet decided whether it may take part in the first election.
+    #[error(
+        "this node is still deciding whether it may take part in the first election (its \
+         directory id comes from --voters)"
+    )]
+    Deciding,
+    /// The node was formatted with `--voters` for a cluster that already exists.
+    #[error(
+        "this node was formatted with --voters for an existing cluster and refuses Raft \
+         requests under that identity: re-format it with --join"
+    )]
+    Vetoed,
+}
+
 /// What a bootstrap voter answered about its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerAnswer {
@@ -157,22 +174,14 @@ impl Gate {
     /// May the peer listener hand a Raft RPC (vote, append, snapshot) to Raft? Always,
     /// except for a node whose directory id came from `--voters` before it decided to
     /// initialize: under that id a leader would count it as the voter whose disk it replaced.
-    pub fn admits_raft(&self) -> Result<(), String> {
+    pub fn admits_raft(&self) -> Result<(), GateRefusal> {
         if !self.borrowed_identity {
             return Ok(());
         }
         match self.state.load(Ordering::Acquire) {
             OPEN => Ok(()),
-            PENDING => Err(
-                "this node is still deciding whether it may take part in the first \
-                 election (its directory id comes from --voters)"
-                    .into(),
-            ),
-            _ => Err(
-                "this node was formatted with --voters for an existing cluster and \
-                 refuses Raft requests under that identity: re-format it with --join"
-                    .into(),
-            ),
+            PENDING => Err(GateRefusal::Deciding),
+            _ => Err(GateRefusal::Vetoed),
         }
     }
 }
@@ -436,11 +445,12 @@ mod tests {
     #[test]
     fn a_borrowed_identity_refuses_raft_until_the_gate_opens_and_for_good_once_vetoed() {
         let g = Gate::pending(true);
-        assert!(g.admits_raft().unwrap_err().contains("deciding"));
+        assert_eq!(g.admits_raft(), Err(GateRefusal::Deciding));
         g.set(OPEN);
         assert!(g.admits_raft().is_ok());
         g.set(VETOED);
-        assert!(g.admits_raft().unwrap_err().contains("--join"));
+        assert_eq!(g.admits_raft(), Err(GateRefusal::Vetoed));
+        assert!(GateRefusal::Vetoed.to_string().contains("--join"));
         assert!(g.vetoed());
 
         let fresh = Gate::pending(false);

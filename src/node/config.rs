@@ -242,7 +242,7 @@ fn typed_like(
 
 /// openraft's settings from ours. Snapshots are triggered by kraftd itself (bytes or time
 /// since the last one), so openraft's own policy is `Never`.
-pub fn openraft_config(c: &Config) -> Result<openraft::Config, String> {
+pub fn openraft_config(c: &Config) -> Result<openraft::Config, openraft::ConfigError> {
     openraft::Config {
         cluster_name: "kraftd".into(),
         heartbeat_interval: c.heartbeat_interval_ms,
@@ -264,7 +264,6 @@ pub fn openraft_config(c: &Config) -> Result<openraft::Config, String> {
         ..Default::default()
     }
     .validate()
-    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -445,7 +445,7 @@ impl LogStore {
     /// Encodes `entry` for storage with its base offset; returns the value and its end
     /// offset.
     fn stored_value(entry: Entry, base: u64) -> SResult<(Vec<u8>, u64)> {
-        let count = record_count(&entry.payload).map_err(other)?;
+        let count = record_count(&entry.payload).map_err(|e| other(e.to_string()))?;
         let epoch = epoch_of(&entry.log_id);
         let control = control_batch_for(&entry).map_err(other)?;
         let (kind, mut batch) = match entry.payload {

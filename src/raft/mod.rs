@@ -12,6 +12,7 @@
 // signatures fix them, so boxing ours would only add conversions.
 #![allow(clippy::result_large_err)]
 
+pub mod error;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -30,6 +31,7 @@ use uuid::Uuid;
 use crate::record::batch::{encode_batch, BatchSpec};
 use crate::record::control::controller_voter;
 use crate::record::control::ControlRecord;
+use error::BatchError;
 
 pub use kafka_protocol::messages::leader_change_message::LeaderChangeMessage;
 pub use kafka_protocol::messages::voters_record::VotersRecord;
@@ -169,7 +171,7 @@ pub fn epoch_of(log_id: &LogId) -> i32 {
 
 /// Number of records an entry occupies: normal batches their record count, openraft's
 /// blank and membership entries one control record each.
-pub fn record_count(payload: &alias::EntryPayloadOf<TypeConfig>) -> Result<u64, String> {
+pub fn record_count(payload: &alias::EntryPayloadOf<TypeConfig>) -> Result<u64, BatchError> {
     match payload {
         EntryPayload::Blank | EntryPayload::Membership(_) => Ok(1),
         EntryPayload::Normal(b) => batch_record_count(&b.bytes),
@@ -177,16 +179,13 @@ pub fn record_count(payload: &alias::EntryPayloadOf<TypeConfig>) -> Result<u64, 
 }
 
 /// The record count field of a v2 batch, with the length checks a header read needs.
-pub fn batch_record_count(bytes: &[u8]) -> Result<u64, String> {
+pub fn batch_record_count(bytes: &[u8]) -> Result<u64, BatchError> {
     if bytes.len() < crate::record::batch::BATCH_OVERHEAD {
-        return Err(format!(
-            "batch of {} bytes is shorter than a header",
-            bytes.len()
-        ));
+        return Err(BatchError::ShorterThanHeader { len: bytes.len() });
     }
     let count = i32::from_be_bytes([bytes[57], bytes[58], bytes[59], bytes[60]]);
     if count <= 0 {
-        return Err(format!("batch holds {count} records"));
+        return Err(BatchError::RecordCount { count });
     }
     Ok(count as u64)
 }
@@ -248,7 +247,7 @@ pub fn control_batch_for(entry: &Entry) -> Result<Option<Vec<u8>>, String> {
 }
 
 /// Encodes metadata record values as one data batch, ready to be a normal entry.
-pub fn data_batch(values: &[Bytes], timestamp: i64) -> Result<Batch, String> {
+pub fn data_batch(values: &[Bytes], timestamp: i64) -> Result<Batch, BatchError> {
     let records: Vec<(Option<Bytes>, Bytes)> = values.iter().map(|v| (None, v.clone())).collect();
     let mut out = BytesMut::new();
     encode_batch(
@@ -260,8 +259,7 @@ pub fn data_batch(values: &[Bytes], timestamp: i64) -> Result<Batch, String> {
             control: false,
         },
         &records,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok(Batch {
         bytes: out.to_vec(),
     })

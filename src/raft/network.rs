@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
+use super::error::PeerRefusal;
 use super::state_machine::{snapshot_id_string, CheckpointFile};
 use super::{KNode, KSnapshot, KSnapshotMeta, KVote, LogId, NodeId, TypeConfig};
 
@@ -170,12 +171,14 @@ pub enum ChunkAnswer {
 
 /// Refuses a peer message with a term above [`MAX_TERM`]: Kafka epochs are i32, and a
 /// larger term would make every batch's leader epoch wrong.
-pub fn check_terms(what: &str, m: &impl Terms) -> Result<(), String> {
+pub fn check_terms(what: &str, m: &impl Terms) -> Result<(), PeerRefusal> {
     let t = m.highest_term();
     if t > MAX_TERM {
-        return Err(format!(
-            "{what} carries term {t}, above the largest Kafka epoch {MAX_TERM}"
-        ));
+        return Err(PeerRefusal::TermTooLarge {
+            what: what.to_string(),
+            term: t,
+            max: MAX_TERM,
+        });
     }
     Ok(())
 }
@@ -185,12 +188,12 @@ pub fn check_terms(what: &str, m: &impl Terms) -> Result<(), String> {
 /// log id in it may be of a later leader than that vote; the entries must be consecutive
 /// and their leaders never go back. Whether the first entry follows `prev_log_id` is
 /// answered as a conflict by the handler instead, so the leader searches back.
-pub fn check_append_shape(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
+pub fn check_append_shape(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), PeerRefusal> {
     let vote = &req.vote;
     if !vote.is_committed() {
-        return Err(format!(
-            "AppendEntries under vote {vote}, which is not a leader's (not committed)"
-        ));
+        return Err(PeerRefusal::NotALeadersVote {
+            vote: vote.to_string(),
+        });
     }
     let ids = req
         .prev_log_id
@@ -200,30 +203,34 @@ pub fn check_append_shape(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), 
         .chain(req.entries.iter().map(|e| ("entry", &e.log_id)));
     for (what, id) in ids {
         if id.leader_id > vote.leader_id {
-            return Err(format!(
-                "AppendEntries {what} {id} is of a later leader than the sender's vote {vote}"
-            ));
+            return Err(PeerRefusal::LaterLeaderThanVote {
+                what,
+                id: id.to_string(),
+                vote: vote.to_string(),
+            });
         }
     }
     if let (Some(prev), Some(first)) = (&req.prev_log_id, req.entries.first()) {
         if prev.leader_id > first.log_id.leader_id {
-            return Err(format!(
-                "AppendEntries entry {} is of an earlier leader than prev_log_id {prev}",
-                first.log_id
-            ));
+            return Err(PeerRefusal::EarlierLeaderThanPrev {
+                first: first.log_id.to_string(),
+                prev: prev.to_string(),
+            });
         }
     }
     for w in req.entries.windows(2) {
         let (a, b) = (&w[0].log_id, &w[1].log_id);
         if a.index.checked_add(1) != Some(b.index) {
-            return Err(format!(
-                "AppendEntries entries are not consecutive: {a} is followed by {b}"
-            ));
+            return Err(PeerRefusal::NotConsecutive {
+                a: a.to_string(),
+                b: b.to_string(),
+            });
         }
         if a.leader_id > b.leader_id {
-            return Err(format!(
-                "AppendEntries entry {b} is of an earlier leader than the entry {a} before it"
-            ));
+            return Err(PeerRefusal::LeaderGoesBack {
+                a: a.to_string(),
+                b: b.to_string(),
+            });
         }
     }
     Ok(())
@@ -520,7 +527,7 @@ impl PeerConn {
         // The remote's Raft failed (it stopped): retried like a network error.
         let answer = result
             .map_err(|e| net_err(format!("node {} could not handle {path}: {e}", self.target)))?;
-        check_terms(path, &answer).map_err(net_err)?;
+        check_terms(path, &answer).map_err(|e| net_err(e.to_string()))?;
         Ok(Sent::Answer(answer))
     }
 
@@ -823,7 +830,7 @@ mod tests {
             ),
         ] {
             let err = check_append_shape(&req).expect_err(what);
-            assert!(err.contains(says), "{what}: {err}");
+            assert!(err.to_string().contains(says), "{what}: {err}");
         }
     }
 
@@ -850,7 +857,7 @@ mod tests {
             ("entry", entry),
         ] {
             let e = check_terms("AppendEntries", &req).unwrap_err();
-            assert!(e.contains("above the largest Kafka epoch"), "{what}: {e}");
+            assert!(matches!(e, PeerRefusal::TermTooLarge { .. }), "{what}: {e}");
         }
 
         let vote = VoteRequest::new(KVote::new(BIG, 2), Some(log_id(1, 3)));

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
+use super::error::SnapshotIdentityError;
 use super::log_store::{lock, SharedBook};
 use super::{
     epoch_of, voters_record, Applied, Entry, KSnapshot, KSnapshotMeta, KStoredMembership, LogId,
@@ -149,40 +150,37 @@ pub fn check_snapshot_identity(
     meta: &KSnapshotMeta,
     id: &SnapshotId,
     summary: &CheckpointSummary,
-) -> Result<(), String> {
+) -> Result<(), SnapshotIdentityError> {
     let name = snapshot_id_string(id);
-    let rm = raft_meta_of(summary).ok_or_else(|| {
-        format!(
-            "snapshot {} carries no readable raft metadata in its SnapshotHeaderRecord",
-            name
-        )
-    })?;
+    let rm = raft_meta_of(summary)
+        .ok_or_else(|| SnapshotIdentityError::NoRaftMetadata { name: name.clone() })?;
     if rm.last_log_id != meta.last_log_id {
-        return Err(format!(
-            "snapshot {} is sent as ending at entry {:?}, but its header says {:?}",
-            name, meta.last_log_id, rm.last_log_id
-        ));
+        return Err(SnapshotIdentityError::LastEntry {
+            name,
+            sent: format!("{:?}", meta.last_log_id),
+            header: format!("{:?}", rm.last_log_id),
+        });
     }
     if rm.last_membership != meta.last_membership {
-        return Err(format!(
-            "snapshot {} is sent with membership {:?}, but its header says {:?}",
-            name, meta.last_membership, rm.last_membership
-        ));
+        return Err(SnapshotIdentityError::Membership {
+            name,
+            sent: format!("{:?}", meta.last_membership),
+            header: format!("{:?}", rm.last_membership),
+        });
     }
     let epoch = rm.last_log_id.as_ref().map(epoch_of).unwrap_or(0);
     if id.epoch != epoch {
-        return Err(format!(
-            "snapshot {} is named for epoch {}, but its last entry {:?} is of epoch {epoch}",
-            name, id.epoch, rm.last_log_id
-        ));
+        return Err(SnapshotIdentityError::Epoch {
+            name,
+            named: id.epoch,
+            last: format!("{:?}", rm.last_log_id),
+            epoch,
+        });
     }
     // The end offset is in the name only (a checkpoint's batches count from 0, and entries
     // need not start at offset 0 after a log gap): a negative one names no position.
     if id.end_offset < 0 {
-        return Err(format!(
-            "snapshot {} is named for a negative end offset",
-            name
-        ));
+        return Err(SnapshotIdentityError::NegativeEndOffset { name });
     }
     Ok(())
 }
@@ -757,7 +755,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // The peer listener checks this before openraft sees a transfer; checked again here
         // so nothing installs a snapshot whose name or metadata contradicts its header.
         check_snapshot_identity(meta, &id, &summary)
-            .map_err(|e| snap_err(Some(meta), io_other(e)))?;
+            .map_err(|e| snap_err(Some(meta), io_other(e.to_string())))?;
         let dir = self.shared.dir.clone();
         let path = tokio::task::spawn_blocking(move || write_checkpoint_bytes(&dir, id, &bytes))
             .await
