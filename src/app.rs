@@ -2,16 +2,30 @@
 //! its duties, and runs until SIGTERM or Ctrl-C. It sits above `api` and `node`, so neither
 //! of them needs the other's way down.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
 
+use crate::api::auth::Principals;
 use crate::node::boot::{boot, Booted};
 use crate::node::config::Config;
 use crate::node::duties::start_duties;
 
 /// Runs a node until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // A bad principals file stops the node before it opens anything.
+    let principals = match config.auth_principals_file.as_str() {
+        "" => {
+            tracing::warn!(
+                "the API listener authenticates nobody (no auth_principals_file): anyone who \
+                 can reach it may write"
+            );
+            None
+        }
+        path => Some(Arc::new(Principals::load(Path::new(path))?)),
+    };
     let Booted {
         node,
         api_listener,
@@ -20,7 +34,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
     } = boot(config).await?;
     let peer_app = crate::api::peer::router(node.clone());
-    let api_app = crate::api::router(node.clone());
+    let api_app = crate::api::router(node.clone(), principals);
     tracing::info!(
         node_id = node.id(),
         cluster_id = %node.meta().cluster_id,

@@ -184,6 +184,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     timeout: Duration,
+    /// Sent as `Authorization: Bearer` with every call.
+    token: Option<String>,
 }
 
 impl Client {
@@ -213,7 +215,15 @@ impl Client {
             http,
             base,
             timeout,
+            token: None,
         })
+    }
+
+    /// This client, sending `token` as `Authorization: Bearer` with every call (the API's
+    /// principals file names who it is).
+    pub fn with_token(mut self, token: impl Into<String>) -> Client {
+        self.token = Some(token.into());
+        self
     }
 
     /// The base URL, e.g. `http://127.0.0.1:9093`.
@@ -228,10 +238,13 @@ impl Client {
 
     fn request(&self, method: Method, path: &str) -> (RequestBuilder, Method, String) {
         let url = format!("{}{}", self.base, path);
-        let rb = self
+        let mut rb = self
             .http
             .request(method.clone(), &url)
             .timeout(self.timeout);
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
         (rb, method, url)
     }
 

@@ -60,6 +60,16 @@ enum Command {
     },
     /// Print a new random id in Kafka's form, for --cluster-id.
     RandomUuid,
+    /// Print a new random API token, and the [[principal]] entry (its SHA-256, never the
+    /// token) to add to the principals file (`auth_principals_file`).
+    NewToken {
+        /// The principal's name, e.g. `alice` or `broker-1`.
+        #[arg(long)]
+        name: String,
+        /// Its role: operator, reader or broker:<id>.
+        #[arg(long)]
+        role: String,
+    },
     /// Decode checkpoint files, raw batch files or a node's Raft log directory offline
     /// (like kafka-dump-log --cluster-metadata-decoder). A directory (DATA_DIR or
     /// DATA_DIR/raft) is opened read-only, so a running node's log can be read too.
@@ -232,6 +242,16 @@ fn main() -> ExitCode {
             println!("{}", meta::random_id());
             ExitCode::SUCCESS
         }
+        Some(Command::NewToken { name, role }) => match cli::token::new_token(&name, &role) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kraftd new-token: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some(Command::Dump { files, output }) => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());

@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod auth;
 pub mod brokers;
 pub mod metadata;
 pub mod metrics;
@@ -132,9 +133,10 @@ fn body_rejection(rej: axum::extract::rejection::BytesRejection) -> ApiError {
     }
 }
 
-/// The API router.
-pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
+/// The API router; with `principals`, every call is authenticated and authorized
+/// ([`auth`]).
+pub fn router(node: Arc<Node>, principals: Option<Arc<auth::Principals>>) -> Router {
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::serve))
@@ -144,8 +146,14 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(brokers::routes())
         .merge(topics::routes())
         .route("/metrics", get(metrics))
-        .route("/ui", get(ui::page))
-        // A route layer sees the matched route template; unknown paths are not counted.
+        .route("/ui", get(ui::page));
+    // Route layers see the matched route template; unknown paths are not counted. The
+    // check runs inside the metrics layer, so refusals are counted by status too.
+    let routes = match principals {
+        Some(p) => routes.route_layer(axum::middleware::from_fn_with_state(p, auth::check)),
+        None => routes,
+    };
+    routes
         .route_layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .fallback(|| async {
             ApiError::new(
@@ -298,7 +306,13 @@ async fn relay(
         .header(FORWARDED, from.to_string())
         .timeout(timeout)
         .body(body);
-    for h in [header::CONTENT_TYPE, header::ACCEPT, header::RANGE] {
+    // The leader authenticates and authorizes the forwarded call again.
+    for h in [
+        header::CONTENT_TYPE,
+        header::ACCEPT,
+        header::RANGE,
+        header::AUTHORIZATION,
+    ] {
         if let Some(v) = headers.get(&h) {
             req = req.header(h, v);
         }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Html;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use openraft::async_runtime::WatchReceiver;
@@ -61,7 +62,9 @@ struct Page {
     now_ms: u64,
 }
 
-async fn replication(node: &Node) -> Replication {
+/// The replication rows: this node's, or the leader's, asked with the caller's own
+/// credentials (`authorization`), which the leader checks again.
+async fn replication(node: &Node, authorization: Option<&HeaderValue>) -> Replication {
     if node.is_leader() {
         return Replication::Known(super::quorum::replication_rows(node), node.id());
     }
@@ -71,12 +74,14 @@ async fn replication(node: &Node) -> Replication {
     let Some(addr) = node.api_addr_of(leader).await else {
         return Replication::Unknown(format!("the API address of leader {leader} is unknown"));
     };
-    let ask = node
+    let mut ask = node
         .http()
         .get(format!("http://{addr}/v1/quorum/replication"))
-        .timeout(Duration::from_secs(1))
-        .send()
-        .await;
+        .timeout(Duration::from_secs(1));
+    if let Some(a) = authorization {
+        ask = ask.header(header::AUTHORIZATION, a);
+    }
+    let ask = ask.send().await;
     match ask {
         Ok(r) if r.status().is_success() => match r.json::<Vec<Replica>>().await {
             Ok(rows) => Replication::Known(rows, leader),
@@ -88,9 +93,9 @@ async fn replication(node: &Node) -> Replication {
 }
 
 /// The page.
-pub async fn page(State(node): State<Arc<Node>>) -> Html<String> {
+pub async fn page(State(node): State<Arc<Node>>, headers: HeaderMap) -> Html<String> {
     let status = super::quorum::quorum_status(&node).await;
-    let replication = replication(&node).await;
+    let replication = replication(&node, headers.get(header::AUTHORIZATION)).await;
     let role = format!("{:?}", node.raft().metrics().borrow_watched().state);
     let (brokers, mut topics) = {
         let st = node.sm().read();

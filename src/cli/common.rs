@@ -107,11 +107,18 @@ pub struct Conn {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "table")]
     pub output: Output,
+    /// Bearer token of a principal of the API (when the cluster has a principals file).
+    #[arg(long, global = true, env = "KRAFTD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl Conn {
     pub fn client(&self) -> Result<Client, CliError> {
-        Ok(Client::new(&self.api)?)
+        let c = Client::new(&self.api)?;
+        Ok(match &self.token {
+            Some(t) => c.with_token(t.clone()),
+            None => c,
+        })
     }
 }
 

@@ -45,6 +45,8 @@ pub struct QuorumOptions {
     pub reuse_formatted: bool,
     /// The cluster id to format with; `None` picks a random one.
     pub cluster_id: Option<String>,
+    /// Bearer token the quorum's clients send (when the nodes have a principals file).
+    pub token: Option<String>,
 }
 
 impl QuorumOptions {
@@ -58,6 +60,7 @@ impl QuorumOptions {
             ports: None,
             reuse_formatted: false,
             cluster_id: None,
+            token: None,
         }
     }
 
@@ -126,6 +129,7 @@ pub struct LocalQuorum {
     voters_arg: String,
     env: Vec<(String, String)>,
     nodes: Vec<LocalNode>,
+    token: Option<String>,
 }
 
 impl LocalQuorum {
@@ -148,7 +152,13 @@ impl LocalQuorum {
         let mut nodes = Vec::with_capacity(opts.nodes);
         for (i, (api, peer)) in ports.iter().enumerate() {
             let id = i as u64 + 1;
-            nodes.push(new_node(&opts.base_dir, id, *api, *peer)?);
+            nodes.push(new_node(
+                &opts.base_dir,
+                id,
+                *api,
+                *peer,
+                opts.token.as_deref(),
+            )?);
         }
         let voters_arg = nodes
             .iter()
@@ -176,6 +186,7 @@ impl LocalQuorum {
             voters_arg,
             env: opts.env,
             nodes,
+            token: opts.token,
         };
         for i in 0..q.nodes.len() {
             let id = q.nodes[i].id;
@@ -428,7 +439,7 @@ impl LocalQuorum {
             bail!("node {id} already exists");
         }
         let p = free_ports(2)?;
-        let node = new_node(&self.base_dir, id, p[0], p[1])?;
+        let node = new_node(&self.base_dir, id, p[0], p[1], self.token.as_deref())?;
         self.nodes.push(node);
         self.format_as(id, true).await?;
         self.spawn(id)
@@ -624,10 +635,19 @@ pub enum StopOutcome {
     Killed(ExitStatus),
 }
 
-fn new_node(base: &Path, id: u64, api: u16, peer: u16) -> anyhow::Result<LocalNode> {
+fn new_node(
+    base: &Path,
+    id: u64,
+    api: u16,
+    peer: u16,
+    token: Option<&str>,
+) -> anyhow::Result<LocalNode> {
     let api_addr = SocketAddr::from(([127, 0, 0, 1], api));
     let peer_addr = SocketAddr::from(([127, 0, 0, 1], peer));
-    let client = Client::new(&api_addr.to_string())?;
+    let mut client = Client::new(&api_addr.to_string())?;
+    if let Some(t) = token {
+        client = client.with_token(t);
+    }
     Ok(LocalNode {
         id,
         data_dir: base.join(format!("node{id}")),

@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod ops;
 pub mod shell;
 pub mod table;
+pub mod token;
 
 /// How a command prints its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

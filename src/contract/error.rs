@@ -14,6 +14,8 @@ pub enum ErrorCode {
     BrokerIdNotRegistered,
     /// Another incarnation of the broker holds its registration. (409)
     DuplicateBrokerRegistration,
+    /// The principal may not make this call. (403)
+    ClusterAuthorizationFailed,
     /// The partition already has the leader the election would choose. (400)
     ElectionNotNeeded,
     /// No replica may lead the partition. (400)
@@ -64,6 +66,8 @@ pub enum ErrorCode {
     UnknownTopicId,
     /// No such topic or partition. (404)
     UnknownTopicOrPartition,
+    /// The request carries no valid credentials. (401)
+    SaslAuthenticationFailed,
     /// The request asks for a version this controller does not support. (400)
     UnsupportedVersion,
     /// No such voter. (404)
@@ -72,8 +76,9 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in name order.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::BrokerIdNotRegistered,
+        ErrorCode::ClusterAuthorizationFailed,
         ErrorCode::DuplicateBrokerRegistration,
         ErrorCode::ElectionNotNeeded,
         ErrorCode::EligibleLeadersNotAvailable,
@@ -94,6 +99,7 @@ impl ErrorCode {
         ErrorCode::OffsetOutOfRange,
         ErrorCode::PreferredLeaderNotAvailable,
         ErrorCode::RequestTimedOut,
+        ErrorCode::SaslAuthenticationFailed,
         ErrorCode::SnapshotNotFound,
         ErrorCode::StaleBrokerEpoch,
         ErrorCode::TopicAlreadyExists,
@@ -108,6 +114,7 @@ impl ErrorCode {
     pub const fn name(self) -> &'static str {
         match self {
             ErrorCode::BrokerIdNotRegistered => "BROKER_ID_NOT_REGISTERED",
+            ErrorCode::ClusterAuthorizationFailed => "CLUSTER_AUTHORIZATION_FAILED",
             ErrorCode::DuplicateBrokerRegistration => "DUPLICATE_BROKER_REGISTRATION",
             ErrorCode::ElectionNotNeeded => "ELECTION_NOT_NEEDED",
             ErrorCode::EligibleLeadersNotAvailable => "ELIGIBLE_LEADERS_NOT_AVAILABLE",
@@ -128,6 +135,7 @@ impl ErrorCode {
             ErrorCode::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
             ErrorCode::PreferredLeaderNotAvailable => "PREFERRED_LEADER_NOT_AVAILABLE",
             ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
+            ErrorCode::SaslAuthenticationFailed => "SASL_AUTHENTICATION_FAILED",
             ErrorCode::SnapshotNotFound => "SNAPSHOT_NOT_FOUND",
             ErrorCode::StaleBrokerEpoch => "STALE_BROKER_EPOCH",
             ErrorCode::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
@@ -153,6 +161,8 @@ impl ErrorCode {
             | ErrorCode::InvalidTopicException
             | ErrorCode::PreferredLeaderNotAvailable
             | ErrorCode::UnsupportedVersion => 400,
+            ErrorCode::SaslAuthenticationFailed => 401,
+            ErrorCode::ClusterAuthorizationFailed => 403,
             ErrorCode::BrokerIdNotRegistered
             | ErrorCode::NotFound
             | ErrorCode::SnapshotNotFound

@@ -54,6 +54,9 @@ pub struct Config {
     pub noop_interval_ms: u64,
     /// Log lines as JSON instead of text.
     pub log_json: bool,
+    /// The API's principals file (roles and SHA-256 token hashes; README, "Security").
+    /// Empty: no authentication on the API listener.
+    pub auth_principals_file: String,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             broker_session_timeout_ms: 9_000,
             noop_interval_ms: 500,
             log_json: false,
+            auth_principals_file: String::new(),
         }
     }
 }

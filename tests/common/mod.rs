@@ -99,6 +99,12 @@ impl Scenario {
     /// Formats and starts `nodes` nodes with `env`, waits until all are ready and agree on
     /// a leader.
     pub async fn start(nodes: usize, env: &[(&str, &str)]) -> Scenario {
+        Self::start_as(nodes, env, None).await
+    }
+
+    /// [`Scenario::start`] on nodes with a principals file: the quorum's own clients send
+    /// `token`.
+    pub async fn start_as(nodes: usize, env: &[(&str, &str)], token: Option<&str>) -> Scenario {
         let dir = tempfile::Builder::new()
             .prefix("kraftd-quorum-test-")
             .tempdir()
@@ -107,6 +113,7 @@ impl Scenario {
         for (k, v) in env {
             opts = opts.env(*k, v);
         }
+        opts.token = token.map(str::to_string);
         let q = LocalQuorum::start(opts).await.unwrap();
         let (rng, seed) = Rng::from_env();
         eprintln!(
