@@ -18,6 +18,11 @@
 #                       is caught at start: the node refuses the first election and stays an
 #                       observer (see deploy/README.md, "Replacing a lost or damaged disk")
 #   KRAFTD_CONFIG_FILE  settings file; default /etc/kraftd/kraftd.toml, used if present
+#   KRAFTD_TLS_DIR      a directory laid out as `kraftd certs` writes it (the image sets
+#                       /etc/kraftd/tls): when it holds ca.pem, this node serves TLS with
+#                       controller-<node id>.pem and -key.pem, and authenticates the API
+#                       with principals.toml (each unless its KRAFTD_TLS_*/KRAFTD_AUTH_*
+#                       setting is given)
 # The format variables are needed only while the data directory is unformatted.
 # On later starts they are checked against meta.properties when given, so a volume is
 # never silently served under another cluster id or node id.
@@ -91,7 +96,22 @@ else
   esac
 fi
 
-unset KRAFTD_CLUSTER_ID KRAFTD_NODE_ID KRAFTD_VOTERS KRAFTD_JOIN KRAFTD_CONFIG_FILE
+tls_dir="${KRAFTD_TLS_DIR:-}"
+if [ -n "$tls_dir" ] && [ -f "$tls_dir/ca.pem" ]; then
+  id="${node_id:-${have_node:-}}"
+  [ -n "$id" ] || die "KRAFTD_TLS_DIR=$tls_dir: the node id is not known"
+  : "${KRAFTD_TLS_CERT_FILE:=$tls_dir/controller-$id.pem}"
+  : "${KRAFTD_TLS_KEY_FILE:=$tls_dir/controller-$id-key.pem}"
+  : "${KRAFTD_TLS_CA_FILE:=$tls_dir/ca.pem}"
+  export KRAFTD_TLS_CERT_FILE KRAFTD_TLS_KEY_FILE KRAFTD_TLS_CA_FILE
+  if [ -f "$tls_dir/principals.toml" ]; then
+    : "${KRAFTD_AUTH_PRINCIPALS_FILE:=$tls_dir/principals.toml}"
+    export KRAFTD_AUTH_PRINCIPALS_FILE
+  fi
+  say "TLS with $KRAFTD_TLS_CERT_FILE"
+fi
+
+unset KRAFTD_CLUSTER_ID KRAFTD_NODE_ID KRAFTD_VOTERS KRAFTD_JOIN KRAFTD_CONFIG_FILE KRAFTD_TLS_DIR
 # The directory just formatted is the one served, whatever a settings file says.
 KRAFTD_DATA_DIR="$data_dir"
 export KRAFTD_DATA_DIR

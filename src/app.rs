@@ -12,6 +12,8 @@ use crate::api::auth::Principals;
 use crate::node::boot::{boot, Booted};
 use crate::node::config::Config;
 use crate::node::duties::start_duties;
+use crate::telemetry::TLS_HANDSHAKE_FAILURES;
+use crate::tls::{certificate_names, server_config, ClientCerts, Identity, PeerIdentity};
 
 /// Runs a node until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -32,8 +34,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         peer_listener,
         gate_members,
         metrics,
+        tls,
     } = boot(config).await?;
-    let peer_app = crate::api::peer::router(node.clone());
+    let peer_app = crate::api::peer::router(node.clone(), tls.is_some());
     let api_app = crate::api::router(node.clone(), principals);
     tracing::info!(
         node_id = node.id(),
@@ -42,10 +45,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         peer = %node.peer_addr(),
         "kraftd node serving"
     );
-    let peer_task =
-        tokio::spawn(async move { axum::serve(peer_listener.tap_io(nodelay), peer_app).await });
-    let api_task =
-        tokio::spawn(async move { axum::serve(api_listener.tap_io(nodelay), api_app).await });
+    let (peer_task, api_task) = match &tls {
+        None => (
+            tokio::spawn(async move {
+                let _ = axum::serve(peer_listener.tap_io(nodelay), peer_app).await;
+            }),
+            tokio::spawn(async move {
+                let _ = axum::serve(api_listener.tap_io(nodelay), api_app).await;
+            }),
+        ),
+        Some((identity, roots)) => {
+            let peer_cfg = server_config(identity.clone(), roots.clone(), ClientCerts::Required)?;
+            let api_cfg = server_config(identity.clone(), roots.clone(), ClientCerts::Optional)?;
+            tokio::spawn(watch_certificates(identity.clone()));
+            (
+                tokio::spawn(serve_tls(peer_listener, peer_cfg, peer_app, "peer")),
+                tokio::spawn(serve_tls(api_listener, api_cfg, api_app, "api")),
+            )
+        }
+    };
     start_duties(&node, gate_members, metrics);
 
     shutdown_signal().await;
@@ -54,6 +72,108 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     api_task.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), node.raft().shutdown()).await;
     Ok(())
+}
+
+/// Longest a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` over TLS on `listener`: each connection's handshake, then HTTP/1.1 or
+/// HTTP/2 on it, every request carrying the [`PeerIdentity`] of the client certificate. A
+/// failed handshake is logged with its reason and counted
+/// (`kraftd_tls_handshake_failures_total{listener}`).
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    which: &'static str,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                tracing::warn!(listener = which, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return handshake_failed(which, remote, &e.to_string()),
+                Err(_) => return handshake_failed(which, remote, "timed out"),
+            };
+            let identity = PeerIdentity {
+                names: stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(certificate_names)
+                    .unwrap_or_default(),
+            };
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(identity.clone());
+                    let mut app = app.clone();
+                    async move { tower::Service::call(&mut app, req).await }
+                },
+            );
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+        });
+    }
+}
+
+fn handshake_failed(which: &'static str, remote: std::net::SocketAddr, why: &str) {
+    tracing::warn!(listener = which, %remote, "TLS handshake failed: {why}");
+    metrics::counter!(TLS_HANDSHAKE_FAILURES, "listener" => which).increment(1);
+}
+
+/// Reloads this node's certificate and key on SIGHUP, and when the files change (checked
+/// every 5 s), so that a rotation needs no restart. A pair that does not load is reported
+/// and the current one kept.
+async fn watch_certificates(identity: Arc<Identity>) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        #[cfg(unix)]
+        let forced = match hup.as_mut() {
+            Some(h) => tokio::select! {
+                _ = h.recv() => true,
+                _ = tick.tick() => false,
+            },
+            None => {
+                tick.tick().await;
+                false
+            }
+        };
+        #[cfg(not(unix))]
+        let forced = {
+            tick.tick().await;
+            false
+        };
+        let result = if forced {
+            identity.reload()
+        } else {
+            identity.reload_if_changed()
+        };
+        match result {
+            Ok(true) => tracing::info!(
+                cert = %identity.files().cert.display(),
+                "TLS certificate reloaded: new handshakes use it"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::error!("TLS certificate not reloaded, the current one stays: {e}"),
+        }
+    }
 }
 
 /// Every accepted socket sets TCP_NODELAY (DESIGN: Nagle adds tens of ms on loopback).

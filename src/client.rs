@@ -201,10 +201,7 @@ impl Client {
         } else {
             format!("http://{addr}")
         };
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(30))
+        let http = Self::builder()
             .build()
             .map_err(|source| ClientError::Transport {
                 method: Method::GET,
@@ -217,6 +214,54 @@ impl Client {
             timeout,
             token: None,
         })
+    }
+
+    /// This client over TLS with `tls` (the cluster's CA, and a client certificate when the
+    /// principal proves who it is that way; `kraftd::tls::client_config_from_files` makes
+    /// one): `http://` becomes `https://`.
+    pub fn with_tls(mut self, tls: rustls::ClientConfig) -> Result<Client, ClientError> {
+        if let Some(rest) = self.base.strip_prefix("http://") {
+            self.base = format!("https://{rest}");
+        }
+        self.http = Self::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .map_err(|source| ClientError::Transport {
+                method: Method::GET,
+                url: self.base.clone(),
+                source,
+            })?;
+        Ok(self)
+    }
+
+    /// The same client (TLS, token, pool) for another node's API listener, `HOST:PORT`.
+    pub fn at(&self, addr: &str) -> Client {
+        let scheme = if self.base.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        let host = addr
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .trim_end_matches('/');
+        Client {
+            base: format!("{scheme}://{host}"),
+            ..self.clone()
+        }
+    }
+
+    /// The same client with another timeout for ordinary calls.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(30))
     }
 
     /// This client, sending `token` as `Authorization: Bearer` with every call (the API's
@@ -316,6 +361,17 @@ impl Client {
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let (rb, m, u) = self.request(Method::GET, path);
         Self::json(rb, m, u).await
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let (rb, m, u) = self.request(Method::GET, "/metrics");
+        let resp = Self::send(rb, &m, &u).await?;
+        resp.text().await.map_err(|source| ClientError::Transport {
+            method: m,
+            url: u,
+            source,
+        })
     }
 
     /// `GET /healthz`: whether the process answers.

@@ -17,3 +17,4 @@ pub mod node;
 pub mod raft;
 pub mod record;
 pub mod telemetry;
+pub mod tls;

@@ -81,6 +81,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Make a development CA and certificates for controllers, brokers, an operator and a
+    /// reader, with principals.toml (TLS and authentication in one command).
+    Certs(cli::certs::CertsArgs),
     /// Run a local three-node quorum as child processes in ./kraftd-dev/ until Ctrl-C.
     Dev(cli::dev::DevArgs),
     /// Benchmarks that print their figures.
@@ -107,6 +110,10 @@ struct ServeArgs {
     /// Brokers are fenced after this long without a heartbeat (broker.session.timeout.ms).
     #[arg(long)]
     broker_session_timeout_ms: Option<u64>,
+    /// Serve on a non-loopback address without TLS or without authentication (the
+    /// setting `insecure`; refused otherwise).
+    #[arg(long)]
+    insecure: bool,
     /// Settings file (TOML; keys as in the README).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -238,6 +245,16 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::RecoverQuorum { data_dir, force }) => recover_quorum(&data_dir, force),
+        Some(Command::Certs(a)) => match cli::certs::run(&a) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kraftd certs: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::RandomUuid) => {
             println!("{}", meta::random_id());
             ExitCode::SUCCESS
@@ -314,6 +331,9 @@ fn serve(a: ServeArgs, single_node_default: bool) -> ExitCode {
     }
     if let Some(v) = &a.peer_addr {
         overrides.insert("peer_addr".to_string(), v.clone());
+    }
+    if a.insecure {
+        overrides.insert("insecure".to_string(), "true".to_string());
     }
     if let Some(v) = a.broker_session_timeout_ms {
         overrides.insert("broker_session_timeout_ms".to_string(), v.to_string());

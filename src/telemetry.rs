@@ -53,6 +53,8 @@ pub const SNAPSHOT_AGE: &str = "kraftd_snapshot_age_seconds";
 pub const HTTP_REQUESTS: &str = "kraftd_http_requests_total";
 /// HTTP request latency, by route, method and status.
 pub const HTTP_LATENCY: &str = "kraftd_http_request_duration_seconds";
+/// TLS handshakes that failed, by listener (`api`, `peer`).
+pub const TLS_HANDSHAKE_FAILURES: &str = "kraftd_tls_handshake_failures_total";
 
 /// Histogram buckets (seconds): 0.5 ms to 10 s.
 const BUCKETS: [f64; 14] = [
@@ -156,6 +158,10 @@ fn describe() {
         SNAPSHOT_AGE,
         metrics::Unit::Seconds,
         "Time since this node's current checkpoint was written or installed (Kafka: kafka.server:type=SnapshotEmitter latest-snapshot-generated-age-ms)"
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed (wrong CA, expired or missing client certificate, not TLS), by listener"
     );
     describe_counter!(
         HTTP_REQUESTS,

@@ -300,5 +300,39 @@ fn every_route_answers_each_role_as_the_roles_table_says_and_refusals_change_not
             refused_writes > 0,
             "no audit line for the reader's refused writes:\n{logs}"
         );
+        // The operator's topic creation (on the leader) names the offset it committed at.
+        let accepted_with_offset = logs
+            .lines()
+            .filter(|l| l.contains("audit") && l.contains("accepted") && l.contains("ops"))
+            .map(strip_colours)
+            .filter(|l| {
+                l.rsplit("offset=")
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .is_some_and(|o| o.parse::<u64>().is_ok())
+            })
+            .count();
+        assert!(
+            accepted_with_offset > 0,
+            "no audit line gives the operator's committed write its offset:\n{logs}"
+        );
     });
+}
+
+/// A log line without its terminal colour codes.
+fn strip_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -35,12 +35,39 @@ fn assert_clean(what: &str, r: (i32, String, String)) -> String {
     stdout
 }
 
-/// The environment the container image sets.
-const IMAGE_ENV: [(&str, &str); 3] = [
+/// The environment the container image sets, with what its entrypoint exports from the
+/// mounted certificates (KRAFTD_TLS_DIR).
+const IMAGE_ENV: [(&str, &str); 7] = [
     ("KRAFTD_DATA_DIR", "/var/lib/kraftd"),
     ("KRAFTD_API_ADDR", "0.0.0.0:9093"),
     ("KRAFTD_PEER_ADDR", "0.0.0.0:9094"),
+    ("KRAFTD_TLS_CERT_FILE", "/etc/kraftd/tls/controller-1.pem"),
+    (
+        "KRAFTD_TLS_KEY_FILE",
+        "/etc/kraftd/tls/controller-1-key.pem",
+    ),
+    ("KRAFTD_TLS_CA_FILE", "/etc/kraftd/tls/ca.pem"),
+    (
+        "KRAFTD_AUTH_PRINCIPALS_FILE",
+        "/etc/kraftd/tls/principals.toml",
+    ),
 ];
+
+#[test]
+fn a_listener_past_loopback_without_tls_or_authentication_is_refused_naming_the_fix() {
+    for (missing, env) in [
+        ("TLS", &IMAGE_ENV[..3]),
+        ("authentication", &IMAGE_ENV[..6]),
+    ] {
+        let (code, _, stderr) = check(None, env);
+        assert_eq!(code, 2, "without {missing}: {stderr}");
+        assert!(stderr.contains("--insecure"), "{stderr}");
+        assert!(stderr.contains(&missing.to_string()), "{stderr}");
+    }
+    let mut env = IMAGE_ENV[..3].to_vec();
+    env.push(("KRAFTD_INSECURE", "true"));
+    assert_clean("--insecure", check(None, &env));
+}
 
 #[test]
 fn the_host_example_config_loads_without_warnings() {

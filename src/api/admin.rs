@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::{controller_error, parse_body, ApiError, LeaderRequest};
+use super::{committed, controller_error, parse_body, ApiError, LeaderRequest};
 use crate::contract::configs::ConfigPatch;
 use crate::contract::metadata::WriteAck;
 use crate::contract::{int64, ErrorCode};
@@ -59,11 +59,14 @@ async fn patch_config(
             .submit(move |v| topics::alter_configs(v, &res, &patch))
             .await
             .map_err(controller_error)?;
-        Ok(Json(WriteAck {
-            offset: int64(ack.offset),
-            epoch: ack.epoch,
-        })
-        .into_response())
+        Ok(committed(
+            Json(WriteAck {
+                offset: int64(ack.offset),
+                epoch: ack.epoch,
+            })
+            .into_response(),
+            ack,
+        ))
     })
     .await
 }

@@ -2,13 +2,14 @@
 //! through, and the `audit` log of writes and refusals.
 //!
 //! Authentication is on when the settings name a principals file (`auth_principals_file`).
-//! Each principal has one role and one bearer token, kept in the file as its SHA-256 only:
+//! Each principal has one role. It proves who it is with a client certificate whose common
+//! name is its name (with TLS), or with a bearer token the file keeps as its SHA-256 only:
 //!
 //! ```toml
 //! [[principal]]
 //! name = "alice"
 //! role = "operator"                  # or "reader", or "broker:<id>"
-//! token_sha256 = "9f86d081884c7d65..." # `kraftd auth new-token` prints one
+//! token_sha256 = "9f86d081884c7d65..." # optional; `kraftd new-token` prints one
 //! ```
 //!
 //! The roles (SECURITY.md): `operator` may do everything on the API; `reader` may only GET;
@@ -18,7 +19,9 @@
 //! grant the call gets 403 CLUSTER_AUTHORIZATION_FAILED. Both change nothing. `/healthz`,
 //! `/readyz` and `/metrics` stay closed too unless `open_health = true` is in the file.
 //!
-//! A follower forwards a write with its `Authorization` header; the leader checks it again.
+//! A follower forwards a write with its `Authorization` header, or, for a caller that used
+//! a certificate, names the principal in [`FORWARDED_PRINCIPAL`] over its own controller
+//! certificate; the leader checks it again.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,6 +38,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, MAX_BODY};
 use crate::contract::ErrorCode;
+use crate::tls::PeerIdentity;
 
 /// What a principal may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +100,8 @@ struct PrincipalsFile {
 struct PrincipalEntry {
     name: String,
     role: String,
-    token_sha256: String,
+    #[serde(default)]
+    token_sha256: Option<String>,
 }
 
 /// Why the principals file cannot be used.
@@ -124,6 +129,8 @@ pub enum PrincipalsError {
 #[derive(Debug, Default)]
 pub struct Principals {
     by_hash: HashMap<[u8; 32], Principal>,
+    /// Every principal, for client certificates (whose common name is the principal).
+    by_name: HashMap<String, Principal>,
     open_health: bool,
 }
 
@@ -169,6 +176,7 @@ impl Principals {
         }
         let mut out = Principals {
             by_hash: HashMap::new(),
+            by_name: HashMap::new(),
             open_health: file.open_health,
         };
         let mut names = std::collections::BTreeSet::new();
@@ -179,29 +187,61 @@ impl Principals {
                     p.name, p.role
                 )
             })?;
-            let hash = unhex32(&p.token_sha256.to_ascii_lowercase()).ok_or_else(|| {
-                format!(
-                    "principal {:?}: token_sha256 is not 64 hex digits (kraftd auth new-token \
-                     prints one)",
-                    p.name
-                )
-            })?;
+            let hash = match &p.token_sha256 {
+                None => None,
+                Some(h) => Some(unhex32(&h.to_ascii_lowercase()).ok_or_else(|| {
+                    format!(
+                        "principal {:?}: token_sha256 is not 64 hex digits (kraftd new-token \
+                         prints one)",
+                        p.name
+                    )
+                })?),
+            };
             if p.name.is_empty() || !names.insert(p.name.clone()) {
                 return Err(format!("principal name {:?} is empty or repeated", p.name));
             }
             let principal = Principal { name: p.name, role };
-            if out.by_hash.insert(hash, principal).is_some() {
-                return Err("two principals share a token".into());
+            out.by_name
+                .insert(principal.name.clone(), principal.clone());
+            if let Some(hash) = hash {
+                if out.by_hash.insert(hash, principal).is_some() {
+                    return Err("two principals share a token".into());
+                }
             }
         }
         Ok(out)
     }
 
-    /// The principal a request's `Authorization: Bearer` token names; None when it has no
-    /// credentials.
+    /// The principal a request proves it is: by its `Authorization: Bearer` token; else by
+    /// the client certificate of its TLS connection (its common name); else, over a
+    /// controller's connection, by the principal the forwarding controller vouches for.
+    /// None when it has no credentials.
     fn authenticate(&self, req: &Request) -> Result<Option<&Principal>, ApiError> {
         let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-            return Ok(None);
+            let Some(conn) = req.extensions().get::<PeerIdentity>() else {
+                return Ok(None);
+            };
+            if conn.controller_id().is_some() {
+                if let Some(name) = req
+                    .headers()
+                    .get(FORWARDED_PRINCIPAL)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    return self
+                        .by_name
+                        .get(name)
+                        .map(Some)
+                        .ok_or_else(|| unauthenticated("the forwarded principal is not known"));
+                }
+            }
+            return match conn.principal() {
+                None => Ok(None),
+                Some(name) => self.by_name.get(name).map(Some).ok_or_else(|| {
+                    unauthenticated(&format!(
+                        "the client certificate's name {name:?} is not a principal"
+                    ))
+                }),
+            };
         };
         let token = value
             .to_str()
@@ -218,11 +258,19 @@ impl Principals {
     }
 }
 
+/// The principal a forwarding controller vouches for, when its caller proved who it is with
+/// a client certificate (which the leader cannot see). Trusted only over a connection whose
+/// own certificate is a controller's.
+pub const FORWARDED_PRINCIPAL: &str = "kraft-forwarded-principal";
+
 fn unauthenticated(why: &str) -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         ErrorCode::SaslAuthenticationFailed,
-        format!("{why}: send `Authorization: Bearer TOKEN` with a token of the principals file"),
+        format!(
+            "{why}: present a client certificate of a principal (over TLS), or send \
+             `Authorization: Bearer TOKEN` with a token of the principals file"
+        ),
     )
 }
 
@@ -304,6 +352,14 @@ pub async fn check(
         let e = unauthenticated("no credentials");
         return audited(None, &method, &route, &resource, e.into_response());
     };
+    let mut req = req;
+    // Only this node may vouch for the caller when it forwards the call.
+    req.headers_mut().remove(FORWARDED_PRINCIPAL);
+    if req.headers().get(header::AUTHORIZATION).is_none() {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&p.name) {
+            req.headers_mut().insert(FORWARDED_PRINCIPAL, v);
+        }
+    }
     let (req, verdict) = decide(&p, need, req).await;
     let resp = match verdict {
         Ok(()) => next.run(req).await,
@@ -380,6 +436,12 @@ fn audited(
     let status = resp.status().as_u16();
     let principal = p.map_or_else(|| "anonymous".to_string(), |p| p.name.clone());
     let role = p.map_or_else(|| "none".to_string(), |p| p.role.to_string());
+    // Where the write was committed (on the leader; a follower forwarding it does not know).
+    let offset = resp
+        .extensions()
+        .get::<super::Committed>()
+        .map(|c| c.0.offset.to_string())
+        .unwrap_or_else(|| "-".into());
     let result = if resp.status().is_success() {
         "accepted"
     } else if status == 401 || status == 403 {
@@ -396,6 +458,7 @@ fn audited(
         resource,
         status,
         result,
+        offset = %offset,
         "api call"
     );
     resp

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{controller_error, parse_body, ApiError, LeaderRequest};
+use super::{committed, controller_error, parse_body, ApiError, LeaderRequest};
 use crate::contract::brokers::{BrokerEpoch, BrokerView, Heartbeat, Registration};
 use crate::contract::partitions::AlterPartition;
 use crate::contract::ErrorCode;
@@ -59,15 +59,18 @@ async fn register(
     req.on_leader(&node, |node, body| async move {
         let id = broker_id(&id)?;
         let req: Registration = parse_body(&body)?;
-        let (epoch, _) = node
+        let (epoch, ack) = node
             .controller()
             .submit(move |v| brokers::register(v, id, &req))
             .await
             .map_err(controller_error)?;
-        Ok(Json(BrokerEpoch {
-            broker_epoch: epoch,
-        })
-        .into_response())
+        Ok(committed(
+            Json(BrokerEpoch {
+                broker_epoch: epoch,
+            })
+            .into_response(),
+            ack,
+        ))
     })
     .await
 }
@@ -80,12 +83,12 @@ async fn heartbeat(
     req.on_leader(&node, |node, body| async move {
         let id = broker_id(&id)?;
         let req: Heartbeat = parse_body(&body)?;
-        let (answer, _) = node
+        let (answer, ack) = node
             .controller()
             .submit(move |v| brokers::heartbeat(v, id, &req))
             .await
             .map_err(controller_error)?;
-        Ok(Json(answer).into_response())
+        Ok(committed(Json(answer).into_response(), ack))
     })
     .await
 }
@@ -97,11 +100,12 @@ async fn unregister(
 ) -> Response {
     req.on_leader(&node, |node, _body| async move {
         let id = broker_id(&id)?;
-        node.controller()
+        let ((), ack) = node
+            .controller()
             .submit(move |v| brokers::unregister(v, id))
             .await
             .map_err(controller_error)?;
-        Ok(StatusCode::NO_CONTENT.into_response())
+        Ok(committed(StatusCode::NO_CONTENT.into_response(), ack))
     })
     .await
 }
@@ -109,12 +113,12 @@ async fn unregister(
 async fn alter_partition(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
     req.on_leader(&node, |node, body| async move {
         let req: AlterPartition = parse_body(&body)?;
-        let (answer, _) = node
+        let (answer, ack) = node
             .controller()
             .submit(move |v| partitions::alter(v, &req))
             .await
             .map_err(controller_error)?;
-        Ok(Json(answer).into_response())
+        Ok(committed(Json(answer).into_response(), ack))
     })
     .await
 }

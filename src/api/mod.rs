@@ -260,7 +260,7 @@ pub async fn forward(
 
 /// The leader a request is forwarded to, and how.
 struct Upstream<'a> {
-    http: &'a reqwest::Client,
+    http: &'a crate::raft::network::PeerHttp,
     /// This node (named in the [`FORWARDED`] header).
     from: NodeId,
     leader: NodeId,
@@ -302,7 +302,8 @@ async fn relay(
         }
     };
     let mut req = http
-        .request(method, format!("http://{addr}{path_and_query}"))
+        .client
+        .request(method, http.url(addr, path_and_query))
         .header(FORWARDED, from.to_string())
         .timeout(timeout)
         .body(body);
@@ -312,6 +313,7 @@ async fn relay(
         header::ACCEPT,
         header::RANGE,
         header::AUTHORIZATION,
+        axum::http::HeaderName::from_static(auth::FORWARDED_PRINCIPAL),
     ] {
         if let Some(v) = headers.get(&h) {
             req = req.header(h, v);
@@ -400,6 +402,16 @@ pub fn controller_error(e: ControllerError) -> ApiError {
         ),
         ControllerError::Internal(m) => ApiError::internal(m),
     }
+}
+
+/// Where a write was committed; carried on its answer for the `audit` line.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed(pub crate::controller::WriteAck);
+
+/// `resp`, marked with where its write was committed.
+pub(crate) fn committed(mut resp: Response, ack: crate::controller::WriteAck) -> Response {
+    resp.extensions_mut().insert(Committed(ack));
+    resp
 }
 
 /// Parses a JSON body; unknown fields and type errors are 400 INVALID_REQUEST.
@@ -578,7 +590,7 @@ mod tests {
     /// Forwards [`BODY`] to `addr` as the follower does (the node's own HTTP client), with
     /// `timeout` for the leader's answer.
     async fn forward_to(addr: SocketAddr, method: Method, timeout: Duration) -> Answer {
-        let http = crate::raft::network::http_client();
+        let http = crate::raft::network::PeerHttp::plain();
         let addr = addr.to_string();
         let mut headers = HeaderMap::new();
         headers.insert(

@@ -39,10 +39,16 @@ use crate::raft::{KSnapshotMeta, KVote, LogId, NodeId, TypeConfig};
 /// What the Raft handlers answer: openraft's result, postcard-encoded.
 type RaftResult<T> = Result<T, RaftError<TypeConfig>>;
 use crate::record::batch::decode_batch;
+use crate::tls::PeerIdentity;
 
 /// The peer router.
-pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
+///
+/// With `mutual_tls`, every request must come over a connection whose client certificate
+/// (checked against the cluster's CA during the handshake) names a controller,
+/// `controller-<id>`, and an enveloped request must say it is from that same node: a
+/// request from the wrong identity is refused before openraft sees it.
+pub fn router(node: Arc<Node>, mutual_tls: bool) -> Router {
+    let r = Router::new()
         .route(PATH_APPEND, post(append))
         .route(PATH_VOTE, post(vote))
         .route(PATH_PRE_VOTE, post(pre_vote))
@@ -50,8 +56,74 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(PATH_INFO, get(info))
         .route(PATH_HISTORY, get(history))
         .route(PATH_CURRENT_SNAPSHOT, get(current_snapshot))
-        .layer(DefaultBodyLimit::max(MAX_PEER_BODY))
-        .with_state(node)
+        .layer(DefaultBodyLimit::max(MAX_PEER_BODY));
+    let r = if mutual_tls {
+        r.route_layer(axum::middleware::from_fn(require_controller))
+    } else {
+        r
+    };
+    r.with_state(node)
+}
+
+/// The mutual-TLS check of the peer listener (see [`router`]).
+async fn require_controller(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let names = req
+        .extensions()
+        .get::<PeerIdentity>()
+        .map(|p| (p.controller_id(), p.names.clone()));
+    let cert_node = match names {
+        Some((Some(id), _)) => id,
+        Some((None, names)) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!("the client certificate ({names:?}) names no controller-<id>"),
+            )
+        }
+        None => return refuse(StatusCode::FORBIDDEN, "no client certificate"),
+    };
+    if req.method() != axum::http::Method::POST {
+        let from = req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("from="))
+                .map(|v| v.parse::<NodeId>().ok())
+        });
+        return match from {
+            Some(Some(f)) if f != cert_node => refuse(
+                StatusCode::FORBIDDEN,
+                format!("a request from node {f} over the certificate of controller-{cert_node}"),
+            ),
+            Some(None) => refuse(StatusCode::BAD_REQUEST, "from= is not a node id"),
+            _ => next.run(req).await,
+        };
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_PEER_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("peer request body: {e}"),
+            )
+        }
+    };
+    // The envelope starts with the sender's cluster id and node id (PeerRequest).
+    match postcard::take_from_bytes::<(String, NodeId)>(&bytes) {
+        Ok(((_, from), _)) if from == cert_node => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+        Ok(((_, from), _)) => refuse(
+            StatusCode::FORBIDDEN,
+            format!("a request from node {from} over the certificate of controller-{cert_node}"),
+        ),
+        Err(e) => refuse(
+            StatusCode::BAD_REQUEST,
+            format!("undecodable peer request: {e}"),
+        ),
+    }
 }
 
 fn refuse(status: StatusCode, msg: impl std::fmt::Display) -> Response {

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{controller_error, parse_body, ApiError, LeaderRequest};
+use super::{committed, controller_error, parse_body, ApiError, LeaderRequest};
 use crate::contract::partitions::{ElectionRequest, Elections};
 use crate::contract::topics::{AddPartitions, CreateTopic, Partitions, TopicSummary};
 use crate::contract::ErrorCode;
@@ -52,12 +52,15 @@ async fn describe(
 async fn create(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
     req.on_leader(&node, |node, body| async move {
         let req: CreateTopic = parse_body(&body)?;
-        let (created, _) = node
+        let (created, ack) = node
             .controller()
             .submit(move |v| topics::create(v, &req))
             .await
             .map_err(controller_error)?;
-        Ok((StatusCode::CREATED, Json(created)).into_response())
+        Ok(committed(
+            (StatusCode::CREATED, Json(created)).into_response(),
+            ack,
+        ))
     })
     .await
 }
@@ -68,11 +71,12 @@ async fn delete_topic(
     req: LeaderRequest,
 ) -> Response {
     req.on_leader(&node, |node, _body| async move {
-        node.controller()
+        let ((), ack) = node
+            .controller()
             .submit(move |v| topics::delete(v, &name))
             .await
             .map_err(controller_error)?;
-        Ok(StatusCode::NO_CONTENT.into_response())
+        Ok(committed(StatusCode::NO_CONTENT.into_response(), ack))
     })
     .await
 }
@@ -84,12 +88,15 @@ async fn add_partitions(
 ) -> Response {
     req.on_leader(&node, |node, body| async move {
         let req: AddPartitions = parse_body(&body)?;
-        let (added, _) = node
+        let (added, ack) = node
             .controller()
             .submit(move |v| topics::add_partitions(v, &name, req.count))
             .await
             .map_err(controller_error)?;
-        Ok(Json(Partitions { partitions: added }).into_response())
+        Ok(committed(
+            Json(Partitions { partitions: added }).into_response(),
+            ack,
+        ))
     })
     .await
 }
@@ -97,15 +104,18 @@ async fn add_partitions(
 async fn elect(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
     req.on_leader(&node, |node, body| async move {
         let req: ElectionRequest = parse_body(&body)?;
-        let (results, _) = node
+        let (results, ack) = node
             .controller()
             .submit(move |v| partitions::elect(v, &req))
             .await
             .map_err(controller_error)?;
-        Ok(Json(Elections {
-            partitions: results,
-        })
-        .into_response())
+        Ok(committed(
+            Json(Elections {
+                partitions: results,
+            })
+            .into_response(),
+            ack,
+        ))
     })
     .await
 }

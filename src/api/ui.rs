@@ -74,9 +74,10 @@ async fn replication(node: &Node, authorization: Option<&HeaderValue>) -> Replic
     let Some(addr) = node.api_addr_of(leader).await else {
         return Replication::Unknown(format!("the API address of leader {leader} is unknown"));
     };
-    let mut ask = node
-        .http()
-        .get(format!("http://{addr}/v1/quorum/replication"))
+    let http = node.http();
+    let mut ask = http
+        .client
+        .get(http.url(&addr, "/v1/quorum/replication"))
         .timeout(Duration::from_secs(1));
     if let Some(a) = authorization {
         ask = ask.header(header::AUTHORIZATION, a);

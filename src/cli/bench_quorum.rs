@@ -36,6 +36,10 @@ pub struct QuorumArgs {
     /// otherwise a scratch directory is removed at the end.
     #[arg(long)]
     pub keep: Option<PathBuf>,
+    /// TLS on both listeners and mutual TLS between the nodes, with certificates `kraftd
+    /// certs` makes in the directory; the clients are the operator, by certificate.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Runs the benchmark and prints its figures.
@@ -60,7 +64,20 @@ async fn run(args: &QuorumArgs) -> anyhow::Result<()> {
             scratch.path().to_path_buf()
         }
     };
-    let mut q = LocalQuorum::start(QuorumOptions::new(exe, &base, 3)).await?;
+    let mut opts = QuorumOptions::new(exe, &base, 3);
+    if args.tls {
+        let certs = base.join("certs");
+        super::certs::run(&super::certs::CertsArgs {
+            dir: certs.clone(),
+            controllers: vec![1, 2, 3],
+            brokers: Vec::new(),
+            hosts: Vec::new(),
+            days: 1,
+        })
+        .map_err(|e| anyhow::anyhow!("kraftd certs: {e}"))?;
+        opts = opts.secure(&certs)?;
+    }
+    let mut q = LocalQuorum::start(opts).await?;
     let res = phases(&mut q, args).await;
     if let Err(e) = &res {
         eprintln!("kraftd bench quorum failed: {e:#}\n{}", q.logs(30));
@@ -77,7 +94,8 @@ async fn phases(q: &mut LocalQuorum, args: &QuorumArgs) -> anyhow::Result<()> {
     q.wait_ready_all(READY_TIMEOUT).await?;
     let leader = q.wait_leader(READY_TIMEOUT).await?;
     println!(
-        "kraftd bench quorum: 3 local nodes in {} (cluster {}), leader node {leader} after {:.0} ms",
+        "kraftd bench quorum: 3 local nodes{} in {} (cluster {}), leader node {leader} after {:.0} ms",
+        if args.tls { " over TLS" } else { "" },
         q.base_dir().display(),
         q.cluster_id(),
         t.elapsed().as_secs_f64() * 1e3
@@ -262,10 +280,7 @@ async fn failover(q: &mut LocalQuorum, trials: usize, limit: Duration) -> anyhow
             .ids()
             .into_iter()
             .filter(|&id| id != leader)
-            .map(|id| {
-                let addr = q.node(id)?.api_addr.to_string();
-                Ok(Client::with_timeout(&addr, Duration::from_secs(2))?)
-            })
+            .map(|id| Ok(q.client(id)?.with_call_timeout(Duration::from_secs(2))))
             .collect::<anyhow::Result<_>>()?;
         if survivors.is_empty() {
             bail!("failover needs at least two nodes");

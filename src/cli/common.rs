@@ -110,11 +110,30 @@ pub struct Conn {
     /// Bearer token of a principal of the API (when the cluster has a principals file).
     #[arg(long, global = true, env = "KRAFTD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The cluster's CA (PEM): talk TLS to the API and check its certificate against it.
+    #[arg(long, global = true, env = "KRAFTD_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) proving who this is (with --key-file and --ca-file).
+    #[arg(long, global = true, env = "KRAFTD_CERT_FILE", requires = "key_file")]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The key of --cert-file (PEM).
+    #[arg(long, global = true, env = "KRAFTD_KEY_FILE", requires = "cert_file")]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl Conn {
     pub fn client(&self) -> Result<Client, CliError> {
-        let c = Client::new(&self.api)?;
+        let mut c = Client::new(&self.api)?;
+        if let Some(ca) = &self.ca_file {
+            let pair = self.cert_file.as_deref().zip(self.key_file.as_deref());
+            let tls = crate::tls::client_config_from_files(ca, pair)
+                .map_err(|e| CliError::new(Failure::Failed, "TLS_CONFIG", e.to_string()))?;
+            c = c.with_tls(tls)?;
+        } else if self.cert_file.is_some() {
+            return Err(CliError::usage(
+                "--cert-file needs --ca-file (the CA the server's certificate is checked against)",
+            ));
+        }
         Ok(match &self.token {
             Some(t) => c.with_token(t.clone()),
             None => c,

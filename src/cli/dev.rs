@@ -24,6 +24,10 @@ pub struct DevArgs {
     /// (the default gives 9093/9094, 9193/9194, 9293/9294).
     #[arg(long, default_value_t = 9093)]
     pub port_base: u16,
+    /// TLS on both listeners (mutual TLS between the nodes) and authentication on the API,
+    /// with certificates `kraftd certs` makes in BASE_DIR/certs (kept across runs).
+    #[arg(long)]
+    pub secure: bool,
 }
 
 /// `(api, peer)` ports of the three nodes from `base`.
@@ -60,6 +64,22 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         ports: Some(ports),
         ..opts
     };
+    let certs = args.base_dir.join("certs");
+    let opts = if args.secure {
+        let made = super::certs::run(&super::certs::CertsArgs {
+            dir: certs.clone(),
+            controllers: vec![1, 2, 3],
+            brokers: vec![1, 2, 3],
+            hosts: Vec::new(),
+            days: 365,
+        })
+        .map_err(|e| anyhow::anyhow!("kraftd certs: {e}"))?;
+        print!("kraftd dev: {made}");
+        opts.secure(&certs)?
+    } else {
+        opts
+    };
+    let scheme = if args.secure { "https" } else { "http" };
     let fresh = !args.base_dir.join("node1").join("meta.properties").exists();
     let mut q = LocalQuorum::start(opts).await?;
     println!(
@@ -74,7 +94,7 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
     );
     for n in q.nodes() {
         println!(
-            "  node {}: API http://{}  peer {}  data {}  log {}",
+            "  node {}: API {scheme}://{}  peer {}  data {}  log {}",
             n.id,
             n.api_addr,
             n.peer_addr,
@@ -109,16 +129,30 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
             println!("ready: node {leader} (API {api}) is the leader. Try:");
             let api_of = |i: u16| args.port_base + 100 * i;
             let first = api_of(0);
-            println!("  kraftd quorum status --api localhost:{first}");
-            println!("  curl -s localhost:{first}/v1/quorum/status");
-            println!(
-                "  curl -s -X PATCH localhost:{first}/v1/configs/broker/1 -H 'content-type: application/json' -d '{{\"set\": {{\"log.retention.ms\": \"60000\"}}}}'"
-            );
-            println!("  curl -s localhost:{}/v1/configs/broker/1", api_of(1));
-            println!(
-                "  curl -s -H 'accept: application/json' 'localhost:{}/v1/metadata/log?offset=0'",
-                api_of(2)
-            );
+            if args.secure {
+                let c = certs.display();
+                println!(
+                    "  export KRAFTD_CA_FILE={c}/ca.pem KRAFTD_CERT_FILE={c}/operator.pem \
+                     KRAFTD_KEY_FILE={c}/operator-key.pem"
+                );
+                println!("  kraftd quorum status --api localhost:{first}");
+                println!(
+                    "  curl -s --cacert {c}/ca.pem --cert {c}/operator.pem --key \
+                     {c}/operator-key.pem https://localhost:{first}/v1/quorum/status"
+                );
+                println!("  (reader.pem may only read; broker-N.pem may act only as broker N)");
+            } else {
+                println!("  kraftd quorum status --api localhost:{first}");
+                println!("  curl -s localhost:{first}/v1/quorum/status");
+                println!(
+                    "  curl -s -X PATCH localhost:{first}/v1/configs/broker/1 -H 'content-type: application/json' -d '{{\"set\": {{\"log.retention.ms\": \"60000\"}}}}'"
+                );
+                println!("  curl -s localhost:{}/v1/configs/broker/1", api_of(1));
+                println!(
+                    "  curl -s -H 'accept: application/json' 'localhost:{}/v1/metadata/log?offset=0'",
+                    api_of(2)
+                );
+            }
             println!("Ctrl-C stops all three nodes.");
         }
     }

@@ -47,6 +47,12 @@ pub struct QuorumOptions {
     pub cluster_id: Option<String>,
     /// Bearer token the quorum's clients send (when the nodes have a principals file).
     pub token: Option<String>,
+    /// TLS of the quorum's clients (when the nodes serve TLS).
+    pub client_tls: Option<rustls::ClientConfig>,
+    /// A directory made by `kraftd certs`: each node serves TLS with its
+    /// `controller-<id>.pem` and authenticates with `principals.toml`; the quorum's clients
+    /// are the `operator` (see [`QuorumOptions::secure`]).
+    pub certs_dir: Option<PathBuf>,
 }
 
 impl QuorumOptions {
@@ -61,7 +67,26 @@ impl QuorumOptions {
             reuse_formatted: false,
             cluster_id: None,
             token: None,
+            client_tls: None,
+            certs_dir: None,
         }
+    }
+
+    /// TLS and authentication from `certs_dir` (made by `kraftd certs`): every node serves
+    /// with its controller certificate and the CA, and checks principals.toml; the quorum's
+    /// clients present `operator.pem`.
+    pub fn secure(mut self, certs_dir: &Path) -> anyhow::Result<Self> {
+        let ca = certs_dir.join("ca.pem");
+        let tls = crate::tls::client_config_from_files(
+            &ca,
+            Some((
+                &certs_dir.join("operator.pem"),
+                &certs_dir.join("operator-key.pem"),
+            )),
+        )?;
+        self.client_tls = Some(tls);
+        self.certs_dir = Some(certs_dir.to_path_buf());
+        Ok(self)
     }
 
     /// Adds an environment variable for every node.
@@ -130,6 +155,8 @@ pub struct LocalQuorum {
     env: Vec<(String, String)>,
     nodes: Vec<LocalNode>,
     token: Option<String>,
+    client_tls: Option<rustls::ClientConfig>,
+    certs_dir: Option<PathBuf>,
 }
 
 impl LocalQuorum {
@@ -157,7 +184,8 @@ impl LocalQuorum {
                 id,
                 *api,
                 *peer,
-                opts.token.as_deref(),
+                &opts.token,
+                &opts.client_tls,
             )?);
         }
         let voters_arg = nodes
@@ -187,6 +215,8 @@ impl LocalQuorum {
             env: opts.env,
             nodes,
             token: opts.token,
+            client_tls: opts.client_tls,
+            certs_dir: opts.certs_dir,
         };
         for i in 0..q.nodes.len() {
             let id = q.nodes[i].id;
@@ -300,7 +330,25 @@ impl LocalQuorum {
     /// Starts node `id`'s process (it must not be running).
     fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
         let exe = self.exe.clone();
-        let env = self.env.clone();
+        let mut env = self.env.clone();
+        if let Some(dir) = &self.certs_dir {
+            let file = |name: String| dir.join(name).display().to_string();
+            env.extend([
+                (
+                    "KRAFTD_TLS_CERT_FILE".into(),
+                    file(format!("controller-{id}.pem")),
+                ),
+                (
+                    "KRAFTD_TLS_KEY_FILE".into(),
+                    file(format!("controller-{id}-key.pem")),
+                ),
+                ("KRAFTD_TLS_CA_FILE".into(), file("ca.pem".into())),
+                (
+                    "KRAFTD_AUTH_PRINCIPALS_FILE".into(),
+                    file("principals.toml".into()),
+                ),
+            ]);
+        }
         let n = self.node_mut(id)?;
         if n.is_running() {
             bail!("node {id} is already running");
@@ -439,7 +487,14 @@ impl LocalQuorum {
             bail!("node {id} already exists");
         }
         let p = free_ports(2)?;
-        let node = new_node(&self.base_dir, id, p[0], p[1], self.token.as_deref())?;
+        let node = new_node(
+            &self.base_dir,
+            id,
+            p[0],
+            p[1],
+            &self.token,
+            &self.client_tls,
+        )?;
         self.nodes.push(node);
         self.format_as(id, true).await?;
         self.spawn(id)
@@ -640,13 +695,17 @@ fn new_node(
     id: u64,
     api: u16,
     peer: u16,
-    token: Option<&str>,
+    token: &Option<String>,
+    tls: &Option<rustls::ClientConfig>,
 ) -> anyhow::Result<LocalNode> {
     let api_addr = SocketAddr::from(([127, 0, 0, 1], api));
     let peer_addr = SocketAddr::from(([127, 0, 0, 1], peer));
     let mut client = Client::new(&api_addr.to_string())?;
     if let Some(t) = token {
-        client = client.with_token(t);
+        client = client.with_token(t.clone());
+    }
+    if let Some(t) = tls {
+        client = client.with_tls(t.clone())?;
     }
     Ok(LocalNode {
         id,

@@ -351,7 +351,7 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
                     .iter()
                     .find(|v| v.id == leader)
                     .and_then(|v| v.api.as_deref());
-                if let Some(Ok(lc)) = api.map(|a| Client::with_timeout(a, c.timeout())) {
+                if let Some(lc) = api.map(|a| c.at(a)) {
                     if let Ok(ls) = lc.quorum_status().await {
                         st = ls;
                     }

@@ -18,10 +18,12 @@ use crate::node::config::openraft_config;
 use crate::node::config::Config;
 use crate::node::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{http_client, Network};
+use crate::raft::network::{Network, PeerHttp};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{KNode, NodeId, Raft};
 use crate::record::checkpoint::{list_checkpoints, read_checkpoint, CheckpointItem};
+use crate::tls::{client_config, read_roots, Identity};
+use rustls::RootCertStore;
 
 use super::handle::Node;
 
@@ -83,6 +85,7 @@ async fn bridge_log_gap(
     ckpt_dir: &Path,
     config: &Config,
     meta: &MetaProperties,
+    http: &PeerHttp,
 ) -> anyhow::Result<(StateMachine, LogStore)> {
     use openraft::storage::RaftLogStorage;
     let purged = log
@@ -117,13 +120,15 @@ async fn bridge_log_gap(
         }
     }
     peers.remove(&meta.node_id);
-    let http = http_client();
     for (id, addr) in peers {
-        let url = format!(
-            "http://{addr}{}",
-            crate::raft::network::PATH_CURRENT_SNAPSHOT
-        );
-        let resp = match http.get(&url).timeout(Duration::from_secs(60)).send().await {
+        let url = http.url(&addr, crate::raft::network::PATH_CURRENT_SNAPSHOT);
+        let resp = match http
+            .client
+            .get(&url)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+        {
             Ok(r) if r.status().is_success() => r,
             _ => continue,
         };
@@ -182,12 +187,28 @@ pub struct Booted {
     /// The bootstrap voters, when this node still decides its first election.
     pub gate_members: Option<BTreeMap<NodeId, KNode>>,
     pub metrics: &'static PrometheusHandle,
+    /// With TLS: this node's certificate (rotated in place) and the cluster's CA.
+    pub tls: Option<(Arc<Identity>, Arc<RootCertStore>)>,
 }
 
 /// Opens the data directory and starts the node: log store, state machine, Raft, the
 /// controller loop; binds both listeners.
 pub async fn boot(config: Config) -> anyhow::Result<Booted> {
     let data_dir = config.data_dir.clone();
+    // TLS files are read first: a bad one stops the node before it opens anything.
+    let tls = match config.tls() {
+        Some(files) => {
+            let roots = read_roots(&files.ca)?;
+            Some((Identity::load(files)?, roots))
+        }
+        None => None,
+    };
+    let http = match &tls {
+        Some((identity, roots)) => {
+            PeerHttp::tls(client_config(roots.clone(), Some(identity.clone()))?)?
+        }
+        None => PeerHttp::plain(),
+    };
     let meta = MetaProperties::read(&data_dir).with_context(|| {
         format!(
             "{} is not a formatted kraftd data directory (run kraftd format first)",
@@ -211,7 +232,7 @@ pub async fn boot(config: Config) -> anyhow::Result<Booted> {
             tracing::info!("{n}");
         }
     }
-    let (sm, log) = bridge_log_gap(sm, log, &ckpt_dir, &config, &meta).await?;
+    let (sm, log) = bridge_log_gap(sm, log, &ckpt_dir, &config, &meta, &http).await?;
     let shared = sm.shared();
     let api_listener = TcpListener::bind(&config.api_addr)
         .await
@@ -233,7 +254,6 @@ pub async fn boot(config: Config) -> anyhow::Result<Booted> {
     };
     let peer_addr = peer_listener.local_addr()?.to_string();
 
-    let http = http_client();
     let raft_config = Arc::new(openraft_config(&config)?);
     let network = Network::new(http.clone(), meta.cluster_id.clone(), meta.node_id);
     let peer_book = network.book();
@@ -299,6 +319,7 @@ pub async fn boot(config: Config) -> anyhow::Result<Booted> {
         peer_listener,
         gate_members,
         metrics,
+        tls,
     })
 }
 

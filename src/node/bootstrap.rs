@@ -231,7 +231,7 @@ pub struct FirstElection {
     /// The node's gate, shared with its peer listener.
     pub gate: Arc<Gate>,
     pub raft: Raft,
-    pub http: reqwest::Client,
+    pub http: crate::raft::network::PeerHttp,
     pub node_id: NodeId,
     pub cluster_id: String,
     pub data_dir: std::path::PathBuf,

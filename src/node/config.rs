@@ -57,6 +57,15 @@ pub struct Config {
     /// The API's principals file (roles and SHA-256 token hashes; README, "Security").
     /// Empty: no authentication on the API listener.
     pub auth_principals_file: String,
+    /// This node's certificate chain (PEM). With `tls_key_file` and `tls_ca_file`: TLS on
+    /// both listeners, mutual TLS on the peer listener. Empty: plaintext.
+    pub tls_cert_file: String,
+    /// The private key of `tls_cert_file` (PEM).
+    pub tls_key_file: String,
+    /// The cluster's CA (PEM): peers and client certificates must chain to it.
+    pub tls_ca_file: String,
+    /// Serve on addresses other than loopback without TLS or without authentication.
+    pub insecure: bool,
 }
 
 impl Default for Config {
@@ -78,6 +87,10 @@ impl Default for Config {
             noop_interval_ms: 500,
             log_json: false,
             auth_principals_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_ca_file: String::new(),
+            insecure: false,
         }
     }
 }
@@ -200,7 +213,62 @@ impl Config {
         if self.api_addr == self.peer_addr {
             return bad("api_addr and peer_addr must differ".into());
         }
+        let tls = [&self.tls_cert_file, &self.tls_key_file, &self.tls_ca_file];
+        if tls.iter().any(|f| f.is_empty()) && tls.iter().any(|f| !f.is_empty()) {
+            return bad(
+                "tls_cert_file, tls_key_file and tls_ca_file go together: set all three (TLS) \
+                 or none (plaintext)"
+                    .into(),
+            );
+        }
+        let exposed: Vec<&str> = [&self.api_addr, &self.peer_addr]
+            .into_iter()
+            .filter(|a| {
+                a.parse::<std::net::SocketAddr>()
+                    .is_ok_and(|s| !s.ip().is_loopback())
+            })
+            .map(String::as_str)
+            .collect();
+        if !exposed.is_empty() && !self.insecure {
+            let mut missing = Vec::new();
+            if self.tls().is_none() {
+                missing.push("TLS (tls_cert_file, tls_key_file, tls_ca_file)");
+            }
+            if self.auth_principals_file.is_empty() {
+                missing.push("authentication (auth_principals_file)");
+            }
+            if !missing.is_empty() {
+                return bad(format!(
+                    "{} is not a loopback address and the node has no {}: anyone who can \
+                     reach it could write to the cluster. Set those (`kraftd certs` makes a \
+                     development set), or pass --insecure (insecure = true) to serve anyway",
+                    exposed.join(" and "),
+                    missing.join(" and no ")
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The TLS files, when TLS is on.
+    pub fn tls(&self) -> Option<crate::tls::TlsFiles> {
+        if self.tls_cert_file.is_empty() {
+            return None;
+        }
+        Some(crate::tls::TlsFiles {
+            cert: PathBuf::from(&self.tls_cert_file),
+            key: PathBuf::from(&self.tls_key_file),
+            ca: PathBuf::from(&self.tls_ca_file),
+        })
+    }
+
+    /// `https` with TLS, else `http`: the scheme of every URL of this node's listeners.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert_file.is_empty() {
+            "http"
+        } else {
+            "https"
+        }
     }
 }
 

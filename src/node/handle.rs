@@ -16,7 +16,7 @@ use crate::node::bootstrap::Gate;
 use crate::node::config::Config;
 use crate::node::meta::MetaProperties;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{fetch_info, History, NodeInfo};
+use crate::raft::network::{fetch_info, History, NodeInfo, PeerHttp};
 use crate::raft::state_machine::SmShared;
 use crate::raft::{NodeId, Raft};
 
@@ -55,7 +55,7 @@ pub struct Node {
     /// Settings.
     pub(super) config: Config,
     /// Pooled HTTP client (peers, forwarding).
-    pub(super) http: reqwest::Client,
+    pub(super) http: PeerHttp,
     /// The API listener's address.
     pub(super) api_addr: String,
     /// The peer listener's address.
@@ -110,8 +110,8 @@ impl Node {
         &self.config
     }
 
-    /// The pooled HTTP client (peers, forwarding).
-    pub fn http(&self) -> &reqwest::Client {
+    /// How this node reaches other nodes' listeners (peers, forwarding).
+    pub fn http(&self) -> &PeerHttp {
         &self.http
     }
 

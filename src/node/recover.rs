@@ -136,7 +136,9 @@ pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> 
         ));
     }
 
-    let http = reqwest::Client::new();
+    // Plaintext: under mutual TLS the peers refuse this offline tool, and --force is
+    // needed (deploy/README.md).
+    let http = crate::raft::network::PeerHttp::plain();
     let mut voters = BTreeMap::new();
     for id in voter_ids.iter().copied().filter(|&id| id != me) {
         let Some(n) = membership.get_node(&id) else {

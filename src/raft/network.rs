@@ -326,15 +326,48 @@ impl History {
     }
 }
 
-/// Builds the pooled HTTP client the peers share.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(64)
-        .connect_timeout(Duration::from_millis(500))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+/// How a node reaches the other nodes' listeners (peer and API): one pooled client and
+/// the scheme of their URLs. With TLS the client presents this node's certificate and
+/// checks theirs against the cluster's CA.
+#[derive(Debug, Clone)]
+pub struct PeerHttp {
+    /// The pooled client.
+    pub client: reqwest::Client,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+impl PeerHttp {
+    /// Plaintext.
+    pub fn plain() -> PeerHttp {
+        PeerHttp {
+            client: Self::builder()
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
+            scheme: "http",
+        }
+    }
+
+    /// TLS with `tls` (this node's identity and the cluster's CA).
+    pub fn tls(tls: rustls::ClientConfig) -> anyhow::Result<PeerHttp> {
+        Ok(PeerHttp {
+            client: Self::builder().use_preconfigured_tls(tls).build()?,
+            scheme: "https",
+        })
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .connect_timeout(Duration::from_millis(500))
+    }
+
+    /// The URL of `path` on the listener at `addr`.
+    pub fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
+    }
 }
 
 /// The newest record of every member (peer address, directory id), shared by all of a
@@ -365,7 +398,7 @@ impl PeerBook {
 #[derive(Clone)]
 pub struct Network {
     book: PeerBook,
-    client: reqwest::Client,
+    client: PeerHttp,
     cluster_id: String,
     me: NodeId,
     /// Largest body the receivers accept ([`MAX_PEER_BODY`]).
@@ -376,7 +409,7 @@ pub struct Network {
 
 impl Network {
     /// A factory for node `me` of `cluster_id`.
-    pub fn new(client: reqwest::Client, cluster_id: String, me: NodeId) -> Self {
+    pub fn new(client: PeerHttp, cluster_id: String, me: NodeId) -> Self {
         Network {
             book: PeerBook::default(),
             client,
@@ -485,9 +518,10 @@ impl PeerConn {
         };
         let bytes =
             postcard::to_allocvec(&env).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let url = format!("http://{}{}", node.peer_addr, path);
+        let url = self.net.client.url(&node.peer_addr, path);
         let res = self
             .net
+            .client
             .client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, POSTCARD)
@@ -721,29 +755,37 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
 }
 
 /// Asks a peer listener who it is.
-pub async fn fetch_info(http: &reqwest::Client, peer_addr: &str) -> anyhow::Result<NodeInfo> {
-    peer_get(http, peer_addr, format!("http://{peer_addr}{PATH_INFO}")).await
+pub async fn fetch_info(http: &PeerHttp, peer_addr: &str) -> anyhow::Result<NodeInfo> {
+    peer_get(http, peer_addr, http.url(peer_addr, PATH_INFO)).await
 }
 
 /// Asks a peer listener for its history, as node `me` of `cluster_id` (a node at bootstrap
 /// notes who asked it).
 pub async fn fetch_history(
-    http: &reqwest::Client,
+    http: &PeerHttp,
     peer_addr: &str,
     me: NodeId,
     cluster_id: &str,
 ) -> anyhow::Result<History> {
-    let url = format!("http://{peer_addr}{PATH_HISTORY}?from={me}&cluster={cluster_id}");
+    let url = http.url(
+        peer_addr,
+        &format!("{PATH_HISTORY}?from={me}&cluster={cluster_id}"),
+    );
     peer_get(http, peer_addr, url).await
 }
 
 /// A GET on a peer listener whose answer is postcard.
 async fn peer_get<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
+    http: &PeerHttp,
     peer_addr: &str,
     url: String,
 ) -> anyhow::Result<T> {
-    let resp = http.get(url).timeout(Duration::from_secs(2)).send().await?;
+    let resp = http
+        .client
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await?;
     if !resp.status().is_success() {
         anyhow::bail!("{peer_addr} answered {}", resp.status());
     }
@@ -938,7 +980,7 @@ mod tests {
 
     fn conn(addr: &str, max_body: usize) -> PeerConn {
         PeerConn {
-            net: Network::new(http_client(), "c".into(), 1).with_max_body(max_body),
+            net: Network::new(PeerHttp::plain(), "c".into(), 1).with_max_body(max_body),
             target: 2,
             node: KNode {
                 peer_addr: addr.to_string(),

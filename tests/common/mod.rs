@@ -105,6 +105,28 @@ impl Scenario {
     /// [`Scenario::start`] on nodes with a principals file: the quorum's own clients send
     /// `token`.
     pub async fn start_as(nodes: usize, env: &[(&str, &str)], token: Option<&str>) -> Scenario {
+        Self::start_opts(nodes, env, |mut o| {
+            o.token = token.map(str::to_string);
+            o
+        })
+        .await
+    }
+
+    /// [`Scenario::start`] with TLS and authentication from `certs` (made by `kraftd
+    /// certs`); the quorum's own clients are the operator.
+    pub async fn start_secure(
+        nodes: usize,
+        env: &[(&str, &str)],
+        certs: &std::path::Path,
+    ) -> Scenario {
+        Self::start_opts(nodes, env, |o| o.secure(certs).unwrap()).await
+    }
+
+    async fn start_opts(
+        nodes: usize,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(QuorumOptions) -> QuorumOptions,
+    ) -> Scenario {
         let dir = tempfile::Builder::new()
             .prefix("kraftd-quorum-test-")
             .tempdir()
@@ -113,7 +135,7 @@ impl Scenario {
         for (k, v) in env {
             opts = opts.env(*k, v);
         }
-        opts.token = token.map(str::to_string);
+        let opts = adjust(opts);
         let q = LocalQuorum::start(opts).await.unwrap();
         let (rng, seed) = Rng::from_env();
         eprintln!(

@@ -194,6 +194,9 @@ impl Cluster {
             .arg(Lab::api(id))
             .arg("--peer-addr")
             .arg(Lab::peer(id))
+            // The lab's addresses are not loopback: these scenarios test safety in
+            // plaintext, in namespaces only the test can reach (tls_quorum.rs tests TLS).
+            .arg("--insecure")
             .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
