@@ -1,9 +1,11 @@
 //! Principals and roles on the API listener (SECURITY.md), on a live three-node quorum with
-//! a principals file: every call is tried by every kind of caller (no credentials, a
-//! malformed header, an unknown token, reader, broker:1 acting for itself and for broker 2,
-//! operator), on the leader and on a follower (which forwards writes with the caller's
-//! token, so the leader checks it again). Each gets the status its role allows; every
-//! refusal changes nothing in any node's image; each refused write is in the `audit` log.
+//! a principals file, twice: in plaintext with bearer tokens, and over TLS with client
+//! certificates from `kraftd certs`. Every call is tried by every kind of caller (no
+//! credentials, a malformed header, an unknown token, reader, broker:1 acting for itself
+//! and for broker 2, operator; over TLS also another CA's certificate and an expired one),
+//! on the leader and on a follower (which forwards writes with the caller's credentials, so
+//! the leader checks them again). Each gets the status its role allows; every refusal
+//! changes nothing in any node's image; each refused write is in the `audit` log.
 
 mod common;
 
@@ -11,19 +13,22 @@ use common::*;
 use kraftd::api::auth::token_sha256;
 use kraftd::cli::fleet::registration;
 use kraftd::client::{Client, CreateTopic, Heartbeat};
+use kraftd::tls::client_config_from_files;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 
 const OPERATOR: &str = "operator-token-0123456789";
 const READER: &str = "reader-token-0123456789";
 const BROKER1: &str = "broker1-token-0123456789";
 const BROKER2: &str = "broker2-token-0123456789";
 
-fn principals_file(dir: &std::path::Path) -> std::path::PathBuf {
+/// The principals, by token and by the common names of `kraftd certs`; /healthz closed.
+fn principals_file(dir: &Path) -> PathBuf {
     let mut text = String::new();
     for (name, role, token) in [
-        ("ops", "operator", OPERATOR),
-        ("dashboards", "reader", READER),
+        ("operator", "operator", OPERATOR),
+        ("reader", "reader", READER),
         ("broker-1", "broker:1", BROKER1),
         ("broker-2", "broker:2", BROKER2),
     ] {
@@ -38,7 +43,7 @@ fn principals_file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Who calls.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
     Nobody,
     Malformed,
@@ -46,43 +51,135 @@ enum Caller {
     Reader,
     Broker1,
     Operator,
+    /// TLS only: the operator's certificate from another CA.
+    OtherCa,
+    /// TLS only: an operator certificate of the cluster's CA that has expired.
+    Expired,
 }
 
-impl Caller {
-    fn header(self) -> Option<String> {
+const PLAIN_CALLERS: [Caller; 6] = [
+    Caller::Nobody,
+    Caller::Malformed,
+    Caller::UnknownToken,
+    Caller::Reader,
+    Caller::Broker1,
+    Caller::Operator,
+];
+
+/// How the callers prove who they are.
+enum Mode {
+    /// Plaintext, bearer tokens.
+    Tokens,
+    /// TLS from `kraftd certs` in `dir`; `other` holds another CA's, `expired` expired ones.
+    Certificates {
+        dir: PathBuf,
+        other: PathBuf,
+        expired: PathBuf,
+    },
+}
+
+impl Mode {
+    fn callers(&self) -> Vec<Caller> {
+        let mut all = PLAIN_CALLERS.to_vec();
+        if matches!(self, Mode::Certificates { .. }) {
+            all.extend([Caller::OtherCa, Caller::Expired]);
+        }
+        all
+    }
+
+    /// The header a caller sends.
+    fn header(&self, who: Caller) -> Option<String> {
+        match (self, who) {
+            (_, Caller::Malformed) => Some(format!("Basic {OPERATOR}")),
+            (_, Caller::UnknownToken) => Some("Bearer not-a-known-token".into()),
+            (Mode::Certificates { .. }, _) | (_, Caller::Nobody) => None,
+            (Mode::Tokens, Caller::Reader) => Some(format!("Bearer {READER}")),
+            (Mode::Tokens, Caller::Broker1) => Some(format!("Bearer {BROKER1}")),
+            (Mode::Tokens, _) => Some(format!("Bearer {OPERATOR}")),
+        }
+    }
+
+    /// The HTTP client a caller uses: over TLS, trusting the cluster's CA and presenting
+    /// its certificate, if it has one.
+    fn http(&self, who: Caller) -> reqwest::Client {
+        let b = reqwest::Client::builder();
+        let Mode::Certificates {
+            dir,
+            other,
+            expired,
+        } = self
+        else {
+            return b.build().unwrap();
+        };
+        let cert = match who {
+            Caller::Reader => Some((dir.clone(), "reader")),
+            Caller::Broker1 => Some((dir.clone(), "broker-1")),
+            Caller::Operator => Some((dir.clone(), "operator")),
+            Caller::OtherCa => Some((other.clone(), "operator")),
+            Caller::Expired => Some((expired.clone(), "operator")),
+            _ => None,
+        };
+        let pair = cert.map(|(d, n)| (d.join(format!("{n}.pem")), d.join(format!("{n}-key.pem"))));
+        let tls = client_config_from_files(
+            &dir.join("ca.pem"),
+            pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        )
+        .unwrap();
+        b.use_preconfigured_tls(tls).build().unwrap()
+    }
+
+    fn scheme(&self) -> &'static str {
         match self {
-            Caller::Nobody => None,
-            Caller::Malformed => Some(format!("Basic {OPERATOR}")),
-            Caller::UnknownToken => Some("Bearer not-a-known-token".into()),
-            Caller::Reader => Some(format!("Bearer {READER}")),
-            Caller::Broker1 => Some(format!("Bearer {BROKER1}")),
-            Caller::Operator => Some(format!("Bearer {OPERATOR}")),
+            Mode::Tokens => "http",
+            Mode::Certificates { .. } => "https",
+        }
+    }
+
+    /// A kraftd client acting as broker `id`.
+    fn broker_client(&self, api: &str, id: i32) -> Client {
+        let c = Client::new(api).unwrap();
+        match self {
+            Mode::Tokens => c.with_token(if id == 1 { BROKER1 } else { BROKER2 }),
+            Mode::Certificates { dir, .. } => {
+                let tls = client_config_from_files(
+                    &dir.join("ca.pem"),
+                    Some((
+                        &dir.join(format!("broker-{id}.pem")),
+                        &dir.join(format!("broker-{id}-key.pem")),
+                    )),
+                )
+                .unwrap();
+                c.with_tls(tls).unwrap()
+            }
         }
     }
 }
 
+/// One call; None when the connection failed (a refused handshake).
 async fn call(
-    http: &reqwest::Client,
+    mode: &Mode,
     base: &str,
     who: Caller,
     method: Method,
     path: &str,
     body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut rb = http.request(method, format!("http://{base}{path}"));
-    if let Some(h) = who.header() {
+) -> Option<(StatusCode, Value)> {
+    let mut rb = mode
+        .http(who)
+        .request(method, format!("{}://{base}{path}", mode.scheme()));
+    if let Some(h) = mode.header(who) {
         rb = rb.header("authorization", h);
     }
     if let Some(b) = body {
         rb = rb.json(&b);
     }
-    let resp = rb.send().await.unwrap();
+    let resp = rb.send().await.ok()?;
     let status = resp.status();
-    let text = resp.text().await.unwrap();
-    (
+    let text = resp.text().await.unwrap_or_default();
+    Some((
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    ))
 }
 
 /// One call and what each caller gets.
@@ -158,15 +255,13 @@ fn cases(cluster_id: &str, broker2_epoch: i64) -> Vec<Case> {
 }
 
 #[test]
-fn every_route_answers_each_role_as_the_roles_table_says_and_refusals_change_nothing() {
-    run("api_auth", async {
+fn every_route_answers_each_role_by_token_as_the_roles_table_says_and_refusals_change_nothing() {
+    run("api_auth_tokens", async {
         let scratch = tempfile::tempdir().unwrap();
         let file = principals_file(scratch.path());
         let file = file.to_str().unwrap().to_string();
-        eprintln!(
-            "step 0: three nodes with a principals file (operator, reader, broker:1, broker:2)"
-        );
-        let mut s = Scenario::start_as(
+        eprintln!("step 0: three plaintext nodes with a principals file (tokens)");
+        let s = Scenario::start_as(
             3,
             &[
                 ("KRAFTD_AUTH_PRINCIPALS_FILE", &file),
@@ -175,110 +270,167 @@ fn every_route_answers_each_role_as_the_roles_table_says_and_refusals_change_not
             Some(OPERATOR),
         )
         .await;
-        let leader = s.leader().await;
-        let follower = s.q.ids().into_iter().find(|&i| i != leader).unwrap();
-        let cluster = s.q.cluster_id().to_string();
+        matrix(s, Mode::Tokens).await;
+    });
+}
 
-        eprintln!(
-            "step 1: each broker registers and heartbeats as itself; the operator creates a topic"
+#[test]
+fn every_route_answers_each_certificate_over_tls_as_the_roles_table_says_and_refusals_change_nothing(
+) {
+    run("api_auth_tls", async {
+        let scratch = tempfile::tempdir().unwrap();
+        let (dir, other, expired) = (
+            scratch.path().join("certs"),
+            scratch.path().join("other"),
+            scratch.path().join("expired"),
         );
-        let mut epochs = Vec::new();
-        for (id, token) in [(1, BROKER1), (2, BROKER2)] {
-            let c = Client::new(&s.q.node(leader).unwrap().api_addr.to_string())
-                .unwrap()
-                .with_token(token);
-            let epoch = c
-                .register_broker(id, &registration(&cluster, id, None, uuid::Uuid::new_v4()))
-                .await
-                .unwrap();
-            c.heartbeat(
-                id,
-                &Heartbeat {
-                    broker_epoch: epoch,
-                    current_metadata_offset: i64::MAX / 2,
-                    want_fence: false,
-                    want_shutdown: false,
-                },
-            )
-            .await
-            .unwrap();
-            epochs.push(epoch);
+        eprintln!("step 0: kraftd certs: the cluster's CA, another CA, and expired certificates of the cluster's CA");
+        certs(&dir, &[]);
+        certs(&other, &[]);
+        std::fs::create_dir_all(&expired).unwrap();
+        for f in ["ca.pem", "ca-key.pem"] {
+            std::fs::copy(dir.join(f), expired.join(f)).unwrap();
         }
-        s.client(leader)
-            .create_topic(&CreateTopic {
-                name: "orders".into(),
-                partitions: Some(2),
-                replication_factor: Some(2),
-                ..Default::default()
-            })
+        certs(&expired, &["--days", "0"]);
+        // The principals by common name, with /healthz closed as in the token run.
+        principals_file(&dir);
+        let s = Scenario::start_secure(3, &[("KRAFTD_BROKER_SESSION_TIMEOUT_MS", "600000")], &dir)
+            .await;
+        matrix(
+            s,
+            Mode::Certificates {
+                dir,
+                other,
+                expired,
+            },
+        )
+        .await;
+    });
+}
+
+fn certs(dir: &Path, extra: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"))
+        .args(["certs", "--dir"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn matrix(mut s: Scenario, mode: Mode) {
+    let leader = s.leader().await;
+    let follower = s.q.ids().into_iter().find(|&i| i != leader).unwrap();
+    let cluster = s.q.cluster_id().to_string();
+    let api = |id: u64| s.q.node(id).unwrap().api_addr.to_string();
+
+    eprintln!(
+        "step 1: each broker registers and heartbeats as itself; the operator creates a topic"
+    );
+    let mut epochs = Vec::new();
+    for id in [1, 2] {
+        let c = mode.broker_client(&api(leader), id);
+        let epoch = c
+            .register_broker(id, &registration(&cluster, id, None, uuid::Uuid::new_v4()))
             .await
             .unwrap();
-        let before = wait_same_image(&s, &s.q.ids(), 0).await;
+        c.heartbeat(
+            id,
+            &Heartbeat {
+                broker_epoch: epoch,
+                current_metadata_offset: i64::MAX / 2,
+                want_fence: false,
+                want_shutdown: false,
+            },
+        )
+        .await
+        .unwrap();
+        epochs.push(epoch);
+    }
+    s.client(leader)
+        .create_topic(&CreateTopic {
+            name: "orders".into(),
+            partitions: Some(2),
+            replication_factor: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let before = wait_same_image(&s, &s.q.ids(), 0).await;
 
-        eprintln!("step 2: every call by every caller, on the leader and on a follower");
-        let http = reqwest::Client::new();
-        let mut refused = 0;
-        for node in [leader, follower] {
-            let base = s.q.node(node).unwrap().api_addr.to_string();
-            for case in cases(&cluster, epochs[1]) {
-                for who in [
-                    Caller::Nobody,
-                    Caller::Malformed,
-                    Caller::UnknownToken,
-                    Caller::Reader,
-                    Caller::Broker1,
-                    Caller::Operator,
-                ] {
-                    let want = match who {
-                        Caller::Nobody | Caller::Malformed | Caller::UnknownToken => 401,
-                        Caller::Reader => case.reader,
-                        Caller::Broker1 => case.broker1,
-                        Caller::Operator => match case.operator {
-                            Some(w) => w,
-                            None => continue,
-                        },
-                    };
-                    let (status, body) = call(
-                        &http,
-                        &base,
-                        who,
-                        case.method.clone(),
-                        case.path,
-                        case.body.clone(),
-                    )
-                    .await;
-                    assert_eq!(
-                        status.as_u16(),
-                        want,
-                        "node {node}: {who:?} {} {}: {body}",
+    eprintln!("step 2: every call by every caller, on the leader and on a follower");
+    let (mut refused, mut no_handshake) = (0, 0);
+    for node in [leader, follower] {
+        let base = api(node);
+        for case in cases(&cluster, epochs[1]) {
+            for who in mode.callers() {
+                let want = match who {
+                    Caller::OtherCa | Caller::Expired => None,
+                    Caller::Nobody | Caller::Malformed | Caller::UnknownToken => Some(401),
+                    Caller::Reader => Some(case.reader),
+                    Caller::Broker1 => Some(case.broker1),
+                    Caller::Operator => match case.operator {
+                        Some(w) => Some(w),
+                        None => continue,
+                    },
+                };
+                let got = call(
+                    &mode,
+                    &base,
+                    who,
+                    case.method.clone(),
+                    case.path,
+                    case.body.clone(),
+                )
+                .await;
+                let Some(want) = want else {
+                    assert!(
+                        got.is_none(),
+                        "node {node}: {who:?} {} {} was answered: {got:?}",
                         case.method,
                         case.path
                     );
-                    let code = match want {
-                        401 => Some("SASL_AUTHENTICATION_FAILED"),
-                        403 => Some("CLUSTER_AUTHORIZATION_FAILED"),
-                        _ => None,
-                    };
-                    if let Some(code) = code {
-                        assert_eq!(body["error"], code, "{who:?} {}: {body}", case.path);
-                        refused += 1;
-                    }
+                    no_handshake += 1;
+                    continue;
+                };
+                let (status, body) = got.unwrap_or_else(|| {
+                    panic!(
+                        "node {node}: {who:?} {} {}: no answer",
+                        case.method, case.path
+                    )
+                });
+                assert_eq!(
+                    status.as_u16(),
+                    want,
+                    "node {node}: {who:?} {} {}: {body}",
+                    case.method,
+                    case.path
+                );
+                let code = match want {
+                    401 => Some("SASL_AUTHENTICATION_FAILED"),
+                    403 => Some("CLUSTER_AUTHORIZATION_FAILED"),
+                    _ => None,
+                };
+                if let Some(code) = code {
+                    assert_eq!(body["error"], code, "{who:?} {}: {body}", case.path);
+                    refused += 1;
                 }
             }
         }
-        eprintln!("  {refused} calls refused with 401 or 403");
+    }
+    eprintln!("  {refused} calls refused with 401 or 403, {no_handshake} refused at the handshake");
 
-        eprintln!("step 3: the refusals changed nothing in any node's image");
-        let after = wait_same_image(&s, &s.q.ids(), 0).await;
-        assert_eq!(before, after, "a refused call changed the image");
+    eprintln!("step 3: the refusals changed nothing in any node's image");
+    let after = wait_same_image(&s, &s.q.ids(), 0).await;
+    assert_eq!(before, after, "a refused call changed the image");
 
-        eprintln!(
-            "step 4: broker 1 heartbeats for itself through a follower (forwarded with its token)"
-        );
-        let c = Client::new(&s.q.node(follower).unwrap().api_addr.to_string())
-            .unwrap()
-            .with_token(BROKER1);
-        c.heartbeat(
+    eprintln!("step 4: broker 1 heartbeats for itself through a follower (forwarded with its credentials)");
+    mode.broker_client(&api(follower), 1)
+        .heartbeat(
             1,
             &Heartbeat {
                 broker_epoch: epochs[0],
@@ -290,33 +442,35 @@ fn every_route_answers_each_role_as_the_roles_table_says_and_refusals_change_not
         .await
         .unwrap();
 
-        eprintln!("step 5: each refused write is in the audit log, with the principal");
-        let logs = s.q.logs(100_000);
-        let refused_writes = logs
-            .lines()
-            .filter(|l| l.contains("audit") && l.contains("refused") && l.contains("dashboards"))
-            .count();
-        assert!(
-            refused_writes > 0,
-            "no audit line for the reader's refused writes:\n{logs}"
-        );
-        // The operator's topic creation (on the leader) names the offset it committed at.
-        let accepted_with_offset = logs
-            .lines()
-            .filter(|l| l.contains("audit") && l.contains("accepted") && l.contains("ops"))
-            .map(strip_colours)
-            .filter(|l| {
-                l.rsplit("offset=")
-                    .next()
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .is_some_and(|o| o.parse::<u64>().is_ok())
-            })
-            .count();
-        assert!(
-            accepted_with_offset > 0,
-            "no audit line gives the operator's committed write its offset:\n{logs}"
-        );
-    });
+    eprintln!("step 5: each refused write is in the audit log, with the principal; an accepted one with its offset");
+    let logs = s.q.logs(100_000);
+    let lines: Vec<String> = logs
+        .lines()
+        .filter(|l| l.contains("audit"))
+        .map(strip_colours)
+        .collect();
+    let refused_writes = lines
+        .iter()
+        .filter(|l| l.contains("principal=reader") && l.contains("refused"))
+        .count();
+    assert!(
+        refused_writes > 0,
+        "no audit line for the reader's refused writes:\n{logs}"
+    );
+    let accepted_with_offset = lines
+        .iter()
+        .filter(|l| l.contains("principal=operator") && l.contains("accepted"))
+        .filter(|l| {
+            l.rsplit("offset=")
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .is_some_and(|o| o.parse::<u64>().is_ok())
+        })
+        .count();
+    assert!(
+        accepted_with_offset > 0,
+        "no audit line gives the operator's committed write its offset:\n{logs}"
+    );
 }
 
 /// A log line without its terminal colour codes.

@@ -93,17 +93,27 @@ fn the_status_page_shows_the_quorum_lag_and_a_fenced_broker_in_a_browser() {
             }
         })
         .await;
-        // Leadership may have moved during the steps above: the page
-        // checks below use the leader of now.
-        let leader = s.leader().await;
-        let follower = s.q.ids().into_iter().find(|&i| i != leader).unwrap();
-        let status = s.client(leader).quorum_status().await.unwrap();
-
         eprintln!("step 3: the leader's page, as Chromium renders it");
+        // Leadership may move while Chromium loads the machine (two cores, missed
+        // heartbeats): take the page of the node that leads before and after it is
+        // rendered, trying at most five times.
         let profile = tempfile::tempdir().unwrap();
-        let api = s.q.node(leader).unwrap().api_addr;
-        let url = format!("http://{api}/ui");
-        let dom = browse(&url, &["--dump-dom"], profile.path()).await;
+        let mut attempt = 0;
+        let (leader, status, url, dom) = loop {
+            attempt += 1;
+            let leader = s.leader().await;
+            let status = s.client(leader).quorum_status().await.unwrap();
+            let api = s.q.node(leader).unwrap().api_addr;
+            let url = format!("http://{api}/ui");
+            let dom = browse(&url, &["--dump-dom"], profile.path()).await;
+            let still = s.leader().await == leader
+                && dom.contains(&format!("<td id=\"leader-id\">{leader}</td>"));
+            if still || attempt == 5 {
+                break (leader, status, url, dom);
+            }
+            eprintln!("  leadership moved while the page of node {leader} rendered; again");
+        };
+        let follower = s.q.ids().into_iter().find(|&i| i != leader).unwrap();
         let has = |needle: &str| {
             assert!(dom.contains(needle), "the DOM lacks {needle:?}:\n{dom}");
         };
@@ -143,13 +153,31 @@ fn the_status_page_shows_the_quorum_lag_and_a_fenced_broker_in_a_browser() {
         assert!(!dom.contains(RACK), "the rack went into the page unescaped");
 
         eprintln!("step 4: a follower's page says who serves it and asks the leader for the lag");
-        let fapi = s.q.node(follower).unwrap().api_addr;
-        let fdom = browse(
-            &format!("http://{fapi}/ui"),
-            &["--dump-dom"],
-            profile.path(),
-        )
-        .await;
+        let mut attempt = 0;
+        let (leader, follower, fdom) = loop {
+            attempt += 1;
+            let leader = if attempt == 1 {
+                leader
+            } else {
+                s.leader().await
+            };
+            let follower = if attempt == 1 {
+                follower
+            } else {
+                s.q.ids().into_iter().find(|&i| i != leader).unwrap()
+            };
+            let fapi = s.q.node(follower).unwrap().api_addr;
+            let fdom = browse(
+                &format!("http://{fapi}/ui"),
+                &["--dump-dom"],
+                profile.path(),
+            )
+            .await;
+            if s.leader().await == leader || attempt == 5 {
+                break (leader, follower, fdom);
+            }
+            eprintln!("  leadership moved while the follower's page rendered; again");
+        };
         assert!(
             fdom.contains(&format!("Served by node <b>{follower}</b> (Follower)")),
             "{fdom}"
@@ -161,6 +189,7 @@ fn the_status_page_shows_the_quorum_lag_and_a_fenced_broker_in_a_browser() {
             "{fdom}"
         );
         assert!(fdom.contains("<tr class=\"broker fenced\" data-broker=\"3\">"));
+        let _ = leader;
 
         eprintln!("step 5: a screenshot of the leader's page for people");
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");

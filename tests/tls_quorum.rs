@@ -170,7 +170,6 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
             std::fs::copy(dir.join(f), expired.join(f)).unwrap();
         }
         certs(&expired, &["--days", "0"]);
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let e = client_as(&api(leader), &ca, &expired, "operator")
             .quorum_status()
             .await

@@ -36,7 +36,8 @@ pub struct CertsArgs {
     /// More names (host names or IP addresses) for the controller certificates.
     #[arg(long = "host")]
     pub hosts: Vec<String>,
-    /// Days the leaf certificates are valid.
+    /// Days the leaf certificates are valid (0: already expired, to test that they are
+    /// refused).
     #[arg(long, default_value_t = 365)]
     pub days: u32,
 }
@@ -80,8 +81,14 @@ fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Valid from an hour ago for `days` days; 0 days: expired an hour ago (to test refusal).
 fn validity(params: &mut CertificateParams, days: u32) {
     let now = time::OffsetDateTime::now_utc();
+    if days == 0 {
+        params.not_before = now - Duration::from_secs(7200);
+        params.not_after = now - Duration::from_secs(3600);
+        return;
+    }
     params.not_before = now - Duration::from_secs(3600);
     params.not_after = now + Duration::from_secs(u64::from(days) * 86_400);
 }
