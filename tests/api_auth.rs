@@ -17,6 +17,7 @@ use kraftd::tls::client_config_from_files;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const OPERATOR: &str = "operator-token-0123456789";
 const READER: &str = "reader-token-0123456789";
@@ -266,6 +267,7 @@ fn every_route_answers_each_role_by_token_as_the_roles_table_says_and_refusals_c
             &[
                 ("KRAFTD_AUTH_PRINCIPALS_FILE", &file),
                 ("KRAFTD_BROKER_SESSION_TIMEOUT_MS", "600000"),
+                NO_NOOPS,
             ],
             Some(OPERATOR),
         )
@@ -294,8 +296,12 @@ fn every_route_answers_each_certificate_over_tls_as_the_roles_table_says_and_ref
         certs(&expired, &["--days", "0"]);
         // The principals by common name, with /healthz closed as in the token run.
         principals_file(&dir);
-        let s = Scenario::start_secure(3, &[("KRAFTD_BROKER_SESSION_TIMEOUT_MS", "600000")], &dir)
-            .await;
+        let s = Scenario::start_secure(
+            3,
+            &[("KRAFTD_BROKER_SESSION_TIMEOUT_MS", "600000"), NO_NOOPS],
+            &dir,
+        )
+        .await;
         matrix(
             s,
             Mode::Certificates {
@@ -361,6 +367,19 @@ async fn matrix(mut s: Scenario, mode: Mode) {
         .await
         .unwrap();
     let before = wait_same_image(&s, &s.q.ids(), 0).await;
+    // No NoOps (NO_NOOPS): once the leader's own start-up writes are done, nothing moves
+    // the high watermark but an accepted write.
+    let hw_before = eventually("the log is quiet", Duration::from_secs(20), || async {
+        let a = s.status(leader).await.high_watermark;
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let b = s.status(leader).await.high_watermark;
+        if a == b {
+            Ok(b)
+        } else {
+            Err(format!("high watermark moved {a} -> {b}"))
+        }
+    })
+    .await;
 
     eprintln!("step 2: every call by every caller, on the leader and on a follower");
     let (mut refused, mut no_handshake) = (0, 0);
@@ -424,9 +443,16 @@ async fn matrix(mut s: Scenario, mode: Mode) {
     }
     eprintln!("  {refused} calls refused with 401 or 403, {no_handshake} refused at the handshake");
 
-    eprintln!("step 3: the refusals changed nothing in any node's image");
+    eprintln!("step 3: the refusals changed nothing: every node's image and high watermark");
     let after = wait_same_image(&s, &s.q.ids(), 0).await;
     assert_eq!(before, after, "a refused call changed the image");
+    for id in s.q.ids() {
+        let hw = s.status(id).await.high_watermark;
+        assert_eq!(
+            hw, hw_before,
+            "node {id}: a refused call moved the high watermark"
+        );
+    }
 
     eprintln!("step 4: broker 1 heartbeats for itself through a follower (forwarded with its credentials)");
     mode.broker_client(&api(follower), 1)
