@@ -11,13 +11,12 @@ mod common;
 
 use common::*;
 use kraftd::api::auth::token_sha256;
+use kraftd::cli::certs::{ca_file, client_tls};
 use kraftd::cli::fleet::registration;
 use kraftd::client::{Client, CreateTopic, Heartbeat};
-use kraftd::tls::client_config_from_files;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 const OPERATOR: &str = "operator-token-0123456789";
 const READER: &str = "reader-token-0123456789";
@@ -112,20 +111,15 @@ impl Mode {
         else {
             return b.build().unwrap();
         };
-        let cert = match who {
-            Caller::Reader => Some((dir.clone(), "reader")),
-            Caller::Broker1 => Some((dir.clone(), "broker-1")),
-            Caller::Operator => Some((dir.clone(), "operator")),
-            Caller::OtherCa => Some((other.clone(), "operator")),
-            Caller::Expired => Some((expired.clone(), "operator")),
-            _ => None,
+        let (from, name) = match who {
+            Caller::Reader => (dir, Some("reader")),
+            Caller::Broker1 => (dir, Some("broker-1")),
+            Caller::Operator => (dir, Some("operator")),
+            Caller::OtherCa => (other, Some("operator")),
+            Caller::Expired => (expired, Some("operator")),
+            _ => (dir, None),
         };
-        let pair = cert.map(|(d, n)| (d.join(format!("{n}.pem")), d.join(format!("{n}-key.pem"))));
-        let tls = client_config_from_files(
-            &dir.join("ca.pem"),
-            pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
-        )
-        .unwrap();
+        let tls = client_tls(&ca_file(dir), from, name).unwrap();
         b.use_preconfigured_tls(tls).build().unwrap()
     }
 
@@ -142,14 +136,7 @@ impl Mode {
         match self {
             Mode::Tokens => c.with_token(if id == 1 { BROKER1 } else { BROKER2 }),
             Mode::Certificates { dir, .. } => {
-                let tls = client_config_from_files(
-                    &dir.join("ca.pem"),
-                    Some((
-                        &dir.join(format!("broker-{id}.pem")),
-                        &dir.join(format!("broker-{id}-key.pem")),
-                    )),
-                )
-                .unwrap();
+                let tls = client_tls(&ca_file(dir), dir, Some(&format!("broker-{id}"))).unwrap();
                 c.with_tls(tls).unwrap()
             }
         }
@@ -287,13 +274,9 @@ fn every_route_answers_each_certificate_over_tls_as_the_roles_table_says_and_ref
             scratch.path().join("expired"),
         );
         eprintln!("step 0: kraftd certs: the cluster's CA, another CA, and expired certificates of the cluster's CA");
-        certs(&dir, &[]);
-        certs(&other, &[]);
-        std::fs::create_dir_all(&expired).unwrap();
-        for f in ["ca.pem", "ca-key.pem"] {
-            std::fs::copy(dir.join(f), expired.join(f)).unwrap();
-        }
-        certs(&expired, &["--days", "0"]);
+        kraftd_certs(&dir, &[]);
+        kraftd_certs(&other, &[]);
+        expired_certs(&dir, &expired);
         // The principals by common name, with /healthz closed as in the token run.
         principals_file(&dir);
         let s = Scenario::start_secure(
@@ -312,20 +295,6 @@ fn every_route_answers_each_certificate_over_tls_as_the_roles_table_says_and_ref
         )
         .await;
     });
-}
-
-fn certs(dir: &Path, extra: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"))
-        .args(["certs", "--dir"])
-        .arg(dir)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 async fn matrix(mut s: Scenario, mode: Mode) {
@@ -369,17 +338,7 @@ async fn matrix(mut s: Scenario, mode: Mode) {
     let before = wait_same_image(&s, &s.q.ids(), 0).await;
     // No NoOps (NO_NOOPS): once the leader's own start-up writes are done, nothing moves
     // the high watermark but an accepted write.
-    let hw_before = eventually("the log is quiet", Duration::from_secs(20), || async {
-        let a = s.status(leader).await.high_watermark;
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
-        let b = s.status(leader).await.high_watermark;
-        if a == b {
-            Ok(b)
-        } else {
-            Err(format!("high watermark moved {a} -> {b}"))
-        }
-    })
-    .await;
+    let hw_before = wait_quiet_log(&s, leader).await;
 
     eprintln!("step 2: every call by every caller, on the leader and on a follower");
     let (mut refused, mut no_handshake) = (0, 0);

@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::time::Duration;
 
 async fn call(
     http: &reqwest::Client,
@@ -57,19 +56,7 @@ fn bad_requests_get_kafka_style_errors_and_change_nothing() {
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();
-        // The new leader still writes on its own for a moment (the bootstrap feature levels,
-        // the voters' directory ids, checked every 2 s): start once the log is quiet.
-        let before = eventually("the log is quiet", Duration::from_secs(20), || async {
-            let a = s.status(id).await.high_watermark;
-            tokio::time::sleep(Duration::from_millis(2_500)).await;
-            let b = s.status(id).await.high_watermark;
-            if a == b {
-                Ok(b)
-            } else {
-                Err(format!("high watermark moved {a} -> {b}"))
-            }
-        })
-        .await;
+        let before = wait_quiet_log(&s, id).await;
 
         use reqwest::Method as M;
         let big = format!(r#"{{"set":{{"k":"{}"}}}}"#, "x".repeat(2 * 1024 * 1024)).into_bytes();

@@ -7,56 +7,27 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use kraftd::cli::certs::client_tls;
 use kraftd::cli::fleet::registration;
 use kraftd::client::{Client, ConfigKind, ConfigPatch, CreateTopic, Heartbeat};
 use kraftd::raft::network::PATH_APPEND;
-use kraftd::tls::client_config_from_files;
-
-fn certs(dir: &Path, extra: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kraftd"))
-        .args(["certs", "--dir"])
-        .arg(dir)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kraftd certs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A client of `api` presenting `who`'s certificate from `dir`, trusting `ca`.
 fn client_as(api: &str, ca: &Path, dir: &Path, who: &str) -> Client {
-    let tls = client_config_from_files(
-        ca,
-        Some((
-            &dir.join(format!("{who}.pem")),
-            &dir.join(format!("{who}-key.pem")),
-        )),
-    )
-    .unwrap();
+    let tls = client_tls(ca, dir, Some(who)).unwrap();
     Client::new(api).unwrap().with_tls(tls).unwrap()
 }
 
 /// A raw HTTPS client for the peer listener, presenting `who`'s certificate from `dir`.
 fn peer_client(ca: &Path, dir: &Path, who: &str) -> reqwest::Client {
-    let tls = client_config_from_files(
-        ca,
-        Some((
-            &dir.join(format!("{who}.pem")),
-            &dir.join(format!("{who}-key.pem")),
-        )),
-    )
-    .unwrap();
     reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
+        .use_preconfigured_tls(client_tls(ca, dir, Some(who)).unwrap())
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap()
@@ -88,8 +59,8 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
         let dir: PathBuf = scratch.path().join("certs");
         let other: PathBuf = scratch.path().join("other-ca");
         eprintln!("step 0: kraftd certs makes the cluster's CA and certificates, and another CA");
-        certs(&dir, &[]);
-        certs(&other, &[]);
+        kraftd_certs(&dir, &[]);
+        kraftd_certs(&other, &[]);
         let ca = dir.join("ca.pem");
 
         eprintln!("step 1: three nodes serve TLS, mutual TLS between them");
@@ -165,11 +136,7 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
         assert!(wrong_trust.quorum_status().await.is_err());
         // The cluster's own CA, but a certificate that has expired.
         let expired = scratch.path().join("expired");
-        std::fs::create_dir_all(&expired).unwrap();
-        for f in ["ca.pem", "ca-key.pem"] {
-            std::fs::copy(dir.join(f), expired.join(f)).unwrap();
-        }
-        certs(&expired, &["--days", "0"]);
+        expired_certs(&dir, &expired);
         let e = client_as(&api(leader), &ca, &expired, "operator")
             .quorum_status()
             .await
@@ -270,11 +237,7 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
             let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
             let addr = api(s.q.ids()[w as usize % 3]);
             // The operator's own files are read once: they are rewritten below too.
-            let tls = client_config_from_files(
-                &ca,
-                Some((&dir.join("operator.pem"), &dir.join("operator-key.pem"))),
-            )
-            .unwrap();
+            let tls = client_tls(&ca, &dir, Some("operator")).unwrap();
             writers.push(tokio::spawn(async move {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -294,7 +257,7 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let old_cert = std::fs::read(dir.join(format!("controller-{leader}.pem"))).unwrap();
-        certs(&dir, &[]);
+        kraftd_certs(&dir, &[]);
         for id in s.q.ids() {
             let pid = s.q.node(id).unwrap().pid().unwrap();
             // SAFETY: signalling a child process this test started.

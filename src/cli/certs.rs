@@ -95,7 +95,7 @@ fn validity(params: &mut CertificateParams, days: u32) {
 
 /// The CA of `dir`: the one already there, or a new one.
 fn ca(dir: &Path) -> Result<(Issuer<'static, KeyPair>, bool), String> {
-    let (cert, key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let (cert, key) = (ca_file(dir), cert_files(dir, "ca").1);
     if cert.exists() && key.exists() {
         let key_pem = std::fs::read_to_string(&key).map_err(err)?;
         let cert_pem = std::fs::read_to_string(&cert).map_err(err)?;
@@ -118,12 +118,33 @@ fn ca(dir: &Path) -> Result<(Issuer<'static, KeyPair>, bool), String> {
     validity(&mut params, 3650);
     let c = params.self_signed(&key).map_err(err)?;
     write_file(&cert, &c.pem(), false)?;
-    write_file(&key_path(dir, "ca"), &key.serialize_pem(), true)?;
+    write_file(&cert_files(dir, "ca").1, &key.serialize_pem(), true)?;
     Ok((Issuer::new(params, key), true))
 }
 
-fn key_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}-key.pem"))
+/// The certificate and key of `name` (`controller-1`, `operator`, ...) in a directory
+/// `kraftd certs` wrote.
+pub fn cert_files(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    )
+}
+
+/// The CA of a directory `kraftd certs` wrote.
+pub fn ca_file(dir: &Path) -> PathBuf {
+    dir.join("ca.pem")
+}
+
+/// A client configuration trusting `ca` and presenting `name`'s certificate from `dir`
+/// (none when `name` is None).
+pub fn client_tls(
+    ca: &Path,
+    dir: &Path,
+    name: Option<&str>,
+) -> Result<rustls::ClientConfig, crate::tls::TlsError> {
+    let pair = name.map(|n| cert_files(dir, n));
+    crate::tls::client_config_from_files(ca, pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))
 }
 
 /// Issues everything; returns what it did, for a person.
@@ -193,12 +214,9 @@ pub fn run(a: &CertsArgs) -> Result<String, String> {
         validity(&mut params, a.days);
         let key = KeyPair::generate().map_err(err)?;
         let cert = params.signed_by(&key, &issuer).map_err(err)?;
-        write_file(&key_path(&a.dir, &leaf.name), &key.serialize_pem(), true)?;
-        write_file(
-            &a.dir.join(format!("{}.pem", leaf.name)),
-            &cert.pem(),
-            false,
-        )?;
+        let (cert_path, key_path) = cert_files(&a.dir, &leaf.name);
+        write_file(&key_path, &key.serialize_pem(), true)?;
+        write_file(&cert_path, &cert.pem(), false)?;
         if let Some(role) = &leaf.role {
             principals.push_str(&format!(
                 "\n[[principal]]\nname = {:?}\nrole = {role:?}\n",

@@ -76,15 +76,8 @@ impl QuorumOptions {
     /// with its controller certificate and the CA, and checks principals.toml; the quorum's
     /// clients present `operator.pem`.
     pub fn secure(mut self, certs_dir: &Path) -> anyhow::Result<Self> {
-        let ca = certs_dir.join("ca.pem");
-        let tls = crate::tls::client_config_from_files(
-            &ca,
-            Some((
-                &certs_dir.join("operator.pem"),
-                &certs_dir.join("operator-key.pem"),
-            )),
-        )?;
-        self.client_tls = Some(tls);
+        let ca = super::certs::ca_file(certs_dir);
+        self.client_tls = Some(super::certs::client_tls(&ca, certs_dir, Some("operator"))?);
         self.certs_dir = Some(certs_dir.to_path_buf());
         Ok(self)
     }
@@ -332,20 +325,18 @@ impl LocalQuorum {
         let exe = self.exe.clone();
         let mut env = self.env.clone();
         if let Some(dir) = &self.certs_dir {
-            let file = |name: String| dir.join(name).display().to_string();
+            let shown = |p: PathBuf| p.display().to_string();
+            let (cert, key) = super::certs::cert_files(dir, &format!("controller-{id}"));
             env.extend([
+                ("KRAFTD_TLS_CERT_FILE".into(), shown(cert)),
+                ("KRAFTD_TLS_KEY_FILE".into(), shown(key)),
                 (
-                    "KRAFTD_TLS_CERT_FILE".into(),
-                    file(format!("controller-{id}.pem")),
+                    "KRAFTD_TLS_CA_FILE".into(),
+                    shown(super::certs::ca_file(dir)),
                 ),
-                (
-                    "KRAFTD_TLS_KEY_FILE".into(),
-                    file(format!("controller-{id}-key.pem")),
-                ),
-                ("KRAFTD_TLS_CA_FILE".into(), file("ca.pem".into())),
                 (
                     "KRAFTD_AUTH_PRINCIPALS_FILE".into(),
-                    file("principals.toml".into()),
+                    shown(dir.join("principals.toml")),
                 ),
             ]);
         }

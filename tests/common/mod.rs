@@ -753,3 +753,44 @@ impl HwWatch {
         );
     }
 }
+
+/// The high watermark of node `id` once it has not moved for 2.5 s (a new leader still
+/// writes on its own for a moment: the bootstrap feature levels, the voters' directory ids,
+/// checked every 2 s). Needs NoOps off (NO_NOOPS).
+pub async fn wait_quiet_log(s: &Scenario, id: u64) -> i64 {
+    eventually("the log is quiet", Duration::from_secs(20), || async {
+        let a = s.status(id).await.high_watermark;
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let b = s.status(id).await.high_watermark;
+        if a == b {
+            Ok(b)
+        } else {
+            Err(format!("high watermark moved {a} -> {b}"))
+        }
+    })
+    .await
+}
+
+/// Runs the binary under test's `kraftd certs --dir DIR EXTRA...`.
+pub fn kraftd_certs(dir: &std::path::Path, extra: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"))
+        .args(["certs", "--dir"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kraftd certs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Certificates in `expired` that `dir`'s CA issued and that expired an hour ago.
+pub fn expired_certs(dir: &std::path::Path, expired: &std::path::Path) {
+    std::fs::create_dir_all(expired).unwrap();
+    for f in ["ca.pem", "ca-key.pem"] {
+        std::fs::copy(dir.join(f), expired.join(f)).unwrap();
+    }
+    kraftd_certs(expired, &["--days", "0"]);
+}
