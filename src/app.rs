@@ -13,7 +13,7 @@ use crate::node::boot::{boot, Booted};
 use crate::node::config::Config;
 use crate::node::duties::start_duties;
 use crate::telemetry::TLS_HANDSHAKE_FAILURES;
-use crate::tls::{certificate_names, server_config, ClientCerts, Identity, PeerIdentity};
+use crate::tls::{server_config, ClientCerts, Identity, PeerIdentity};
 
 /// Runs a node until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -107,15 +107,13 @@ async fn serve_tls(
                 Ok(Err(e)) => return handshake_failed(which, remote, &e.to_string()),
                 Err(_) => return handshake_failed(which, remote, "timed out"),
             };
-            let identity = PeerIdentity {
-                names: stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(certificate_names)
-                    .unwrap_or_default(),
-            };
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(PeerIdentity::of)
+                .unwrap_or_default();
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(identity.clone());

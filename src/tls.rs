@@ -260,35 +260,40 @@ pub fn client_config_from_files(
     client_config(read_roots(ca)?, identity)
 }
 
-/// The names a certificate carries: its DNS subject alternative names, then its common
-/// name. None when it does not parse.
-pub fn certificate_names(cert: &CertificateDer<'_>) -> Option<Vec<String>> {
-    let (_, x) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = x.subject_alternative_name() {
-        for n in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
-                names.push(d.to_string());
-            }
-        }
-    }
-    for cn in x.subject().iter_common_name() {
-        if let Ok(s) = cn.as_str() {
-            names.push(s.to_string());
-        }
-    }
-    Some(names)
-}
-
 /// Who is on the other end of a TLS connection: the names of the certificate it presented
 /// (verified against the CA), if it presented one. Requests carry it as an extension.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PeerIdentity {
-    /// Names of its certificate (SANs, then the CN); empty without a certificate.
+    /// The DNS subject alternative names, then the common name, if any; empty without a
+    /// certificate.
     pub names: Vec<String>,
+    /// The common name, if any.
+    pub common_name: Option<String>,
 }
 
 impl PeerIdentity {
+    /// The identity a certificate carries; an empty one when it does not parse.
+    pub fn of(cert: &CertificateDer<'_>) -> PeerIdentity {
+        let Ok((_, x)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+            return PeerIdentity::default();
+        };
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = x.subject_alternative_name() {
+            for n in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                    names.push(d.to_string());
+                }
+            }
+        }
+        let common_name = x
+            .subject()
+            .iter_common_name()
+            .find_map(|cn| cn.as_str().ok())
+            .map(str::to_string);
+        names.extend(common_name.clone());
+        PeerIdentity { names, common_name }
+    }
+
     /// The controller node id its certificate names (`controller-<id>`), if any.
     pub fn controller_id(&self) -> Option<u64> {
         self.names
@@ -298,7 +303,9 @@ impl PeerIdentity {
 
     /// The principal name for the API: the common name, else the first SAN.
     pub fn principal(&self) -> Option<&str> {
-        self.names.last().map(String::as_str)
+        self.common_name
+            .as_deref()
+            .or(self.names.first().map(String::as_str))
     }
 }
 
@@ -314,15 +321,27 @@ mod tests {
                 "controller-3".into(),
                 "controller-3".into(),
             ],
+            common_name: Some("controller-3".into()),
         };
         assert_eq!(id.controller_id(), Some(3));
         let broker = PeerIdentity {
             names: vec!["broker-1".into()],
+            common_name: Some("broker-1".into()),
         };
         assert_eq!(broker.controller_id(), None);
         assert_eq!(broker.principal(), Some("broker-1"));
+        let sans_only = PeerIdentity {
+            names: vec!["a".into(), "b".into()],
+            common_name: None,
+        };
+        assert_eq!(
+            sans_only.principal(),
+            Some("a"),
+            "the first SAN, as documented"
+        );
         let bad = PeerIdentity {
             names: vec!["controller-x".into()],
+            common_name: None,
         };
         assert_eq!(bad.controller_id(), None);
     }

@@ -65,13 +65,11 @@ pub(crate) async fn quorum_status(node: &Node) -> QuorumStatus {
     if m.state == ServerState::Leader {
         let last_end = node.end_of(m.last_log_index).unwrap_or(applied.end_offset);
         let now = now_ms();
-        {
-            for t in node.follower_tracks().values() {
-                let fe = node.end_of(t.matched).unwrap_or(0);
-                max_lag = max_lag.max(last_end.saturating_sub(fe));
-                if t.last_caught_up_ms > 0 {
-                    max_lag_ms = max_lag_ms.max(now.saturating_sub(t.last_caught_up_ms));
-                }
+        for t in node.follower_tracks().values() {
+            let fe = node.end_of(t.matched).unwrap_or(0);
+            max_lag = max_lag.max(last_end.saturating_sub(fe));
+            if t.last_caught_up_ms > 0 {
+                max_lag_ms = max_lag_ms.max(now.saturating_sub(t.last_caught_up_ms));
             }
         }
     }
