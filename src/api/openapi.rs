@@ -208,6 +208,49 @@ impl Modify for ErrorAnswers {
     }
 }
 
+/// Declares how a caller proves who it is (README, "Security"): a bearer token, or a client
+/// certificate over TLS. The node asks for either only when it has a principals file.
+struct Credentials;
+
+impl Modify for Credentials {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token of the principals file (`kraftd new-token`), which keeps only \
+                         its SHA-256. Needed when the node has `auth_principals_file`; \
+                         without valid credentials a call gets 401 \
+                         SASL_AUTHENTICATION_FAILED, and a call the principal's role does not \
+                         grant gets 403 CLUSTER_AUTHORIZATION_FAILED.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "mutualTLS",
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "A client certificate from the cluster's CA (with TLS on); its common \
+                     name is the principal. The same rules as a bearer token."
+                        .into(),
+                ),
+                extensions: None,
+            },
+        );
+        openapi.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("mutualTLS", Vec::<String>::new()),
+        ]);
+    }
+}
+
 /// The API listener's OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
@@ -227,7 +270,7 @@ impl Modify for ErrorAnswers {
         ErrorBody, crate::contract::ErrorCode, SnapshotRef, Listener, FeatureRange, AlterTopic, AlterPartitionData,
         AlterPartitionResult, AlterTopicResult, TopicPartition,
     )),
-    modifiers(&ErrorAnswers)
+    modifiers(&ErrorAnswers, &Credentials)
 )]
 pub struct ApiDoc;
 
