@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 
-use crate::api::auth::Principals;
+use crate::api::auth::PrincipalsWatch;
 use crate::node::boot::{boot, Booted};
 use crate::node::config::Config;
 use crate::node::duties::start_duties;
@@ -26,7 +26,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             );
             None
         }
-        path => Some(Arc::new(Principals::load(Path::new(path))?)),
+        path => Some(PrincipalsWatch::load(Path::new(path))?),
     };
     let Booted {
         node,
@@ -37,7 +37,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tls,
     } = boot(config).await?;
     let peer_app = crate::api::peer::router(node.clone(), tls.is_some());
-    let api_app = crate::api::router(node.clone(), principals);
+    let api_app = crate::api::router(node.clone(), principals.clone());
     tracing::info!(
         node_id = node.id(),
         cluster_id = %node.meta().cluster_id,
@@ -54,16 +54,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 let _ = axum::serve(api_listener.tap_io(nodelay), api_app).await;
             }),
         ),
-        Some((identity, roots)) => {
-            let peer_cfg = server_config(identity.clone(), roots.clone(), ClientCerts::Required)?;
-            let api_cfg = server_config(identity.clone(), roots.clone(), ClientCerts::Optional)?;
-            tokio::spawn(watch_certificates(identity.clone()));
+        Some(identity) => {
+            let peer_cfg = server_config(identity.clone(), ClientCerts::Required)?;
+            let api_cfg = server_config(identity.clone(), ClientCerts::Optional)?;
             (
                 tokio::spawn(serve_tls(peer_listener, peer_cfg, peer_app, "peer")),
                 tokio::spawn(serve_tls(api_listener, api_cfg, api_app, "api")),
             )
         }
     };
+    if tls.is_some() || principals.is_some() {
+        tokio::spawn(watch_credentials(tls.clone(), principals));
+    }
     start_duties(&node, gate_members, metrics);
 
     shutdown_signal().await;
@@ -134,10 +136,13 @@ fn handshake_failed(which: &'static str, remote: std::net::SocketAddr, why: &str
     metrics::counter!(TLS_HANDSHAKE_FAILURES, "listener" => which).increment(1);
 }
 
-/// Reloads this node's certificate and key on SIGHUP, and when the files change (checked
-/// every 5 s), so that a rotation needs no restart. A pair that does not load is reported
-/// and the current one kept.
-async fn watch_certificates(identity: Arc<Identity>) {
+/// Reloads this node's certificate, key and CA, and the principals file, on SIGHUP and
+/// when their files change (checked every 5 s), so that a rotation needs no restart. A
+/// file that does not load is reported and what was in force stays.
+async fn watch_credentials(
+    identity: Option<Arc<Identity>>,
+    principals: Option<Arc<PrincipalsWatch>>,
+) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -158,18 +163,50 @@ async fn watch_certificates(identity: Arc<Identity>) {
             tick.tick().await;
             false
         };
-        let result = if forced {
-            identity.reload()
-        } else {
-            identity.reload_if_changed()
-        };
-        match result {
-            Ok(true) => tracing::info!(
-                cert = %identity.files().cert.display(),
-                "TLS certificate reloaded: new handshakes use it"
-            ),
-            Ok(false) => {}
-            Err(e) => tracing::error!("TLS certificate not reloaded, the current one stays: {e}"),
+        if let Some(identity) = &identity {
+            let result = if forced {
+                identity.reload()
+            } else {
+                identity.reload_if_changed()
+            };
+            match result {
+                Ok(r) => {
+                    if r.certificate {
+                        tracing::info!(
+                            cert = %identity.files().cert.display(),
+                            "TLS certificate reloaded: new handshakes use it"
+                        );
+                    }
+                    if r.ca {
+                        tracing::info!(
+                            ca = %identity.files().ca.display(),
+                            "TLS CA reloaded: new handshakes on both listeners and to peers \
+                             trust it"
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(
+                    "TLS files not reloaded, the certificate and CA in use stay: {e}"
+                ),
+            }
+        }
+        if let Some(principals) = &principals {
+            let result = if forced {
+                principals.reload().map(Some)
+            } else {
+                principals.reload_if_changed()
+            };
+            match result {
+                Ok(Some(n)) => tracing::info!(
+                    file = %principals.path().display(),
+                    principals = n,
+                    "principals file reloaded: the next request is checked against it"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::error!(
+                    "principals file not reloaded, the principals in force stay: {e}"
+                ),
+            }
         }
     }
 }

@@ -57,6 +57,16 @@ enum Command {
         /// is no longer a voter: re-format it with --join and add it).
         #[arg(long)]
         force: bool,
+        /// Under mutual TLS: this controller's certificate (its `tls_cert_file`), to ask
+        /// the other voters about their disks.
+        #[arg(long, env = "KRAFTD_TLS_CERT_FILE", requires_all = ["tls_key_file", "tls_ca_file"])]
+        tls_cert_file: Option<PathBuf>,
+        /// Its key (`tls_key_file`).
+        #[arg(long, env = "KRAFTD_TLS_KEY_FILE")]
+        tls_key_file: Option<PathBuf>,
+        /// The cluster's CA (`tls_ca_file`).
+        #[arg(long, env = "KRAFTD_TLS_CA_FILE")]
+        tls_ca_file: Option<PathBuf>,
     },
     /// Print a new random id in Kafka's form, for --cluster-id.
     RandomUuid,
@@ -136,7 +146,11 @@ enum BenchCommand {
     Controller(cli::bench_controller::ControllerArgs),
 }
 
-fn recover_quorum(data_dir: &std::path::Path, force: bool) -> ExitCode {
+fn recover_quorum(
+    data_dir: &std::path::Path,
+    tls: Option<kraftd::tls::TlsFiles>,
+    force: bool,
+) -> ExitCode {
     use kraftd::node::recover::{recover, Peer};
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -148,7 +162,7 @@ fn recover_quorum(data_dir: &std::path::Path, force: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(recover(data_dir, force)) {
+    match rt.block_on(recover(data_dir, tls, force)) {
         Ok(r) => {
             let me = r.node_id;
             let lost: Vec<String> = r
@@ -244,7 +258,19 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::RecoverQuorum { data_dir, force }) => recover_quorum(&data_dir, force),
+        Some(Command::RecoverQuorum {
+            data_dir,
+            force,
+            tls_cert_file,
+            tls_key_file,
+            tls_ca_file,
+        }) => {
+            let tls = match (tls_cert_file, tls_key_file, tls_ca_file) {
+                (Some(cert), Some(key), Some(ca)) => Some(kraftd::tls::TlsFiles { cert, key, ca }),
+                _ => None,
+            };
+            recover_quorum(&data_dir, tls, force)
+        }
         Some(Command::Certs(a)) => match cli::certs::run(&a) {
             Ok(text) => {
                 print!("{text}");

@@ -2,24 +2,30 @@
 //! provider: PEM files named in the settings, the server and client configurations, the
 //! identity a peer's certificate carries, and certificate rotation without a restart.
 //!
-//! One [`Identity`] (this process's certificate and key) serves both as the listeners'
-//! server certificate and as the client certificate of every outgoing call. It is read
-//! from its files again by [`Identity::reload`] (on SIGHUP, or when the files change), and
-//! the next handshake uses the new pair; connections already open keep theirs. The CA is
-//! read once: a new CA needs a restart (rotate it by issuing certificates under a bundle
-//! of the old and the new CA first).
+//! One [`Identity`] (this process's certificate, key and CA) serves both as the listeners'
+//! server certificate and as the client certificate of every outgoing call, and its CA
+//! checks the other side in both directions. It is read from its files again by
+//! [`Identity::reload`] (on SIGHUP, or when the files change), and the next handshake uses
+//! the new certificate and CA; connections already open keep theirs. A CA is rotated
+//! without a restart: trust a bundle of the old and the new CA, move every certificate to
+//! the new CA, then trust the new CA alone (deploy/README.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use rustls::client::ResolvesClientCert;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// The PEM files of one process: its certificate chain, its key, and the cluster's CA.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,35 +110,109 @@ fn certified_key(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsError> {
     Ok(Arc::new(ck))
 }
 
-/// Modification times of the files, to notice a rotation.
-type Stamp = Vec<Option<(SystemTime, u64)>>;
+/// The modification times and sizes of some files, to notice that they were rewritten (a
+/// certificate rotation, an edited principals file) without reading them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileStamp(Vec<Option<(SystemTime, u64)>>);
 
-fn stamp(files: &TlsFiles) -> Stamp {
-    [&files.cert, &files.key]
-        .iter()
-        .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        })
-        .collect()
+impl FileStamp {
+    /// The stamp of `paths` now; a file that cannot be read stamps as missing.
+    pub fn of(paths: &[&Path]) -> FileStamp {
+        FileStamp(
+            paths
+                .iter()
+                .map(|p| {
+                    std::fs::metadata(p)
+                        .ok()
+                        .and_then(|m| Some((m.modified().ok()?, m.len())))
+                })
+                .collect(),
+        )
+    }
 }
 
-/// This process's certificate and key, swapped in place by [`Identity::reload`].
+fn stamp(files: &TlsFiles) -> FileStamp {
+    FileStamp::of(&[&files.cert, &files.key, &files.ca])
+}
+
+/// The CA as read from its file: the certificates, and the verifiers built on them.
+#[derive(Debug)]
+struct Trust {
+    ders: Vec<CertificateDer<'static>>,
+    /// Peer listener: a certificate from the CA is required.
+    required: Arc<dyn ClientCertVerifier>,
+    /// API listener: a certificate from the CA, or none (then a bearer token).
+    optional: Arc<dyn ClientCertVerifier>,
+    /// Outgoing calls: the server's certificate must chain to the CA.
+    server: Arc<dyn ServerCertVerifier>,
+}
+
+impl Trust {
+    fn read(path: &Path) -> Result<Trust, TlsError> {
+        let ders = read_certs(path)?;
+        let mut roots = RootCertStore::empty();
+        for c in &ders {
+            roots.add(c.clone()).map_err(|e| file_err(path, e))?;
+        }
+        let roots = Arc::new(roots);
+        let config = |e: rustls::server::VerifierBuilderError| TlsError::Config(e.to_string());
+        let required = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(config)?;
+        let optional = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(config)?;
+        let server = WebPkiServerVerifier::builder_with_provider(roots, provider())
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        Ok(Trust {
+            ders,
+            required,
+            optional,
+            server,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Current {
+    key: Arc<CertifiedKey>,
+    trust: Arc<Trust>,
+    stamp: FileStamp,
+}
+
+/// This process's certificate and key, and the CA it trusts, swapped in place by
+/// [`Identity::reload`].
 #[derive(Debug)]
 pub struct Identity {
     files: TlsFiles,
-    current: RwLock<(Arc<CertifiedKey>, Stamp)>,
+    current: RwLock<Current>,
+}
+
+/// What [`Identity::reload`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reloaded {
+    /// A new certificate (or chain) is served from the next handshake on.
+    pub certificate: bool,
+    /// A new CA file is trusted from the next handshake on, on both listeners and for
+    /// outgoing calls.
+    pub ca: bool,
 }
 
 impl Identity {
-    /// Reads the certificate and key.
+    /// Reads the certificate, the key and the CA.
     pub fn load(files: TlsFiles) -> Result<Arc<Identity>, TlsError> {
-        let key = certified_key(&files)?;
         let st = stamp(&files);
+        let key = certified_key(&files)?;
+        let trust = Arc::new(Trust::read(&files.ca)?);
         Ok(Arc::new(Identity {
             files,
-            current: RwLock::new((key, st)),
+            current: RwLock::new(Current {
+                key,
+                trust,
+                stamp: st,
+            }),
         }))
     }
 
@@ -145,29 +225,46 @@ impl Identity {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .0
+            .key
             .clone()
     }
 
-    /// Reads the files again and uses the new pair from the next handshake on. A pair that
-    /// does not load leaves the current one in use. Returns whether anything changed.
-    pub fn reload(&self) -> Result<bool, TlsError> {
+    fn trust(&self) -> Arc<Trust> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .trust
+            .clone()
+    }
+
+    /// Reads the files again and uses the new certificate, key and CA from the next
+    /// handshake on; connections already open keep theirs. If any of the three does not
+    /// load, nothing changes.
+    pub fn reload(&self) -> Result<Reloaded, TlsError> {
         let st = stamp(&self.files);
         let key = certified_key(&self.files)?;
+        let trust = Trust::read(&self.files.ca)?;
         let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
-        let changed = cur.0.cert != key.cert;
-        *cur = (key, st);
+        let changed = Reloaded {
+            certificate: cur.key.cert != key.cert,
+            ca: cur.trust.ders != trust.ders,
+        };
+        cur.key = key;
+        if changed.ca {
+            cur.trust = Arc::new(trust);
+        }
+        cur.stamp = st;
         Ok(changed)
     }
 
     /// [`Identity::reload`] when the files' times or sizes differ from the last read.
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+    pub fn reload_if_changed(&self) -> Result<Reloaded, TlsError> {
         let same = {
             let cur = self.current.read().unwrap_or_else(|p| p.into_inner());
-            cur.1 == stamp(&self.files)
+            cur.stamp == stamp(&self.files)
         };
         if same {
-            return Ok(false);
+            return Ok(Reloaded::default());
         }
         self.reload()
     }
@@ -203,21 +300,133 @@ pub enum ClientCerts {
     Optional,
 }
 
-/// A listener's configuration: `identity` as its certificate, client certificates checked
-/// against `roots`.
+/// Checks client certificates against the CA the identity holds now, so that a CA
+/// reloaded with [`Identity::reload`] counts from the next handshake on.
+#[derive(Debug)]
+struct ClientVerifier {
+    identity: Arc<Identity>,
+    mode: ClientCerts,
+}
+
+impl ClientVerifier {
+    fn now(&self) -> Arc<dyn ClientCertVerifier> {
+        let trust = self.identity.trust();
+        match self.mode {
+            ClientCerts::Required => trust.required.clone(),
+            ClientCerts::Optional => trust.optional.clone(),
+        }
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mode == ClientCerts::Required
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // The hints would have to outlive a reload; they are optional in TLS, and every
+        // client here has one certificate to offer.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.now()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.now().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.now().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.now().supported_verify_schemes()
+    }
+}
+
+/// Checks servers' certificates against the CA the identity holds now.
+#[derive(Debug)]
+struct ServerVerifier(Arc<Identity>);
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0.trust().server.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .trust()
+            .server
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .trust()
+            .server
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.trust().server.supported_verify_schemes()
+    }
+}
+
+/// A listener's configuration: `identity`'s certificate served, client certificates
+/// checked against its CA; both follow [`Identity::reload`].
 pub fn server_config(
     identity: Arc<Identity>,
-    roots: Arc<RootCertStore>,
     client_certs: ClientCerts,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
-    let builder = match client_certs {
-        ClientCerts::Required => builder,
-        ClientCerts::Optional => builder.allow_unauthenticated(),
-    };
-    let verifier = builder
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier = Arc::new(ClientVerifier {
+        identity: identity.clone(),
+        mode: client_certs,
+    });
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -227,20 +436,15 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
-/// An outgoing configuration: servers checked against `roots`; `identity`, if any, sent
-/// as the client certificate.
-pub fn client_config(
-    roots: Arc<RootCertStore>,
-    identity: Option<Arc<Identity>>,
-) -> Result<ClientConfig, TlsError> {
-    let builder = ClientConfig::builder_with_provider(provider())
+/// An outgoing configuration presenting `identity`'s certificate and checking servers
+/// against its CA; both follow [`Identity::reload`].
+pub fn client_config(identity: Arc<Identity>) -> Result<ClientConfig, TlsError> {
+    Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots);
-    Ok(match identity {
-        Some(id) => builder.with_client_cert_resolver(id),
-        None => builder.with_no_client_auth(),
-    })
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier(identity.clone())))
+        .with_client_cert_resolver(identity))
 }
 
 /// A client configuration from files: the CA, and optionally a certificate and key to
@@ -249,15 +453,18 @@ pub fn client_config_from_files(
     ca: &Path,
     cert_and_key: Option<(&Path, &Path)>,
 ) -> Result<ClientConfig, TlsError> {
-    let identity = match cert_and_key {
-        Some((cert, key)) => Some(Identity::load(TlsFiles {
+    match cert_and_key {
+        Some((cert, key)) => client_config(Identity::load(TlsFiles {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             ca: ca.to_path_buf(),
         })?),
-        None => None,
-    };
-    client_config(read_roots(ca)?, identity)
+        None => Ok(ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(read_roots(ca)?)
+            .with_no_client_auth()),
+    }
 }
 
 /// Who is on the other end of a TLS connection: the names of the certificate it presented
@@ -344,6 +551,60 @@ mod tests {
             common_name: None,
         };
         assert_eq!(bad.controller_id(), None);
+    }
+
+    fn self_signed(name: &str) -> (String, String) {
+        let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        (c.cert.pem(), c.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn a_reload_takes_a_new_ca_and_certificate_and_a_broken_file_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles {
+            cert: dir.path().join("node.pem"),
+            key: dir.path().join("node-key.pem"),
+            ca: dir.path().join("ca.pem"),
+        };
+        let (cert, key) = self_signed("controller-1");
+        let (ca1, _) = self_signed("ca-one");
+        std::fs::write(&files.cert, &cert).unwrap();
+        std::fs::write(&files.key, &key).unwrap();
+        std::fs::write(&files.ca, &ca1).unwrap();
+        let id = Identity::load(files.clone()).unwrap();
+        assert_eq!(id.reload_if_changed().unwrap(), Reloaded::default());
+        assert_eq!(id.reload().unwrap(), Reloaded::default(), "same files");
+
+        let (ca2, _) = self_signed("ca-two");
+        std::fs::write(&files.ca, format!("{ca1}{ca2}")).unwrap();
+        let r = id.reload().unwrap();
+        assert!(r.ca && !r.certificate, "{r:?}");
+        assert_eq!(id.trust().ders.len(), 2, "the bundle is trusted");
+
+        // A CA file that is not PEM: refused, the bundle stays.
+        std::fs::write(&files.ca, "garbage").unwrap();
+        assert!(id.reload().is_err());
+        assert_eq!(id.trust().ders.len(), 2);
+        // A certificate without its key: refused, the CA is not taken either.
+        std::fs::write(&files.ca, &ca2).unwrap();
+        let (other_cert, _) = self_signed("controller-9");
+        std::fs::write(&files.cert, &other_cert).unwrap();
+        assert!(
+            id.reload().is_err(),
+            "a certificate that does not fit the key"
+        );
+        assert_eq!(
+            id.trust().ders.len(),
+            2,
+            "nothing of a failed reload is used"
+        );
+
+        let (cert2, key2) = self_signed("controller-1");
+        std::fs::write(&files.cert, &cert2).unwrap();
+        std::fs::write(&files.key, &key2).unwrap();
+        let r = id.reload().unwrap();
+        assert!(r.ca && r.certificate, "{r:?}");
+        assert_eq!(id.trust().ders.len(), 1);
     }
 
     #[test]

@@ -279,5 +279,39 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
         let logs = s.q.logs(100_000);
         let reloaded = logs.matches("TLS certificate reloaded").count();
         assert!(reloaded >= 3, "{reloaded} nodes logged a reload:\n{logs}");
+
+        eprintln!("step 7: recover-quorum on a stopped controller asks the others over mutual TLS with its own certificate, finds them holding their disks, and refuses");
+        s.q.stop(follower).await.unwrap();
+        let recover = |with_tls: bool| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"));
+            cmd.arg("recover-quorum")
+                .arg("--data-dir")
+                .arg(&s.q.node(follower).unwrap().data_dir)
+                .env_remove("KRAFTD_TLS_CERT_FILE")
+                .env_remove("KRAFTD_TLS_KEY_FILE")
+                .env_remove("KRAFTD_TLS_CA_FILE");
+            if with_tls {
+                let me = format!("controller-{follower}");
+                cmd.arg("--tls-cert-file")
+                    .arg(dir.join(format!("{me}.pem")))
+                    .arg("--tls-key-file")
+                    .arg(dir.join(format!("{me}-key.pem")))
+                    .arg("--tls-ca-file")
+                    .arg(&ca);
+            }
+            let out = cmd.output().unwrap();
+            assert!(!out.status.success());
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        let err = recover(true);
+        assert!(
+            err.contains("still answer with the disk the membership records"),
+            "{err}"
+        );
+        let err = recover(false);
+        assert!(
+            err.contains("--force"),
+            "plaintext cannot reach them: {err}"
+        );
     });
 }

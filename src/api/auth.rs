@@ -25,8 +25,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, MAX_BODY};
 use crate::contract::ErrorCode;
-use crate::tls::PeerIdentity;
+use crate::tls::{FileStamp, PeerIdentity};
 
 /// What a principal may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +258,62 @@ impl Principals {
     }
 }
 
+/// The principals file as the API listener uses it: read at start, and again on SIGHUP or
+/// when the file changes (checked every 5 s), so that adding, removing or re-keying a
+/// principal needs no restart. A file that does not load is reported and the principals
+/// read last stay in force.
+#[derive(Debug)]
+pub struct PrincipalsWatch {
+    path: PathBuf,
+    current: RwLock<(Arc<Principals>, FileStamp)>,
+}
+
+impl PrincipalsWatch {
+    /// Reads the file; an error stops the node before it serves.
+    pub fn load(path: &Path) -> Result<Arc<PrincipalsWatch>, PrincipalsError> {
+        let stamp = FileStamp::of(&[path]);
+        let principals = Arc::new(Principals::load(path)?);
+        Ok(Arc::new(PrincipalsWatch {
+            path: path.to_path_buf(),
+            current: RwLock::new((principals, stamp)),
+        }))
+    }
+
+    /// The file it reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The principals in force.
+    pub fn get(&self) -> Arc<Principals> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Reads the file again; the next request is checked against it. Returns how many
+    /// principals it names. On an error the principals in force stay.
+    pub fn reload(&self) -> Result<usize, PrincipalsError> {
+        let stamp = FileStamp::of(&[&self.path]);
+        let principals = Arc::new(Principals::load(&self.path)?);
+        let n = principals.by_name.len();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (principals, stamp);
+        Ok(n)
+    }
+
+    /// [`PrincipalsWatch::reload`] if the file's time or size changed since the last read.
+    pub fn reload_if_changed(&self) -> Result<Option<usize>, PrincipalsError> {
+        let same = self.current.read().unwrap_or_else(|p| p.into_inner()).1
+            == FileStamp::of(&[&self.path]);
+        if same {
+            return Ok(None);
+        }
+        self.reload().map(Some)
+    }
+}
+
 /// The principal a forwarding controller vouches for, when its caller proved who it is with
 /// a client certificate (which the leader cannot see). Trusted only over a connection whose
 /// own certificate is a controller's.
@@ -329,10 +385,11 @@ struct BrokerIdOnly {
 /// The API listener's check: authenticates, authorizes by route, and writes the `audit`
 /// line. Installed as a route layer, so the route template is known.
 pub async fn check(
-    State(principals): State<Arc<Principals>>,
+    State(watch): State<Arc<PrincipalsWatch>>,
     req: Request,
     next: Next,
 ) -> Response {
+    let principals = watch.get();
     let method = req.method().clone();
     let route = req
         .extensions()
@@ -467,6 +524,35 @@ fn audited(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_principals_file_is_read_again_when_it_changes_and_a_broken_one_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("principals.toml");
+        let entry = |name: &str, role: &str| {
+            format!("[[principal]]\nname = \"{name}\"\nrole = \"{role}\"\n")
+        };
+        std::fs::write(&path, entry("alice", "operator")).unwrap();
+        let watch = PrincipalsWatch::load(&path).unwrap();
+        assert!(watch.get().by_name.contains_key("alice"));
+        assert_eq!(watch.reload_if_changed().unwrap(), None, "unchanged");
+
+        let both = format!("{}{}", entry("alice", "reader"), entry("bob", "operator"));
+        std::fs::write(&path, &both).unwrap();
+        assert_eq!(watch.reload_if_changed().unwrap(), Some(2));
+        assert_eq!(watch.get().by_name["alice"].role, Role::Reader);
+
+        std::fs::write(&path, "[[principal]\nname = ").unwrap();
+        assert!(watch.reload_if_changed().is_err());
+        assert!(watch.reload().is_err());
+        assert_eq!(watch.get().by_name.len(), 2, "the principals in force stay");
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            watch.reload().is_err(),
+            "a missing file changes nothing either"
+        );
+        assert_eq!(watch.get().by_name["bob"].role, Role::Operator);
+    }
 
     fn file(principals: &[(&str, &str, &str)]) -> String {
         let mut s = String::new();

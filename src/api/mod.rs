@@ -135,7 +135,7 @@ fn body_rejection(rej: axum::extract::rejection::BytesRejection) -> ApiError {
 
 /// The API router; with `principals`, every call is authenticated and authorized
 /// ([`auth`]).
-pub fn router(node: Arc<Node>, principals: Option<Arc<auth::Principals>>) -> Router {
+pub fn router(node: Arc<Node>, principals: Option<Arc<auth::PrincipalsWatch>>) -> Router {
     let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

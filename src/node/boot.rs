@@ -22,8 +22,7 @@ use crate::raft::network::{Network, PeerHttp};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{KNode, NodeId, Raft};
 use crate::record::checkpoint::{list_checkpoints, read_checkpoint, CheckpointItem};
-use crate::tls::{client_config, read_roots, Identity};
-use rustls::RootCertStore;
+use crate::tls::{client_config, Identity};
 
 use super::handle::Node;
 
@@ -187,8 +186,8 @@ pub struct Booted {
     /// The bootstrap voters, when this node still decides its first election.
     pub gate_members: Option<BTreeMap<NodeId, KNode>>,
     pub metrics: &'static PrometheusHandle,
-    /// With TLS: this node's certificate (rotated in place) and the cluster's CA.
-    pub tls: Option<(Arc<Identity>, Arc<RootCertStore>)>,
+    /// With TLS: this node's certificate and the cluster's CA, both rotated in place.
+    pub tls: Option<Arc<Identity>>,
 }
 
 /// Opens the data directory and starts the node: log store, state machine, Raft, the
@@ -197,16 +196,11 @@ pub async fn boot(config: Config) -> anyhow::Result<Booted> {
     let data_dir = config.data_dir.clone();
     // TLS files are read first: a bad one stops the node before it opens anything.
     let tls = match config.tls() {
-        Some(files) => {
-            let roots = read_roots(&files.ca)?;
-            Some((Identity::load(files)?, roots))
-        }
+        Some(files) => Some(Identity::load(files)?),
         None => None,
     };
     let http = match &tls {
-        Some((identity, roots)) => {
-            PeerHttp::tls(client_config(roots.clone(), Some(identity.clone()))?)?
-        }
+        Some(identity) => PeerHttp::tls(client_config(identity.clone())?)?,
         None => PeerHttp::plain(),
     };
     let meta = MetaProperties::read(&data_dir).with_context(|| {

@@ -14,7 +14,8 @@
 //! that is not a voter under its own directory id, and when another voter still answers
 //! with the disk the membership records for it (the quorum may not be lost: recovering
 //! would split the cluster). A voter that does not answer at all could still hold its disk,
-//! so it is only passed over with `--force`.
+//! so it is only passed over with `--force`. Under mutual TLS it asks the peers with the
+//! controller's own certificate (the same `tls_*` settings as `serve`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -57,8 +58,13 @@ pub struct Recovered {
 }
 
 /// Makes the stopped controller in `data_dir` the only voter; see the module docs. With
-/// `force`, voters that do not answer are taken as lost.
-pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> {
+/// `force`, voters that do not answer are taken as lost. `tls`, the controller's own
+/// certificate, key and CA, is needed to reach peers that serve mutual TLS.
+pub async fn recover(
+    data_dir: &Path,
+    tls: Option<crate::tls::TlsFiles>,
+    force: bool,
+) -> Result<Recovered, String> {
     let meta = MetaProperties::read(data_dir).map_err(|e| {
         format!(
             "{} is not a formatted kraftd data directory: {e}",
@@ -136,9 +142,16 @@ pub async fn recover(data_dir: &Path, force: bool) -> Result<Recovered, String> 
         ));
     }
 
-    // Plaintext: under mutual TLS the peers refuse this offline tool, and --force is
-    // needed (deploy/README.md).
-    let http = crate::raft::network::PeerHttp::plain();
+    // Under mutual TLS the peers answer only a controller's certificate: this one's.
+    let http = match tls {
+        None => crate::raft::network::PeerHttp::plain(),
+        Some(files) => crate::tls::Identity::load(files)
+            .and_then(crate::tls::client_config)
+            .map_err(|e| format!("TLS: {e}"))
+            .and_then(|c| {
+                crate::raft::network::PeerHttp::tls(c).map_err(|e| format!("TLS client: {e}"))
+            })?,
+    };
     let mut voters = BTreeMap::new();
     for id in voter_ids.iter().copied().filter(|&id| id != me) {
         let Some(n) = membership.get_node(&id) else {

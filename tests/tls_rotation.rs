@@ -1,0 +1,295 @@
+//! Credentials change on a live TLS quorum without a restart, as deploy/README.md's
+//! runbook does it: the cluster moves to a new CA (trust a bundle of both, move every
+//! certificate to the new CA, drop the old one) while writes run, none failing; and the
+//! principals file is edited under the running nodes, which pick it up on their own. A
+//! file that does not load changes nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kraftd::api::auth::token_sha256;
+use kraftd::cli::certs::client_tls;
+use kraftd::cli::fleet::registration;
+use kraftd::client::{Client, ConfigKind, ConfigPatch, CreateTopic, Heartbeat};
+use kraftd::tls::client_config_from_files;
+
+/// A client of `api` presenting `who`'s certificate from `dir`, trusting the CAs in `ca`.
+fn client_as(api: &str, ca: &Path, dir: &Path, who: &str) -> Client {
+    let tls = client_tls(ca, dir, Some(who)).unwrap();
+    Client::new(api).unwrap().with_tls(tls).unwrap()
+}
+
+/// Replaces `path` the way an operator's tooling should: a temp file, then a rename.
+fn replace_file(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("next");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn sighup_all(s: &Scenario) {
+    for id in s.q.ids() {
+        let pid = s.q.node(id).unwrap().pid().unwrap();
+        // SAFETY: signalling a child process this test started.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+    }
+}
+
+/// How many times the nodes' logs hold `line`.
+fn logged(s: &Scenario, line: &str) -> usize {
+    s.q.logs(100_000).matches(line).count()
+}
+
+/// Waits, at most 15 s, until the nodes' logs hold `line` at least `n` times.
+async fn wait_logged(s: &Scenario, line: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let logs = s.q.logs(100_000);
+        if logs.matches(line).count() >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{line:?} logged fewer than {n} times:\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn the_cluster_moves_to_a_new_ca_and_new_principals_without_a_restart_or_a_failed_write() {
+    run("tls_rotation", async {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir: PathBuf = scratch.path().join("certs");
+        let next: PathBuf = scratch.path().join("next-ca");
+        eprintln!("step 0: the cluster's CA (old) and, for later, a new CA with its certificates");
+        kraftd_certs(&dir, &[]);
+        kraftd_certs(&next, &[]);
+        let ca = dir.join("ca.pem");
+        let old_ca = std::fs::read(&ca).unwrap();
+        let new_ca = std::fs::read(next.join("ca.pem")).unwrap();
+        let bundle = scratch.path().join("bundle.pem");
+        std::fs::write(&bundle, [old_ca.clone(), new_ca.clone()].concat()).unwrap();
+
+        eprintln!("step 1: three nodes serve TLS under the old CA");
+        let mut s =
+            Scenario::start_secure(3, &[("KRAFTD_BROKER_SESSION_TIMEOUT_MS", "600000")], &dir)
+                .await;
+        let leader = s.leader().await;
+        let follower = s.q.ids().into_iter().find(|&i| i != leader).unwrap();
+        let addrs: std::collections::HashMap<u64, String> =
+            s.q.nodes()
+                .iter()
+                .map(|n| (n.id, n.api_addr.to_string()))
+                .collect();
+        let api = |id: u64| addrs[&id].clone();
+        let new_operator = |id| client_as(&api(id), &bundle, &next, "operator");
+        let old_operator = |id| client_as(&api(id), &bundle, &dir, "operator");
+
+        eprintln!("step 2: before the nodes trust it, the new CA's operator fails the handshake");
+        let e = new_operator(leader).quorum_status().await.unwrap_err();
+        assert!(e.is_transport(), "the new CA was trusted early: {e}");
+
+        eprintln!("step 3: every node trusts the bundle of both CAs after SIGHUP");
+        replace_file(&ca, &std::fs::read(&bundle).unwrap());
+        sighup_all(&s);
+        wait_logged(&s, "TLS CA reloaded", 3).await;
+        for id in s.q.ids() {
+            new_operator(id)
+                .quorum_status()
+                .await
+                .unwrap_or_else(|e| panic!("node {id} refused the new CA's operator: {e}"));
+            old_operator(id)
+                .quorum_status()
+                .await
+                .unwrap_or_else(|e| panic!("node {id} refused the old CA's operator: {e}"));
+        }
+
+        eprintln!("step 4: writers start, a new connection per write, as the new CA's operator");
+        let cluster = s.q.cluster_id().to_string();
+        let op = new_operator(follower);
+        let epoch = op
+            .register_broker(1, &registration(&cluster, 1, None, uuid::Uuid::new_v4()))
+            .await
+            .unwrap();
+        let unfence = Heartbeat {
+            broker_epoch: epoch,
+            current_metadata_offset: i64::MAX / 2,
+            want_fence: false,
+            want_shutdown: false,
+        };
+        op.heartbeat(1, &unfence).await.unwrap();
+        new_operator(follower)
+            .create_topic(&CreateTopic {
+                name: "orders".into(),
+                partitions: Some(1),
+                replication_factor: Some(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let mut writers = Vec::new();
+        for w in 0..4u64 {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            let addr = api(s.q.ids()[w as usize % 3]);
+            let tls = client_tls(&bundle, &next, Some("operator")).unwrap();
+            writers.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let c = Client::new(&addr).unwrap().with_tls(tls.clone()).unwrap();
+                    let patch = ConfigPatch::set_one("retention.ms", format!("{}", 1000 + i));
+                    match c.alter_config(ConfigKind::Topic, "orders", &patch).await {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            eprintln!("  writer {w}: {e}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                    i += 1;
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        eprintln!("step 5: every controller gets its certificate from the new CA (SIGHUP)");
+        for id in s.q.ids() {
+            for suffix in ["", "-key"] {
+                let name = format!("controller-{id}{suffix}.pem");
+                replace_file(&dir.join(&name), &std::fs::read(next.join(&name)).unwrap());
+            }
+        }
+        sighup_all(&s);
+        wait_logged(&s, "TLS certificate reloaded", 3).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        eprintln!("step 6: the nodes drop the old CA (SIGHUP)");
+        replace_file(&ca, &new_ca);
+        sighup_all(&s);
+        wait_logged(&s, "TLS CA reloaded", 6).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.await.unwrap();
+        }
+        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+        eprintln!("  {ok} writes acknowledged during the CA rotation, {failed} failed");
+        assert!(ok > 20, "too few writes to say anything: {ok}");
+        assert_eq!(failed, 0, "writes failed during the CA rotation");
+
+        eprintln!("step 7: the old CA's operator is refused at the handshake; the controllers still replicate under the new CA");
+        for id in s.q.ids() {
+            let e = old_operator(id).quorum_status().await.unwrap_err();
+            assert!(e.is_transport(), "node {id} still trusts the old CA: {e}");
+        }
+        let only_new = |id| client_as(&api(id), &next.join("ca.pem"), &next, "operator");
+        only_new(follower)
+            .create_topic(&CreateTopic {
+                name: "after-rotation".into(),
+                partitions: Some(1),
+                replication_factor: Some(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("a write through a follower under the new CA: {e}"));
+        let mut ends = Vec::new();
+        for id in s.q.ids() {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let topics = only_new(id).topics().await.unwrap();
+                if topics.iter().any(|t| t.name == "after-rotation") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node {id} never saw the topic");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            ends.push(only_new(id).quorum_status().await.unwrap().high_watermark);
+        }
+        eprintln!("  high watermarks {ends:?}");
+
+        eprintln!("step 7b: a controller killed and restarted makes every handshake anew, under the new CA alone, and catches up");
+        let third =
+            s.q.ids()
+                .into_iter()
+                .find(|&i| i != leader && i != follower)
+                .unwrap();
+        s.q.kill9(third).await.unwrap();
+        only_new(follower)
+            .create_topic(&CreateTopic {
+                name: "while-down".into(),
+                partitions: Some(1),
+                replication_factor: Some(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("a write with node {third} down: {e}"));
+        s.q.restart(third).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = only_new(third).topics().await.ok();
+            if seen.is_some_and(|t| t.iter().any(|t| t.name == "while-down")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {third} did not catch up under the new CA"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        eprintln!("step 8: the principals file is edited in place: a bearer-token operator is added and the reader removed; no signal");
+        let principals = dir.join("principals.toml");
+        let text = std::fs::read_to_string(&principals).unwrap();
+        let reader_entry = "\n[[principal]]\nname = \"reader\"\nrole = \"reader\"\n";
+        assert!(text.contains(reader_entry), "{text}");
+        let token = "rotation-test-token-0123456789";
+        let edited = format!(
+            "{}\n[[principal]]\nname = \"ci-bot\"\nrole = \"operator\"\ntoken_sha256 = \"{}\"\n",
+            text.replace(reader_entry, ""),
+            token_sha256(token)
+        );
+        let reloads = logged(&s, "principals file reloaded");
+        replace_file(&principals, edited.as_bytes());
+        let anonymous_tls = client_config_from_files(&next.join("ca.pem"), None).unwrap();
+        let bot = |id| {
+            Client::new(&api(id))
+                .unwrap()
+                .with_tls(anonymous_tls.clone())
+                .unwrap()
+                .with_token(token)
+        };
+        wait_logged(&s, "principals file reloaded", reloads + 3).await;
+        for id in s.q.ids() {
+            bot(id)
+                .alter_config(
+                    ConfigKind::Topic,
+                    "orders",
+                    &ConfigPatch::set_one("retention.ms", "4242"),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("node {id}: the added principal was refused: {e}"));
+            let e = client_as(&api(id), &next.join("ca.pem"), &next, "reader")
+                .topics()
+                .await
+                .unwrap_err();
+            assert_eq!(e.status().map(|s| s.as_u16()), Some(401), "node {id}: {e}");
+            assert_eq!(e.code(), Some("SASL_AUTHENTICATION_FAILED"), "{e}");
+        }
+
+        eprintln!("step 9: a principals file that does not parse is reported and changes nothing");
+        replace_file(&principals, b"[[principal]\nname = ");
+        sighup_all(&s);
+        wait_logged(&s, "principals file not reloaded", 3).await;
+        for id in s.q.ids() {
+            bot(id)
+                .quorum_status()
+                .await
+                .unwrap_or_else(|e| panic!("node {id} lost its principals: {e}"));
+        }
+    });
+}
