@@ -81,8 +81,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` over TLS on `listener`: each connection's handshake, then HTTP/1.1 or
 /// HTTP/2 on it, every request carrying the [`PeerIdentity`] of the client certificate. A
-/// failed handshake is logged with its reason and counted
-/// (`kraftd_tls_handshake_failures_total{listener}`).
+/// failed handshake is logged with its reason (once a minute per address and reason) and
+/// counted (`kraftd_tls_handshake_failures_total{listener}`).
 async fn serve_tls(
     listener: tokio::net::TcpListener,
     config: Arc<rustls::ServerConfig>,
@@ -132,8 +132,69 @@ async fn serve_tls(
 }
 
 fn handshake_failed(which: &'static str, remote: std::net::SocketAddr, why: &str) {
-    tracing::warn!(listener = which, %remote, "TLS handshake failed: {why}");
     metrics::counter!(TLS_HANDSHAKE_FAILURES, "listener" => which).increment(1);
+    // Reasons carry times ("verification time 1796137248"): without the digits, the same
+    // failure has the same key from one second to the next.
+    let kind = why.chars().filter(|c| !c.is_ascii_digit()).collect();
+    let said = HANDSHAKE_LOG
+        .get_or_init(Default::default)
+        .note((which, remote.ip(), kind), std::time::Instant::now());
+    if let Some(repeats) = said {
+        tracing::warn!(
+            listener = which,
+            %remote,
+            repeats_since_last_logged = repeats,
+            "TLS handshake failed: {why} (the same failure from this address is logged again \
+             after {}s at the earliest; kraftd_tls_handshake_failures_total counts each)",
+            HANDSHAKE_LOG_QUIET.as_secs()
+        );
+    }
+}
+
+/// How long the same handshake failure from the same address stays unlogged.
+const HANDSHAKE_LOG_QUIET: Duration = Duration::from_secs(60);
+/// Most (listener, address, reason) entries remembered: a flood from many addresses cannot
+/// grow the map past it.
+const HANDSHAKE_LOG_ENTRIES: usize = 4096;
+
+static HANDSHAKE_LOG: std::sync::OnceLock<OnceEvery> = std::sync::OnceLock::new();
+
+type FailureKey = (&'static str, std::net::IpAddr, String);
+
+/// Says once per key and quiet period whether to log, so that a client retrying a bad
+/// certificate in a loop, or a scanner, cannot flood the log; the counter still counts
+/// each failure.
+#[derive(Default)]
+struct OnceEvery {
+    seen: std::sync::Mutex<std::collections::HashMap<FailureKey, (std::time::Instant, u64)>>,
+}
+
+impl OnceEvery {
+    /// `Some(n)`: log now, `n` repeats went unlogged since the last line for this key.
+    /// None: stay quiet.
+    fn note(&self, key: FailureKey, now: std::time::Instant) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, repeats)) = seen.get_mut(&key) {
+            if now.duration_since(*at) < HANDSHAKE_LOG_QUIET {
+                *repeats += 1;
+                return None;
+            }
+            let n = *repeats;
+            *at = now;
+            *repeats = 0;
+            return Some(n);
+        }
+        if seen.len() >= HANDSHAKE_LOG_ENTRIES {
+            seen.retain(|_, (at, _)| now.duration_since(*at) < HANDSHAKE_LOG_QUIET);
+            if seen.len() >= HANDSHAKE_LOG_ENTRIES {
+                // Every entry is recent: a flood from many addresses. Forget them rather
+                // than grow; the worst case is one line per address per reset.
+                seen.clear();
+            }
+        }
+        seen.insert(key, (now, 0));
+        Some(0)
+    }
 }
 
 /// Reloads this node's certificate, key and CA, and the principals file, on SIGHUP and
@@ -234,5 +295,43 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_handshake_failure_is_logged_once_per_quiet_period_with_its_repeats() {
+        let log = OnceEvery::default();
+        let t0 = std::time::Instant::now();
+        let ip: std::net::IpAddr = [10, 0, 0, 1].into();
+        let key = |why: &str| ("api", ip, why.to_string());
+        assert_eq!(log.note(key("expired"), t0), Some(0), "the first is logged");
+        for i in 1..=5 {
+            assert_eq!(log.note(key("expired"), t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(
+            log.note(key("unknown CA"), t0),
+            Some(0),
+            "another reason is logged"
+        );
+        assert_eq!(
+            log.note(("peer", ip, "expired".into()), t0),
+            Some(0),
+            "another listener is logged"
+        );
+        assert_eq!(
+            log.note(key("expired"), t0 + HANDSHAKE_LOG_QUIET),
+            Some(5),
+            "after the quiet period, with the repeats it kept back"
+        );
+        // Many addresses: the map stays bounded.
+        for i in 0..(HANDSHAKE_LOG_ENTRIES as u32 + 10) {
+            let ip: std::net::IpAddr = std::net::Ipv4Addr::from(i).into();
+            assert!(log.note(("api", ip, "x".into()), t0).is_some());
+        }
+        assert!(log.seen.lock().unwrap().len() <= HANDSHAKE_LOG_ENTRIES);
     }
 }

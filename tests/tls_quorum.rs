@@ -150,6 +150,29 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
             failures_after >= failures_before + 3.0,
             "handshake failures counted {failures_before} -> {failures_after}"
         );
+        // A client that retries a bad certificate in a loop: each failure is counted, the
+        // log says it once.
+        for _ in 0..10 {
+            let e = client_as(&api(leader), &ca, &expired, "operator")
+                .quorum_status()
+                .await
+                .unwrap_err();
+            assert!(e.is_transport(), "{e}");
+        }
+        let failures_looped = handshake_failures(&metrics_of(leader).await, "api");
+        assert!(
+            failures_looped >= failures_after + 10.0,
+            "handshake failures counted {failures_after} -> {failures_looped}"
+        );
+        let expired_lines =
+            s.q.log_tail(leader, 100_000)
+                .lines()
+                .filter(|l| l.contains("TLS handshake failed") && l.contains("certificate expired"))
+                .count();
+        assert_eq!(
+            expired_lines, 1,
+            "eleven expired-certificate handshakes from one address are logged once"
+        );
 
         eprintln!("step 4: on the peer listener, another CA cannot connect; a broker's or another controller's certificate cannot speak for node {leader}");
         let hw_before = s.status(follower).await.high_watermark;
