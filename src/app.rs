@@ -80,7 +80,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` over TLS on `listener`: each connection's handshake, then HTTP/1.1 or
-/// HTTP/2 on it, every request carrying the [`PeerIdentity`] of the client certificate. A
+/// HTTP/2 on it, every request carrying the [`PeerIdentity`] of the client certificate (as an
+/// `Arc`, shared by the connection's requests). A
 /// failed handshake is logged with its reason (once a minute per address and reason) and
 /// counted (`kraftd_tls_handshake_failures_total{listener}`).
 async fn serve_tls(
@@ -114,7 +115,7 @@ async fn serve_tls(
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map(PeerIdentity::of)
+                .map(|c| Arc::new(PeerIdentity::of(c)))
                 .unwrap_or_default();
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {

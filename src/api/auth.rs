@@ -218,7 +218,7 @@ impl Principals {
     /// None when it has no credentials.
     fn authenticate(&self, req: &Request) -> Result<Option<&Principal>, ApiError> {
         let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-            let Some(conn) = req.extensions().get::<PeerIdentity>() else {
+            let Some(conn) = req.extensions().get::<Arc<PeerIdentity>>() else {
                 return Ok(None);
             };
             if conn.controller_id().is_some() {

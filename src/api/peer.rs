@@ -69,7 +69,7 @@ pub fn router(node: Arc<Node>, mutual_tls: bool) -> Router {
 async fn require_controller(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let names = req
         .extensions()
-        .get::<PeerIdentity>()
+        .get::<Arc<PeerIdentity>>()
         .map(|p| (p.controller_id(), p.names.clone()));
     let cert_node = match names {
         Some((Some(id), _)) => id,
