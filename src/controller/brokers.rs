@@ -4,9 +4,6 @@
 //! Heartbeats only touch the in-memory session; a record is written only when a broker's
 //! state changes (registered, unfenced, fenced, entering controlled shutdown, unregistered).
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
 use uuid::Uuid;
 
 use super::partitions;
@@ -18,73 +15,6 @@ use crate::record::metadata::{
     BrokerEndpoint, BrokerFeature, BrokerRegistrationChangeRecord, MetadataRecord,
     RegisterBrokerRecord, UnregisterBrokerRecord,
 };
-
-/// One broker's session on the active controller.
-#[derive(Debug, Clone, Copy)]
-struct Session {
-    deadline: Instant,
-    /// Offset of the last record that moved its leaderships away for a controlled shutdown.
-    shutdown_offset: Option<u64>,
-}
-
-/// Heartbeat sessions of every broker (in memory on the active controller only).
-#[derive(Debug)]
-pub struct Sessions {
-    timeout: Duration,
-    map: HashMap<i32, Session>,
-}
-
-impl Sessions {
-    /// A fresh session for every registered, unfenced broker: a new active controller does
-    /// not fence anyone for the time the quorum had no leader.
-    pub fn fresh(image: &MetadataImage, now: Instant, timeout: Duration) -> Sessions {
-        let map = image
-            .brokers()
-            .filter(|b| !b.fenced)
-            .map(|b| {
-                (
-                    b.broker_id,
-                    Session {
-                        deadline: now + timeout,
-                        shutdown_offset: None,
-                    },
-                )
-            })
-            .collect();
-        Sessions { timeout, map }
-    }
-
-    fn touch(&mut self, id: i32, now: Instant) -> &mut Session {
-        let timeout = self.timeout;
-        let s = self.map.entry(id).or_insert(Session {
-            deadline: now + timeout,
-            shutdown_offset: None,
-        });
-        s.deadline = now + timeout;
-        s
-    }
-
-    /// Whether `id` heartbeated within the session timeout.
-    pub fn is_live(&self, id: i32, now: Instant) -> bool {
-        self.map.get(&id).is_some_and(|s| s.deadline > now)
-    }
-
-    /// Brokers whose session ran out.
-    pub fn expired(&self, now: Instant) -> Vec<i32> {
-        let mut v: Vec<i32> = self
-            .map
-            .iter()
-            .filter(|(_, s)| s.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        v.sort_unstable();
-        v
-    }
-
-    fn remove(&mut self, id: i32) {
-        self.map.remove(&id);
-    }
-}
 
 fn refused(code: ErrorCode, message: impl Into<String>) -> ControllerError {
     ControllerError::refused(code, message)

@@ -23,9 +23,7 @@ use openraft::impls::ProgressResponder;
 use openraft::vote::RaftLeaderId;
 use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
-use crate::contract::ErrorCode;
 use crate::image::MetadataImage;
 use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::SmShared;
@@ -34,9 +32,12 @@ use crate::record::metadata::{MetadataRecord, VersionedRecord};
 
 pub mod brokers;
 pub mod configs;
+pub mod error;
 pub mod partitions;
 pub mod pipeline;
 pub mod placement;
+pub mod sessions;
+pub mod state;
 pub mod topics;
 
 #[cfg(test)]
@@ -44,8 +45,9 @@ mod rules_tests;
 #[cfg(test)]
 pub(crate) mod testkit;
 
-use brokers::Sessions;
+pub use error::{ControllerError, WriteError};
 use pipeline::{Committed, Done, Job, Outcome, Pipeline, RaftLog};
+pub use state::{PartitionIndex, PartitionKey, View};
 
 /// A committed write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,242 +59,9 @@ pub struct WriteAck {
     pub epoch: i32,
 }
 
-/// Why a request was not carried out.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ControllerError {
-    /// The request was checked and refused; nothing was written.
-    #[error("{message}")]
-    Refused {
-        /// Kafka's error code, e.g. `TOPIC_ALREADY_EXISTS`.
-        code: ErrorCode,
-        /// For a person.
-        message: String,
-    },
-    /// This node is not (or no longer) the active controller.
-    #[error("this controller is not the active controller")]
-    NotController {
-        /// The leader, if known.
-        leader: Option<NodeId>,
-    },
-    /// Not committed in time (e.g. the leader lost its majority). It may still commit.
-    #[error("the write was not committed within {0:?}; it may still be committed later")]
-    Timeout(Duration),
-    /// The request reached Raft, but whether it was committed is not known: it may have
-    /// been. Clients must not assume nothing happened.
-    #[error("the outcome is unknown: {0}; the write may have been committed")]
-    OutcomeUnknown(String),
-    /// Raft or the controller failed.
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl ControllerError {
-    /// A refusal with a Kafka error code.
-    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
-        ControllerError::Refused {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// The old name of [`ControllerError`], for the write path's callers.
-pub type WriteError = ControllerError;
-
 /// How long a write waits for its commit before the caller is told it timed out (Kafka's
 /// request.timeout.ms is 30 s; a controller write that takes this long has lost its quorum).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A partition: topic id (as an integer) and partition id.
-pub type PartitionKey = (u128, i32);
-
-/// Which partitions each broker is in the ISR of, and which partitions have no leader (as
-/// Kafka's BrokersToIsrs), so fencing or unfencing a broker touches only its partitions
-/// instead of scanning the cluster.
-#[derive(Debug, Default)]
-pub struct PartitionIndex {
-    isr: std::collections::HashMap<i32, std::collections::HashSet<PartitionKey>>,
-    leaderless: std::collections::HashSet<PartitionKey>,
-}
-
-impl PartitionIndex {
-    fn build(image: &MetadataImage) -> Self {
-        let mut ix = PartitionIndex::default();
-        for t in image.topics() {
-            for p in t.partitions() {
-                ix.add(t.id().as_u128(), p);
-            }
-        }
-        ix
-    }
-
-    fn add(&mut self, topic: u128, p: &crate::image::Partition) {
-        let key = (topic, p.id());
-        for b in p.isr() {
-            self.isr.entry(*b).or_default().insert(key);
-        }
-        if !p.has_leader() {
-            self.leaderless.insert(key);
-        }
-    }
-
-    fn remove(&mut self, topic: u128, p: &crate::image::Partition) {
-        let key = (topic, p.id());
-        for b in p.isr() {
-            if let Some(set) = self.isr.get_mut(b) {
-                set.remove(&key);
-                if set.is_empty() {
-                    self.isr.remove(b);
-                }
-            }
-        }
-        self.leaderless.remove(&key);
-    }
-
-    /// Partitions whose ISR holds `broker`, sorted.
-    pub fn isr_of(&self, broker: i32) -> Vec<PartitionKey> {
-        let mut v: Vec<_> = self
-            .isr
-            .get(&broker)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
-        v.sort_unstable();
-        v
-    }
-
-    /// Partitions without a leader, sorted.
-    pub fn leaderless(&self) -> Vec<PartitionKey> {
-        let mut v: Vec<_> = self.leaderless.iter().copied().collect();
-        v.sort_unstable();
-        v
-    }
-}
-
-/// What the active controller checks requests against.
-pub struct View {
-    image: MetadataImage,
-    /// Partitions by ISR member, and the leaderless ones.
-    pub index: PartitionIndex,
-    /// Offset the next emitted record will get.
-    next_offset: u64,
-    term: u64,
-    /// Records emitted by the job being run.
-    staged: Vec<VersionedRecord>,
-    /// Broker heartbeat sessions (in memory, never replicated).
-    pub sessions: Sessions,
-    /// When the job runs.
-    pub now: Instant,
-    /// This cluster's id.
-    pub cluster_id: Arc<str>,
-    /// A random number per job, for placement.
-    pub random: u32,
-}
-
-impl View {
-    /// The committed image plus every record emitted so far.
-    pub fn image(&self) -> &MetadataImage {
-        &self.image
-    }
-
-    /// The offset the next emitted record will have.
-    pub fn next_offset(&self) -> u64 {
-        self.next_offset
-    }
-
-    /// The epoch (term) of this leadership.
-    pub fn epoch(&self) -> i32 {
-        i32::try_from(self.term).unwrap_or(i32::MAX)
-    }
-
-    /// Emits a record: the view applies it now, and it is written with the job's batch.
-    /// Returns its offset. Jobs check their request before emitting, so a record the image
-    /// refuses is a controller bug; the loop then drops the view.
-    pub fn emit(&mut self, record: MetadataRecord) -> Result<u64, ControllerError> {
-        self.stage(VersionedRecord::new(record)).map_err(|e| {
-            ControllerError::Internal(format!(
-                "the controller built a record its image refuses: {e}"
-            ))
-        })
-    }
-
-    /// Applies `record` and stages it for the job's batch; returns its offset.
-    fn stage(&mut self, record: VersionedRecord) -> Result<u64, crate::image::ImageError> {
-        self.apply(&record.record)?;
-        let offset = self.next_offset;
-        self.next_offset += 1;
-        self.staged.push(record);
-        Ok(offset)
-    }
-
-    /// Applies a record to the image and keeps the partition index in step.
-    fn apply(&mut self, record: &MetadataRecord) -> Result<(), crate::image::ImageError> {
-        let touched: Vec<(Uuid, i32)> = match record {
-            MetadataRecord::Partition(r) => vec![(r.topic_id, r.partition_id)],
-            MetadataRecord::PartitionChange(r) => vec![(r.topic_id, r.partition_id)],
-            MetadataRecord::RemoveTopic(r) => self
-                .image
-                .topic(&r.topic_id)
-                .map(|t| {
-                    t.partitions()
-                        .iter()
-                        .map(|p| (r.topic_id, p.id()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        for (t, p) in &touched {
-            if let Some(old) = self.image.partition(t, *p) {
-                self.index.remove(t.as_u128(), old);
-            }
-        }
-        let res = self.image.apply(record);
-        for (t, p) in &touched {
-            if let Some(new) = self.image.partition(t, *p) {
-                self.index.add(t.as_u128(), new);
-            }
-        }
-        res
-    }
-
-    /// The topic and partition a key names.
-    pub fn partition_at(
-        &self,
-        key: PartitionKey,
-    ) -> Option<(&crate::image::Topic, &crate::image::Partition)> {
-        let id = Uuid::from_u128(key.0);
-        let t = self.image.topic(&id)?;
-        Some((t, t.partition(key.1)?))
-    }
-
-    /// Emits records already in versioned form (the raw write path).
-    fn emit_versioned(&mut self, records: &[VersionedRecord]) -> Result<(), ControllerError> {
-        // Transactions are the pipeline's to write: a marker from outside could leave one
-        // open or end someone else's.
-        if let Some(r) = records.iter().find(|r| {
-            matches!(
-                r.record,
-                MetadataRecord::BeginTransaction(_)
-                    | MetadataRecord::EndTransaction
-                    | MetadataRecord::AbortTransaction(_)
-            )
-        }) {
-            return Err(ControllerError::refused(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "{} is written by the controller itself, not by clients",
-                    r.record.type_name()
-                ),
-            ));
-        }
-        for r in records {
-            self.stage(r.clone()).map_err(|e| {
-                ControllerError::refused(ErrorCode::InvalidRequest, format!("record refused: {e}"))
-            })?;
-        }
-        Ok(())
-    }
-}
 
 /// The old name of the pipeline's batch limit, for callers that size requests by it.
 pub use pipeline::MAX_BATCH_RECORDS;
@@ -687,179 +456,5 @@ async fn run(
             }
         }
         p.flush();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::testkit::{caught_up, reg, view};
-    use super::*;
-    use super::{brokers, partitions, topics};
-    use crate::contract::brokers::Heartbeat;
-    use crate::contract::partitions::{AlterPartition, AlterPartitionData, AlterTopic, IsrMember};
-    use crate::contract::topics::CreateTopic;
-
-    fn sorted_index(ix: &PartitionIndex) -> (Vec<(i32, Vec<PartitionKey>)>, Vec<PartitionKey>) {
-        let mut brokers: Vec<i32> = ix.isr.keys().copied().collect();
-        brokers.sort_unstable();
-        (
-            brokers.iter().map(|b| (*b, ix.isr_of(*b))).collect(),
-            ix.leaderless(),
-        )
-    }
-
-    fn assert_index_fresh(v: &View) {
-        assert_eq!(
-            sorted_index(&v.index),
-            sorted_index(&PartitionIndex::build(&v.image)),
-            "the kept index differs from one built from the image"
-        );
-    }
-
-    #[test]
-    fn kip_903_an_isr_member_known_by_a_stale_broker_epoch_is_an_ineligible_replica() {
-        let mut v = view();
-        let mut epochs = std::collections::BTreeMap::new();
-        for (id, rack) in [(1, "a"), (2, "b"), (3, "c")] {
-            let e = brokers::register(&mut v, id, &reg(rack)).unwrap();
-            caught_up(&mut v, id, e);
-            epochs.insert(id, e);
-        }
-        topics::create(
-            &mut v,
-            &CreateTopic {
-                name: "t".into(),
-                partitions: Some(1),
-                replication_factor: Some(3),
-                assignments: Some(vec![vec![1, 2, 3]]),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        // Broker 3 dies and comes back as a new incarnation, with a new epoch.
-        brokers::fence_expired(&mut v, &[3]).unwrap();
-        let new3 = brokers::register(&mut v, 3, &reg("c")).unwrap();
-        caught_up(&mut v, 3, new3);
-        assert_ne!(new3, epochs[&3]);
-        let t = v.image().topic_by_name("t").unwrap();
-        let p = t.partitions()[0].clone();
-        let topic_id = crate::record::uuid_fmt::kafka_uuid(&t.id());
-        let ask = |members: Vec<(i32, i64)>| AlterPartition {
-            broker_id: 1,
-            broker_epoch: epochs[&1],
-            topics: vec![AlterTopic {
-                topic_id: topic_id.clone(),
-                partitions: vec![AlterPartitionData {
-                    partition: 0,
-                    leader_epoch: p.leader_epoch(),
-                    partition_epoch: p.partition_epoch(),
-                    new_isr: Vec::new(),
-                    new_isr_with_epochs: Some(
-                        members
-                            .into_iter()
-                            .map(|(broker_id, broker_epoch)| IsrMember {
-                                broker_id,
-                                broker_epoch,
-                            })
-                            .collect(),
-                    ),
-                    leader_recovery_state: None,
-                }],
-            }],
-        };
-        let stale =
-            partitions::alter(&mut v, &ask(vec![(1, epochs[&1]), (3, epochs[&3])])).unwrap();
-        let r = &stale.topics[0].partitions[0];
-        assert_eq!(r.error.as_deref(), Some("INELIGIBLE_REPLICA"), "{r:?}");
-        assert_eq!(
-            v.image().topic_by_name("t").unwrap().partitions()[0],
-            p,
-            "a refused change leaves the partition as it was"
-        );
-        let fresh = partitions::alter(&mut v, &ask(vec![(1, epochs[&1]), (3, new3)])).unwrap();
-        let r = &fresh.topics[0].partitions[0];
-        assert_eq!(r.error, None, "{r:?}");
-        assert_eq!(r.isr, Some(vec![1, 3]));
-    }
-
-    #[test]
-    fn the_partition_index_follows_every_emitted_record() {
-        let mut v = view();
-        let mut epochs = Vec::new();
-        for (id, rack) in [(1, "a"), (2, "b"), (3, "c"), (4, "a")] {
-            let e = brokers::register(&mut v, id, &reg(rack)).unwrap();
-            assert_eq!(
-                e as u64,
-                v.next_offset() - 1,
-                "epoch = offset of the record"
-            );
-            let hb = Heartbeat {
-                broker_epoch: e,
-                current_metadata_offset: e,
-                want_fence: false,
-                want_shutdown: false,
-            };
-            assert!(!brokers::heartbeat(&mut v, id, &hb).unwrap().is_fenced);
-            epochs.push(e);
-        }
-        topics::create(
-            &mut v,
-            &CreateTopic {
-                name: "t".into(),
-                partitions: Some(20),
-                replication_factor: Some(3),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        assert_index_fresh(&v);
-        // Fence broker 1 by expiry: it leaves every ISR, leaderships move.
-        brokers::fence_expired(&mut v, &[1]).unwrap();
-        assert_index_fresh(&v);
-        let t = v.image().topic_by_name("t").unwrap();
-        assert!(t
-            .partitions()
-            .iter()
-            .all(|p| !p.isr().contains(&1) && p.leader() != 1));
-        // Shrink one ISR to its leader, then fence that leader: offline, ISR keeps it.
-        let p = t.partitions()[0].clone();
-        let topic_id = crate::record::uuid_fmt::kafka_uuid(&t.id());
-        let leader = p.leader();
-        let le = epochs[(leader - 1) as usize];
-        let req = AlterPartition {
-            broker_id: leader,
-            broker_epoch: le,
-            topics: vec![AlterTopic {
-                topic_id,
-                partitions: vec![AlterPartitionData {
-                    partition: 0,
-                    leader_epoch: p.leader_epoch(),
-                    partition_epoch: p.partition_epoch(),
-                    new_isr: vec![leader],
-                    new_isr_with_epochs: None,
-                    leader_recovery_state: None,
-                }],
-            }],
-        };
-        let a = partitions::alter(&mut v, &req).unwrap();
-        assert_eq!(a.topics[0].partitions[0].isr, Some(vec![leader]));
-        brokers::fence_expired(&mut v, &[leader]).unwrap();
-        assert_index_fresh(&v);
-        let p0 = v.image().topic_by_name("t").unwrap().partitions()[0].clone();
-        assert_eq!((p0.leader(), p0.isr()), (-1, &[leader][..]));
-        assert_eq!(v.index.leaderless().len(), 1);
-        // Unfencing it (a caught-up heartbeat) elects it again.
-        let hb = Heartbeat {
-            broker_epoch: le,
-            current_metadata_offset: i64::MAX,
-            want_fence: false,
-            want_shutdown: false,
-        };
-        brokers::heartbeat(&mut v, leader, &hb).unwrap();
-        assert_index_fresh(&v);
-        assert!(v.index.leaderless().is_empty());
-        topics::delete(&mut v, "t").unwrap();
-        assert_index_fresh(&v);
-        assert!(v.index.isr.is_empty());
     }
 }

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::brokers::{self, Sessions};
+use super::brokers;
+use super::sessions::Sessions;
 use super::{ControllerError, PartitionIndex, View, WriteAck};
 use crate::image::MetadataImage;
 use crate::raft::NodeId;

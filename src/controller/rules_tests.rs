@@ -1,14 +1,14 @@
 //! The controller's rules, each checked in process against a view over a built image and
 //! named after the Kafka rule it keeps: broker registration and sessions, fencing, topic
-//! names and placement, AlterPartition validation, elections. (KIP-903's broker epochs in
-//! the ISR are in `mod.rs`'s tests; placement's racks in `placement.rs`.)
+//! names and placement, AlterPartition validation, elections. (Placement's racks are in
+//! `placement.rs`.)
 
 use super::testkit::{caught_up, reg, view};
 use super::{brokers, partitions, topics};
 use super::{ControllerError, View};
 use crate::contract::brokers::Heartbeat;
 use crate::contract::partitions::{
-    AlterPartition, AlterPartitionData, AlterTopic, ElectionRequest, TopicPartition,
+    AlterPartition, AlterPartitionData, AlterTopic, ElectionRequest, IsrMember, TopicPartition,
 };
 use crate::contract::topics::CreateTopic;
 use crate::contract::ErrorCode;
@@ -309,4 +309,69 @@ fn a_preferred_election_where_the_preferred_replica_leads_is_election_not_needed
         code_of(partitions::elect(&mut v, &unknown)),
         ErrorCode::InvalidRequest
     );
+}
+
+#[test]
+fn kip_903_an_isr_member_known_by_a_stale_broker_epoch_is_an_ineligible_replica() {
+    let mut v = view();
+    let mut epochs = std::collections::BTreeMap::new();
+    for (id, rack) in [(1, "a"), (2, "b"), (3, "c")] {
+        let e = brokers::register(&mut v, id, &reg(rack)).unwrap();
+        caught_up(&mut v, id, e);
+        epochs.insert(id, e);
+    }
+    topics::create(
+        &mut v,
+        &CreateTopic {
+            name: "t".into(),
+            partitions: Some(1),
+            replication_factor: Some(3),
+            assignments: Some(vec![vec![1, 2, 3]]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Broker 3 dies and comes back as a new incarnation, with a new epoch.
+    brokers::fence_expired(&mut v, &[3]).unwrap();
+    let new3 = brokers::register(&mut v, 3, &reg("c")).unwrap();
+    caught_up(&mut v, 3, new3);
+    assert_ne!(new3, epochs[&3]);
+    let t = v.image().topic_by_name("t").unwrap();
+    let p = t.partitions()[0].clone();
+    let topic_id = crate::record::uuid_fmt::kafka_uuid(&t.id());
+    let ask = |members: Vec<(i32, i64)>| AlterPartition {
+        broker_id: 1,
+        broker_epoch: epochs[&1],
+        topics: vec![AlterTopic {
+            topic_id: topic_id.clone(),
+            partitions: vec![AlterPartitionData {
+                partition: 0,
+                leader_epoch: p.leader_epoch(),
+                partition_epoch: p.partition_epoch(),
+                new_isr: Vec::new(),
+                new_isr_with_epochs: Some(
+                    members
+                        .into_iter()
+                        .map(|(broker_id, broker_epoch)| IsrMember {
+                            broker_id,
+                            broker_epoch,
+                        })
+                        .collect(),
+                ),
+                leader_recovery_state: None,
+            }],
+        }],
+    };
+    let stale = partitions::alter(&mut v, &ask(vec![(1, epochs[&1]), (3, epochs[&3])])).unwrap();
+    let r = &stale.topics[0].partitions[0];
+    assert_eq!(r.error.as_deref(), Some("INELIGIBLE_REPLICA"), "{r:?}");
+    assert_eq!(
+        v.image().topic_by_name("t").unwrap().partitions()[0],
+        p,
+        "a refused change leaves the partition as it was"
+    );
+    let fresh = partitions::alter(&mut v, &ask(vec![(1, epochs[&1]), (3, new3)])).unwrap();
+    let r = &fresh.topics[0].partitions[0];
+    assert_eq!(r.error, None, "{r:?}");
+    assert_eq!(r.isr, Some(vec![1, 3]));
 }

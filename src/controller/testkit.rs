@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::brokers;
-use super::{PartitionIndex, Sessions, View};
+use super::sessions::Sessions;
+use super::{PartitionIndex, View};
 use crate::contract::brokers::{Heartbeat, Listener, Registration};
 use crate::image::MetadataImage;
 
