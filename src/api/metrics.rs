@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use metrics::gauge;
 use openraft::async_runtime::WatchReceiver;
-use openraft::ServerState;
 
 use crate::node::handle::Node;
 use crate::telemetry::{
@@ -18,7 +17,7 @@ use crate::telemetry::{
 /// The highest entry index this node knows to be committed: on the leader the index a
 /// majority of voters has matched, on a follower what the leader last told it.
 fn committed_index(node: &Node, m: &crate::raft::KMetrics) -> Option<u64> {
-    if m.state == ServerState::Leader {
+    if crate::raft::leading_term(m).is_some() {
         let repl = m.replication.as_ref()?;
         let mut matched: Vec<Option<u64>> = m
             .membership_config

@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use openraft::async_runtime::WatchReceiver;
-use openraft::ServerState;
 
 use crate::contract::metadata::SnapshotRef;
 use crate::contract::{ErrorBody, ErrorCode};
@@ -188,9 +187,9 @@ async fn healthz() -> &'static str {
 async fn readyz(State(node): State<Arc<Node>>) -> Response {
     let m = node.raft().metrics().borrow_watched().clone();
     let applied = node.sm().applied();
-    let ready = match (m.current_leader, m.state) {
+    let ready = match (m.current_leader, crate::raft::leading_term(&m).is_some()) {
         (None, _) => Err("no leader is known".to_string()),
-        (Some(_), ServerState::Leader) => {
+        (Some(_), true) => {
             let lease = node.config().election_timeout_max_ms;
             let voters = m.membership_config.membership().voter_ids().count();
             let stale = m.last_quorum_acked.as_ref().is_none_or(|at| {

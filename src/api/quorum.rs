@@ -19,12 +19,12 @@ use crate::contract::quorum::{
     NewVoter, QuorumStatus, Replica, ReplicaRole, SnapshotTaken, Voter, Voters,
 };
 use crate::contract::ErrorCode;
-use openraft::{ChangeMembers, ServerState};
+use openraft::ChangeMembers;
 
 use super::{forward, ApiError, LeaderRequest};
 use crate::node::handle::{now_ms, Node};
 use crate::raft::network::fetch_info;
-use crate::raft::{expect_empty_log, KNode, NodeId, Raft, TypeConfig};
+use crate::raft::{expect_empty_log, leading_term, KNode, NodeId, Raft, TypeConfig};
 
 pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new()
@@ -62,7 +62,7 @@ pub(crate) async fn quorum_status(node: &Node) -> QuorumStatus {
     }
     let observers: Vec<NodeId> = membership.learner_ids().collect();
     let (mut max_lag, mut max_lag_ms) = (0u64, 0u64);
-    if m.state == ServerState::Leader {
+    if leading_term(&m).is_some() {
         let last_end = node.end_of(m.last_log_index).unwrap_or(applied.end_offset);
         let now = now_ms();
         for t in node.follower_tracks().values() {
@@ -259,7 +259,7 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
     let mut last_err = None;
     for _ in 0..50 {
         let m = node.raft().metrics().borrow_watched().clone();
-        if m.state != ServerState::Leader {
+        if leading_term(&m).is_none() {
             return Err(ApiError::not_controller(m.current_leader));
         }
         let membership = m.membership_config.membership().clone();
@@ -352,7 +352,7 @@ async fn wait_caught_up(node: &Node, id: NodeId) -> Result<(), ApiError> {
         if matched.is_some() && matched >= last {
             return Ok(());
         }
-        if m.state != ServerState::Leader {
+        if leading_term(&m).is_none() {
             return Err(ApiError::not_controller(m.current_leader));
         }
         if std::time::Instant::now() > deadline {

@@ -21,13 +21,12 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::impls::ProgressResponder;
 use openraft::vote::RaftLeaderId;
-use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::image::MetadataImage;
 use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::SmShared;
-use crate::raft::{data_batch, epoch_of, NodeId, Raft};
+use crate::raft::{data_batch, epoch_of, leading_term, NodeId, Raft};
 use crate::record::metadata::{MetadataRecord, VersionedRecord};
 
 pub mod brokers;
@@ -139,7 +138,6 @@ impl Controller {
             raft: deps.raft,
             sm: deps.sm,
             log: deps.log,
-            node_id: deps.node_id,
             batches: batch_tx,
             last_append_ms,
         };
@@ -243,7 +241,6 @@ struct RaftPort {
     raft: Raft,
     sm: Arc<SmShared>,
     log: LogStore,
-    node_id: NodeId,
     batches: mpsc::UnboundedSender<(u64, u64, Vec<Bytes>)>,
     last_append_ms: Arc<AtomicU64>,
 }
@@ -252,8 +249,7 @@ impl RaftLog for RaftPort {
     fn leadership(&self) -> (Option<NodeId>, Option<u64>) {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
-        let ours = m.state == ServerState::Leader && m.current_leader == Some(self.node_id);
-        (m.current_leader, ours.then_some(m.current_term))
+        (m.current_leader, leading_term(&m))
     }
 
     fn applied_epoch(&self) -> i32 {
@@ -293,9 +289,7 @@ async fn submitter(
         let (leader, leads) = {
             let m = raft.metrics();
             let m = m.borrow_watched();
-            let leads = m.state == ServerState::Leader
-                && m.current_leader == Some(node_id)
-                && m.current_term == term;
+            let leads = leading_term(&m) == Some(term);
             (m.current_leader, leads)
         };
         if !leads {

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::ServerState;
 
 use crate::controller::Controller;
 use crate::node::bootstrap::Gate;
@@ -243,7 +242,7 @@ impl Node {
     pub fn is_leader(&self) -> bool {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
-        m.state == ServerState::Leader && m.current_leader == Some(self.id())
+        crate::raft::leading_term(&m).is_some()
     }
 
     /// The API address of `id`: from the membership, a cache, or by asking its peer

@@ -124,6 +124,13 @@ pub type StorageError = std::io::Error;
 /// openraft's metrics of this node.
 pub type KMetrics = openraft::RaftMetrics<TypeConfig>;
 
+/// The term this node leads, if it is the leader: the one test of "am I the leader" on a
+/// metrics snapshot (in state Leader, and itself the leader it knows of).
+pub fn leading_term(m: &KMetrics) -> Option<u64> {
+    (m.state == openraft::ServerState::Leader && m.current_leader == Some(m.id))
+        .then_some(m.current_term)
+}
+
 /// A log id of `term` led by `node` at `index`.
 pub fn log_id(term: u64, node: NodeId, index: u64) -> LogId {
     openraft::LogId::new(KLeaderId::new(term, node), index)
