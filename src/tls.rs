@@ -432,6 +432,12 @@ pub fn server_config(
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(identity);
+    // No session resumption: a resumed session skips the check of the client's
+    // certificate, so a certificate from a CA since dropped, or one that has since
+    // expired, would go on being accepted. Every connection makes a full handshake;
+    // clients keep their connections open, so this costs little.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

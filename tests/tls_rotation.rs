@@ -31,6 +31,33 @@ fn replace_file(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// `GET /healthz` over a fresh TLS connection made with `tls` (whose session store
+/// remembers earlier sessions): the status line, or why the connection failed.
+async fn raw_healthz(api: &str, tls: &Arc<rustls::ClientConfig>) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(api)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let kind = conn.get_ref().1.handshake_kind();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: kraftd\r\nconnection: close\r\n\r\n")
+        .await
+        .map_err(|e| format!("{kind:?} handshake, then: {e}"))?;
+    let mut out = Vec::new();
+    conn.read_to_end(&mut out)
+        .await
+        .map_err(|e| format!("{kind:?} handshake, then: {e}"))?;
+    let text = String::from_utf8_lossy(&out);
+    match text.lines().next() {
+        Some(status) if status.contains(" 200 ") => Ok(format!("{kind:?}: {status}")),
+        _ => Err(format!("{kind:?} handshake, then: {text}")),
+    }
+}
+
 fn sighup_all(s: &Scenario) {
     for id in s.q.ids() {
         let pid = s.q.node(id).unwrap().pid().unwrap();
@@ -290,6 +317,41 @@ fn the_cluster_moves_to_a_new_ca_and_new_principals_without_a_restart_or_a_faile
                 .quorum_status()
                 .await
                 .unwrap_or_else(|e| panic!("node {id} lost its principals: {e}"));
+        }
+
+        eprintln!(
+            "step 10: a client that kept its TLS sessions cannot resume one once its CA is dropped"
+        );
+        // One configuration, so one session store, per node: the nodes share the server
+        // name 127.0.0.1, and a ticket must go back to the node that issued it.
+        let remembered: std::collections::HashMap<u64, Arc<rustls::ClientConfig>> =
+            s.q.ids()
+                .into_iter()
+                .map(|id| {
+                    let tls = client_tls(&next.join("ca.pem"), &next, Some("operator")).unwrap();
+                    (id, Arc::new(tls))
+                })
+                .collect();
+        for id in s.q.ids() {
+            for _ in 0..2 {
+                let status = raw_healthz(&api(id), &remembered[&id]).await;
+                eprintln!("  node {id}, a client keeping its sessions: {status:?}");
+                assert!(status.is_ok(), "node {id}: {status:?}");
+            }
+        }
+        // The nodes now trust only a CA that did not sign this client's certificate.
+        let reloads = logged(&s, "TLS CA reloaded");
+        replace_file(&ca, &old_ca);
+        sighup_all(&s);
+        wait_logged(&s, "TLS CA reloaded", reloads + 3).await;
+        for id in s.q.ids() {
+            let resumed = raw_healthz(&api(id), &remembered[&id]).await;
+            eprintln!("  node {id}, the same client after: {resumed:?}");
+            assert!(
+                resumed.is_err(),
+                "node {id} let a client in with a session from before its CA was dropped: \
+                 {resumed:?}"
+            );
         }
     });
 }
