@@ -57,15 +57,19 @@ enum Command {
         /// is no longer a voter: re-format it with --join and add it).
         #[arg(long)]
         force: bool,
+        /// The settings file the controller runs with: its `tls_*` settings are used to
+        /// ask the other voters under mutual TLS.
+        #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_key_file", "tls_ca_file"])]
+        config: Option<PathBuf>,
         /// Under mutual TLS: this controller's certificate (its `tls_cert_file`), to ask
         /// the other voters about their disks.
         #[arg(long, env = "KRAFTD_TLS_CERT_FILE", requires_all = ["tls_key_file", "tls_ca_file"])]
         tls_cert_file: Option<PathBuf>,
         /// Its key (`tls_key_file`).
-        #[arg(long, env = "KRAFTD_TLS_KEY_FILE")]
+        #[arg(long, env = "KRAFTD_TLS_KEY_FILE", requires_all = ["tls_cert_file", "tls_ca_file"])]
         tls_key_file: Option<PathBuf>,
         /// The cluster's CA (`tls_ca_file`).
-        #[arg(long, env = "KRAFTD_TLS_CA_FILE")]
+        #[arg(long, env = "KRAFTD_TLS_CA_FILE", requires_all = ["tls_cert_file", "tls_key_file"])]
         tls_ca_file: Option<PathBuf>,
     },
     /// Print a new random id in Kafka's form, for --cluster-id.
@@ -172,7 +176,7 @@ fn recover_quorum(
                     Peer::Reformatted => format!("node {id} (disk replaced)"),
                     Peer::Unreachable(why) => format!("node {id} (not answering: {why})"),
                     Peer::CannotTell(why) => format!("node {id} (passed over with --force: {why})"),
-                    Peer::HoldsItsDisk => format!("node {id}"),
+                    Peer::HoldsItsDisk | Peer::Unasked(_) => format!("node {id}"),
                 })
                 .collect();
             println!(
@@ -261,12 +265,29 @@ fn main() -> ExitCode {
         Some(Command::RecoverQuorum {
             data_dir,
             force,
+            config,
             tls_cert_file,
             tls_key_file,
             tls_ca_file,
         }) => {
-            let tls = match (tls_cert_file, tls_key_file, tls_ca_file) {
-                (Some(cert), Some(key), Some(ca)) => Some(kraftd::tls::TlsFiles { cert, key, ca }),
+            let tls = match (config, tls_cert_file, tls_key_file, tls_ca_file) {
+                (Some(path), ..) => {
+                    // The settings file alone, as serve reads it before the environment.
+                    match kraftd::node::config::Config::load(
+                        Some(&path),
+                        std::iter::empty(),
+                        &Default::default(),
+                    ) {
+                        Ok((c, _)) => c.tls(),
+                        Err(e) => {
+                            eprintln!("kraftd recover-quorum: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                (None, Some(cert), Some(key), Some(ca)) => {
+                    Some(kraftd::tls::TlsFiles { cert, key, ca })
+                }
                 _ => None,
             };
             recover_quorum(&data_dir, tls, force)

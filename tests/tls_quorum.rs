@@ -305,36 +305,57 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
 
         eprintln!("step 7: recover-quorum on a stopped controller asks the others over mutual TLS with its own certificate, finds them holding their disks, and refuses");
         s.q.stop(follower).await.unwrap();
-        let recover = |with_tls: bool| {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"));
-            cmd.arg("recover-quorum")
+        let me = format!("controller-{follower}");
+        let (cert, key) = (
+            dir.join(format!("{me}.pem")),
+            dir.join(format!("{me}-key.pem")),
+        );
+        let settings = scratch.path().join("kraftd.toml");
+        std::fs::write(
+            &settings,
+            format!("tls_cert_file = {cert:?}\ntls_key_file = {key:?}\ntls_ca_file = {ca:?}\n"),
+        )
+        .unwrap();
+        let recover = |args: &[&std::ffi::OsStr]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"))
+                .arg("recover-quorum")
                 .arg("--data-dir")
                 .arg(&s.q.node(follower).unwrap().data_dir)
+                .args(args)
                 .env_remove("KRAFTD_TLS_CERT_FILE")
                 .env_remove("KRAFTD_TLS_KEY_FILE")
-                .env_remove("KRAFTD_TLS_CA_FILE");
-            if with_tls {
-                let me = format!("controller-{follower}");
-                cmd.arg("--tls-cert-file")
-                    .arg(dir.join(format!("{me}.pem")))
-                    .arg("--tls-key-file")
-                    .arg(dir.join(format!("{me}-key.pem")))
-                    .arg("--tls-ca-file")
-                    .arg(&ca);
-            }
-            let out = cmd.output().unwrap();
+                .env_remove("KRAFTD_TLS_CA_FILE")
+                .output()
+                .unwrap();
             assert!(!out.status.success());
             String::from_utf8_lossy(&out.stderr).into_owned()
         };
-        let err = recover(true);
+        let err = recover(&[
+            "--tls-cert-file".as_ref(),
+            cert.as_os_str(),
+            "--tls-key-file".as_ref(),
+            key.as_os_str(),
+            "--tls-ca-file".as_ref(),
+            ca.as_os_str(),
+        ]);
         assert!(
             err.contains("still answer with the disk the membership records"),
             "{err}"
         );
-        let err = recover(false);
+        let err = recover(&["--config".as_ref(), settings.as_os_str()]);
         assert!(
-            err.contains("--force"),
-            "plaintext cannot reach them: {err}"
+            err.contains("still answer with the disk the membership records"),
+            "with the settings file: {err}"
         );
+        eprintln!("  without its certificate it cannot ask them, and not even --force passes over voters that answer");
+        for args in [&[][..], &["--force".as_ref()][..]] {
+            let err = recover(args);
+            assert!(
+                err.contains("could not be asked") && err.contains("not even --force"),
+                "{err}"
+            );
+        }
+        let err = recover(&["--tls-cert-file".as_ref(), cert.as_os_str()]);
+        assert!(err.contains("required"), "a certificate alone: {err}");
     });
 }

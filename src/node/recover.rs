@@ -42,6 +42,32 @@ pub enum Peer {
     /// directory id for it, or it has seen a later epoch or a longer log than this node
     /// (this node's membership may be out of date).
     CannotTell(String),
+    /// Something listens at its peer address but could not be asked (it speaks TLS and
+    /// this run has no certificate, or refused the one given): it may hold its disk, so
+    /// not even `--force` passes it over.
+    Unasked(String),
+}
+
+/// Whether an error from asking a peer means that nothing listens at its address (the
+/// connection refused, the host or network unreachable, or no answer to connect in time),
+/// as opposed to something that answered but could not be asked.
+fn nobody_listens(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind;
+    e.chain().any(|c| {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::TimedOut
+            )
+        } else if let Some(r) = c.downcast_ref::<reqwest::Error>() {
+            r.is_connect() && r.is_timeout()
+        } else {
+            false
+        }
+    })
 }
 
 /// What `recover` did.
@@ -182,7 +208,8 @@ pub async fn recover(
                 Ok(_) => Peer::Reformatted,
                 Err(e) => Peer::CannotTell(format!("{}: history: {e}", n.peer_addr)),
             },
-            Err(e) => Peer::Unreachable(format!("{}: {e}", n.peer_addr)),
+            Err(e) if nobody_listens(&e) => Peer::Unreachable(format!("{}: {e:#}", n.peer_addr)),
+            Err(e) => Peer::Unasked(format!("{}: {e:#}", n.peer_addr)),
         };
         voters.insert(id, seen);
     }
@@ -196,6 +223,23 @@ pub async fn recover(
             "voter(s) {holding:?} still answer with the disk the membership records: the quorum \
              may not be lost, and making node {me} the only voter would split the cluster. \
              Start the controllers that kept their disks instead (nothing was changed)"
+        ));
+    }
+    let unasked: Vec<String> = voters
+        .iter()
+        .filter_map(|(id, p)| match p {
+            Peer::Unasked(why) => Some(format!("node {id} ({why})")),
+            _ => None,
+        })
+        .collect();
+    if !unasked.is_empty() {
+        return Err(format!(
+            "{} answer at their peer addresses but could not be asked whether they kept \
+             their disks; if one did, the quorum is not lost, so not even --force passes them \
+             over. Under mutual TLS give this controller's certificate (--config with its \
+             settings file, or --tls-cert-file, --tls-key-file, --tls-ca-file); otherwise \
+             stop them first (nothing was changed)",
+            unasked.join(", ")
         ));
     }
     let unreachable: Vec<String> = voters
