@@ -58,14 +58,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let peer_cfg = server_config(identity.clone(), ClientCerts::Required)?;
             let api_cfg = server_config(identity.clone(), ClientCerts::Optional)?;
             (
-                tokio::spawn(serve_tls(peer_listener, peer_cfg, peer_app, "peer")),
-                tokio::spawn(serve_tls(api_listener, api_cfg, api_app, "api")),
+                tokio::spawn(serve_tls(
+                    peer_listener,
+                    peer_cfg,
+                    identity.clone(),
+                    peer_app,
+                    "peer",
+                )),
+                tokio::spawn(serve_tls(
+                    api_listener,
+                    api_cfg,
+                    identity.clone(),
+                    api_app,
+                    "api",
+                )),
             )
         }
     };
-    if tls.is_some() || principals.is_some() {
-        tokio::spawn(watch_credentials(tls.clone(), principals));
-    }
+    // Always: `systemctl reload` sends SIGHUP, which would otherwise end the process.
+    tokio::spawn(watch_credentials(
+        tls.clone(),
+        node.http().clone(),
+        principals,
+    ));
     start_duties(&node, gate_members, metrics);
 
     shutdown_signal().await;
@@ -87,6 +102,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 async fn serve_tls(
     listener: tokio::net::TcpListener,
     config: Arc<rustls::ServerConfig>,
+    identity: Arc<Identity>,
     app: axum::Router,
     which: &'static str,
 ) {
@@ -104,31 +120,69 @@ async fn serve_tls(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
+        // Subscribed before the handshake, so a CA reload during it is not missed.
+        let mut ca_changes = identity.ca_changes();
+        let identity = identity.clone();
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return handshake_failed(which, remote, &e.to_string()),
                 Err(_) => return handshake_failed(which, remote, "timed out"),
             };
-            let identity = stream
-                .get_ref()
-                .1
-                .peer_certificates()
+            let chain: Option<Vec<rustls_pki_types::CertificateDer<'static>>> =
+                stream.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+            let peer = chain
+                .as_ref()
                 .and_then(|c| c.first())
                 .map(|c| Arc::new(PeerIdentity::of(c)))
                 .unwrap_or_default();
+            // A connection is checked once, at its handshake. It ends when a reloaded CA no
+            // longer vouches for its client certificate, or when that certificate expires;
+            // the client must then make a new handshake. Connections the new CA still
+            // vouches for carry on, so a rotation cuts no request short.
+            let expires = peer.not_after.map(|t| {
+                t.duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+            });
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(identity.clone());
+                    req.extensions_mut().insert(peer.clone());
                     let mut app = app.clone();
                     async move { tower::Service::call(&mut app, req).await }
                 },
             );
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn =
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let why = loop {
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    Ok(()) = ca_changes.changed() => {
+                        if chain.as_deref().is_some_and(|c| !identity.still_vouches_for(c)) {
+                            break "the reloaded CA does not vouch for its client certificate";
+                        }
+                    }
+                    _ = sleep_or_never(expires) => break "its client certificate expired",
+                }
+            };
+            tracing::debug!(listener = which, %remote, "closing a TLS connection: {why}");
+            conn.as_mut().graceful_shutdown();
+            // In-flight requests finish; a client that holds the connection open is cut off.
+            let _ = tokio::time::timeout(GRACEFUL_CLOSE, conn).await;
         });
+    }
+}
+
+/// How long a connection being closed (its CA dropped, its client certificate expired) may take
+/// to finish its in-flight requests.
+const GRACEFUL_CLOSE: Duration = Duration::from_secs(30);
+
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -203,6 +257,7 @@ impl OnceEvery {
 /// file that does not load is reported and what was in force stays.
 async fn watch_credentials(
     identity: Option<Arc<Identity>>,
+    http: crate::raft::network::PeerHttp,
     principals: Option<Arc<PrincipalsWatch>>,
 ) {
     #[cfg(unix)]
@@ -225,6 +280,9 @@ async fn watch_credentials(
             tick.tick().await;
             false
         };
+        if forced && identity.is_none() && principals.is_none() {
+            tracing::info!("SIGHUP: nothing to reload (no TLS files and no principals file)");
+        }
         if let Some(identity) = &identity {
             let result = if forced {
                 identity.reload()
@@ -233,6 +291,12 @@ async fn watch_credentials(
             };
             match result {
                 Ok(r) => {
+                    if r.certificate || r.ca {
+                        // Outgoing connections made under the old pair go with the old pool.
+                        if let Err(e) = http.renew() {
+                            tracing::error!("the peer client was not rebuilt: {e}");
+                        }
+                    }
                     if r.certificate {
                         tracing::info!(
                             cert = %identity.files().cert.display(),

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
@@ -110,22 +110,20 @@ fn certified_key(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsError> {
     Ok(Arc::new(ck))
 }
 
-/// The modification times and sizes of some files, to notice that they were rewritten (a
-/// certificate rotation, an edited principals file) without reading them.
+/// The SHA-256 of some files' contents, to notice that they were rewritten (a certificate
+/// rotation, an edited principals file). Contents, not times and sizes: a token hash
+/// swapped for another keeps the file's size, and a coarse clock can keep its time.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FileStamp(Vec<Option<(SystemTime, u64)>>);
+pub struct FileStamp(Vec<Option<[u8; 32]>>);
 
 impl FileStamp {
     /// The stamp of `paths` now; a file that cannot be read stamps as missing.
     pub fn of(paths: &[&Path]) -> FileStamp {
+        use sha2::{Digest, Sha256};
         FileStamp(
             paths
                 .iter()
-                .map(|p| {
-                    std::fs::metadata(p)
-                        .ok()
-                        .and_then(|m| Some((m.modified().ok()?, m.len())))
-                })
+                .map(|p| std::fs::read(p).ok().map(|b| Sha256::digest(&b).into()))
                 .collect(),
         )
     }
@@ -188,6 +186,8 @@ struct Current {
 pub struct Identity {
     files: TlsFiles,
     current: RwLock<Current>,
+    /// Counts the CA reloads that changed it: connections made under an older CA end.
+    trust_generation: tokio::sync::watch::Sender<u64>,
 }
 
 /// What [`Identity::reload`] changed.
@@ -213,6 +213,7 @@ impl Identity {
                 trust,
                 stamp: st,
             }),
+            trust_generation: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -237,6 +238,24 @@ impl Identity {
             .clone()
     }
 
+    /// Whether the CA in force vouches for a client's certificate chain (leaf first), now:
+    /// a connection checked at its handshake under an older CA is checked again with this.
+    pub fn still_vouches_for(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        self.trust()
+            .required
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .is_ok()
+    }
+
+    /// Changes when a reload brings a new CA: a connection whose client certificate the
+    /// new CA does not vouch for should end (see `app::serve_tls`).
+    pub fn ca_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.trust_generation.subscribe()
+    }
+
     /// Reads the files again and uses the new certificate, key and CA from the next
     /// handshake on; connections already open keep theirs. If any of the three does not
     /// load, nothing changes.
@@ -254,6 +273,10 @@ impl Identity {
             cur.trust = Arc::new(trust);
         }
         cur.stamp = st;
+        drop(cur);
+        if changed.ca {
+            self.trust_generation.send_modify(|g| *g += 1);
+        }
         Ok(changed)
     }
 
@@ -482,6 +505,8 @@ pub struct PeerIdentity {
     pub names: Vec<String>,
     /// The common name, if any.
     pub common_name: Option<String>,
+    /// When the certificate expires, if it presented one.
+    pub not_after: Option<SystemTime>,
 }
 
 impl PeerIdentity {
@@ -504,7 +529,14 @@ impl PeerIdentity {
             .find_map(|cn| cn.as_str().ok())
             .map(str::to_string);
         names.extend(common_name.clone());
-        PeerIdentity { names, common_name }
+        let not_after = u64::try_from(x.validity().not_after.timestamp())
+            .ok()
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        PeerIdentity {
+            names,
+            common_name,
+            not_after,
+        }
     }
 
     /// The controller node id its certificate names (`controller-<id>`), if any.
@@ -535,17 +567,20 @@ mod tests {
                 "controller-3".into(),
             ],
             common_name: Some("controller-3".into()),
+            not_after: None,
         };
         assert_eq!(id.controller_id(), Some(3));
         let broker = PeerIdentity {
             names: vec!["broker-1".into()],
             common_name: Some("broker-1".into()),
+            not_after: None,
         };
         assert_eq!(broker.controller_id(), None);
         assert_eq!(broker.principal(), Some("broker-1"));
         let sans_only = PeerIdentity {
             names: vec!["a".into(), "b".into()],
             common_name: None,
+            not_after: None,
         };
         assert_eq!(
             sans_only.principal(),
@@ -555,6 +590,7 @@ mod tests {
         let bad = PeerIdentity {
             names: vec!["controller-x".into()],
             common_name: None,
+            not_after: None,
         };
         assert_eq!(bad.controller_id(), None);
     }

@@ -195,6 +195,10 @@ fn the_cluster_moves_to_a_new_ca_and_new_principals_without_a_restart_or_a_faile
         wait_logged(&s, "TLS certificate reloaded", 3).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
 
+        // A client of the old CA whose connection is open when its CA is dropped.
+        let kept = old_operator(leader);
+        kept.quorum_status().await.unwrap();
+
         eprintln!("step 6: the nodes drop the old CA (SIGHUP)");
         replace_file(&ca, &new_ca);
         sighup_all(&s);
@@ -210,6 +214,11 @@ fn the_cluster_moves_to_a_new_ca_and_new_principals_without_a_restart_or_a_faile
         assert_eq!(failed, 0, "writes failed during the CA rotation");
 
         eprintln!("step 7: the old CA's operator is refused at the handshake; the controllers still replicate under the new CA");
+        let e = kept.quorum_status().await.unwrap_err();
+        assert!(
+            e.is_transport(),
+            "an old-CA client kept its open connection after its CA was dropped: {e}"
+        );
         for id in s.q.ids() {
             let e = old_operator(id).quorum_status().await.unwrap_err();
             assert!(e.is_transport(), "node {id} still trusts the old CA: {e}");
@@ -353,5 +362,18 @@ fn the_cluster_moves_to_a_new_ca_and_new_principals_without_a_restart_or_a_faile
                  {resumed:?}"
             );
         }
+    });
+}
+
+#[test]
+fn a_node_without_tls_or_principals_takes_sighup_as_a_reload_not_an_exit() {
+    run("sighup_plaintext", async {
+        // `systemctl reload` sends SIGHUP whatever the node's settings.
+        let mut s = Scenario::start(1, &[]).await;
+        let id = s.leader().await;
+        sighup_all(&s);
+        wait_logged(&s, "SIGHUP: nothing to reload", 1).await;
+        s.status(id).await;
+        assert!(s.q.live_ids().contains(&id), "the node exited on SIGHUP");
     });
 }

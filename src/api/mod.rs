@@ -301,7 +301,7 @@ async fn relay(
         }
     };
     let mut req = http
-        .client
+        .client()
         .request(method, http.url(addr, path_and_query))
         .header(FORWARDED, from.to_string())
         .timeout(timeout)

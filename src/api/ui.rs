@@ -76,7 +76,7 @@ async fn replication(node: &Node, authorization: Option<&HeaderValue>) -> Replic
     };
     let http = node.http();
     let mut ask = http
-        .client
+        .client()
         .get(http.url(&addr, "/v1/quorum/replication"))
         .timeout(Duration::from_secs(1));
     if let Some(a) = authorization {

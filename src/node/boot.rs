@@ -122,7 +122,7 @@ async fn bridge_log_gap(
     for (id, addr) in peers {
         let url = http.url(&addr, crate::raft::network::PATH_CURRENT_SNAPSHOT);
         let resp = match http
-            .client
+            .client()
             .get(&url)
             .timeout(Duration::from_secs(60))
             .send()

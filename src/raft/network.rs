@@ -328,11 +328,11 @@ impl History {
 
 /// How a node reaches the other nodes' listeners (peer and API): one pooled client and
 /// the scheme of their URLs. With TLS the client presents this node's certificate and
-/// checks theirs against the cluster's CA.
+/// checks theirs against the cluster's CA. Clones share the pool.
 #[derive(Debug, Clone)]
 pub struct PeerHttp {
-    /// The pooled client.
-    pub client: reqwest::Client,
+    pooled: Arc<std::sync::RwLock<reqwest::Client>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// `http` or `https`.
     pub scheme: &'static str,
 }
@@ -341,19 +341,48 @@ impl PeerHttp {
     /// Plaintext.
     pub fn plain() -> PeerHttp {
         PeerHttp {
-            client: Self::builder()
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
+            pooled: Arc::new(std::sync::RwLock::new(
+                Self::builder()
+                    .build()
+                    .unwrap_or_else(|_| reqwest::Client::new()),
+            )),
+            tls: None,
             scheme: "http",
         }
     }
 
     /// TLS with `tls` (this node's identity and the cluster's CA).
     pub fn tls(tls: rustls::ClientConfig) -> anyhow::Result<PeerHttp> {
+        let tls = Arc::new(tls);
         Ok(PeerHttp {
-            client: Self::builder().use_preconfigured_tls(tls).build()?,
+            pooled: Arc::new(std::sync::RwLock::new(Self::build_tls(&tls)?)),
+            tls: Some(tls),
             scheme: "https",
         })
+    }
+
+    fn build_tls(tls: &rustls::ClientConfig) -> anyhow::Result<reqwest::Client> {
+        Ok(Self::builder().use_preconfigured_tls(tls.clone()).build()?)
+    }
+
+    /// The pooled client.
+    pub fn client(&self) -> reqwest::Client {
+        self.pooled
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A new pool, after this node's certificate or CA changed: requests from now on open
+    /// connections that present the new certificate, and the old pool's connections close
+    /// once their requests are done (on this side, so none is cut off mid-request).
+    pub fn renew(&self) -> anyhow::Result<()> {
+        let Some(tls) = &self.tls else {
+            return Ok(());
+        };
+        let fresh = Self::build_tls(tls)?;
+        *self.pooled.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
     }
 
     fn builder() -> reqwest::ClientBuilder {
@@ -522,7 +551,7 @@ impl PeerConn {
         let res = self
             .net
             .client
-            .client
+            .client()
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, POSTCARD)
             .timeout(ttl)
@@ -781,7 +810,7 @@ async fn peer_get<T: serde::de::DeserializeOwned>(
     url: String,
 ) -> anyhow::Result<T> {
     let resp = http
-        .client
+        .client()
         .get(url)
         .timeout(Duration::from_secs(2))
         .send()
