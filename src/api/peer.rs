@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::contract::metadata::RECORD_BATCHES;
 use crate::image::load_checkpoint;
 use crate::node::handle::{Node, Receiving};
+use crate::raft::error::{DirectoryRefusal, SnapshotSenderRefusal};
 use crate::raft::network::{
     check_append_shape, check_terms, ChunkAnswer, PeerRequest, SnapshotChunk, MAX_PEER_BODY,
     PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_HISTORY, PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT,
@@ -185,26 +186,24 @@ pub fn check_to_directory(
     mine: [u8; 16],
     recorded: Option<[u8; 16]>,
     node_id: NodeId,
-) -> Result<(), String> {
+) -> Result<(), DirectoryRefusal> {
     if to == mine {
         return Ok(());
     }
     if to == [0; 16] {
         if recorded == Some(mine) {
-            return Err(format!(
-                "request for an unknown (nil) directory of node {node_id}, but the membership \
-                 records its directory {}: the sender's view is stale",
-                uuid::Uuid::from_bytes(mine)
-            ));
+            return Err(DirectoryRefusal::StaleNil {
+                node: node_id,
+                recorded: uuid::Uuid::from_bytes(mine),
+            });
         }
         return Ok(());
     }
-    Err(format!(
-        "request for directory {} reached directory {} of node {node_id}: this disk was \
-         re-formatted and must be re-added as a voter",
-        uuid::Uuid::from_bytes(to),
-        uuid::Uuid::from_bytes(mine),
-    ))
+    Err(DirectoryRefusal::Reformatted {
+        node: node_id,
+        to: uuid::Uuid::from_bytes(to),
+        mine: uuid::Uuid::from_bytes(mine),
+    })
 }
 
 /// `GET /peer/v1/history?from=ID&cluster=CLUSTER_ID`: does this node hold history? Asked by
@@ -413,25 +412,27 @@ pub fn check_snapshot_sender(
     vote: &KVote,
     meta: &KSnapshotMeta,
     local_committed: Option<LogId>,
-) -> Result<(), String> {
+) -> Result<(), SnapshotSenderRefusal> {
     if !vote.is_committed() {
-        return Err(format!(
-            "snapshot sent under vote {vote}, which is not a leader's (not committed)"
-        ));
+        return Err(SnapshotSenderRefusal::NotALeadersVote {
+            vote: vote.to_string(),
+        });
     }
     let Some(last) = meta.last_log_id else {
-        return Err("snapshot that contains no entry".into());
+        return Err(SnapshotSenderRefusal::Empty);
     };
     if last.leader_id > vote.leader_id {
-        return Err(format!(
-            "snapshot ending at entry {last}, of a later leader than its sender's vote {vote}"
-        ));
+        return Err(SnapshotSenderRefusal::LaterLeaderThanVote {
+            last: last.to_string(),
+            vote: vote.to_string(),
+        });
     }
     if let Some(c) = local_committed {
         if last > c && last.index <= c.index {
-            return Err(format!(
-                "snapshot ending at entry {last} contradicts this node's committed entry {c}"
-            ));
+            return Err(SnapshotSenderRefusal::ContradictsCommitted {
+                last: last.to_string(),
+                committed: c.to_string(),
+            });
         }
     }
     Ok(())
@@ -452,7 +453,7 @@ async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
         if let Some(old) = g.take() {
             let _ = std::fs::remove_file(&old.path);
         }
-        return restart(e);
+        return restart(e.to_string());
     }
     let id = req.checkpoint.clone();
     let Some(ckpt_id) = parse_snapshot_id(&id) else {
@@ -556,6 +557,7 @@ async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
 #[cfg(test)]
 mod tests {
     use super::{check_to_directory, history_asker};
+    use crate::raft::error::DirectoryRefusal;
 
     #[test]
     fn a_snapshot_is_refused_unless_its_leader_could_have_sent_it() {
@@ -614,9 +616,17 @@ mod tests {
             "the membership holds another (old) directory: ours is not recorded"
         );
         let err = check_to_directory(nil, mine, Some(mine), 1).unwrap_err();
-        assert!(err.contains("stale"), "{err}");
+        assert!(
+            matches!(err, DirectoryRefusal::StaleNil { node: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("stale"), "{err}");
         let err = check_to_directory([9; 16], mine, Some(mine), 1).unwrap_err();
-        assert!(err.contains("re-formatted"), "{err}");
+        assert!(
+            matches!(err, DirectoryRefusal::Reformatted { node: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("re-formatted"), "{err}");
         assert!(check_to_directory([9; 16], mine, None, 1).is_err());
     }
 }

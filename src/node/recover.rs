@@ -83,6 +83,108 @@ pub struct Recovered {
     pub entry: LogId,
 }
 
+/// Why `recover` changed nothing. Every refusal but [`RecoverError::Storage`] and
+/// [`RecoverError::Tls`] comes before anything is written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    /// The directory has no readable meta.properties.
+    #[error("{dir} is not a formatted kraftd data directory: {detail}")]
+    NotFormatted { dir: String, detail: String },
+    /// RocksDB would not open the log (kraftd still holds its lock, most often).
+    #[error(
+        "cannot open the log in {dir} ({detail}); is kraftd still running on this directory? \
+         Stop it first"
+    )]
+    LogLocked { dir: String, detail: String },
+    /// The checkpoints could not be loaded.
+    #[error("loading the checkpoints: {0}")]
+    Checkpoints(String),
+    /// Reading or writing the log failed at `step`.
+    #[error("{step}: {detail}")]
+    Storage { step: &'static str, detail: String },
+    /// The node has neither log nor checkpoint.
+    #[error("node {node} holds no log and no checkpoint: there is nothing to recover from")]
+    NothingToRecover { node: NodeId },
+    /// A checkpoint was installed past the log's end and not yet purged.
+    #[error(
+        "node {node}'s checkpoint ends at entry {checkpoint_end} but its log at {log_last}: an \
+         installed snapshot has not been purged from the log yet. Start kraftd on it once (it \
+         repairs this at start-up), stop it, and run recover-quorum again (nothing was changed)"
+    )]
+    SnapshotNotPurged {
+        node: NodeId,
+        checkpoint_end: String,
+        log_last: LogId,
+    },
+    /// The node is not a voter of the last membership it holds.
+    #[error(
+        "node {node} is not a voter in the last membership its log holds (voters {voters:?}): \
+         run recover-quorum on a voter that kept its disk"
+    )]
+    NotAVoter {
+        node: NodeId,
+        voters: BTreeSet<NodeId>,
+    },
+    /// Nothing shows this disk is the one that kept the history (no directory id recorded).
+    #[error(
+        "the membership records no directory id for node {node}, so nothing shows this is the \
+         disk that kept the history. If you are sure it is, run again with --force (nothing \
+         was changed)"
+    )]
+    NoDirectoryRecorded { node: NodeId },
+    /// This disk is not the one the membership records for the node.
+    #[error(
+        "the membership records directory {recorded} for node {node}, but this disk is \
+         {this_disk}: this is a replaced disk, not the one that kept the history"
+    )]
+    ReplacedDisk {
+        node: NodeId,
+        recorded: uuid::Uuid,
+        this_disk: uuid::Uuid,
+    },
+    /// The controller's certificate could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Other voters answer with the disks the membership records: the quorum may not be
+    /// lost.
+    #[error(
+        "voter(s) {holding:?} still answer with the disk the membership records: the quorum \
+         may not be lost, and making node {node} the only voter would split the cluster. \
+         Start the controllers that kept their disks instead (nothing was changed)"
+    )]
+    PeersHoldDisks { node: NodeId, holding: Vec<NodeId> },
+    /// Voters answer but could not be asked; not even `--force` passes them over.
+    #[error(
+        "{} answer at their peer addresses but could not be asked whether they kept their \
+         disks; if one did, the quorum is not lost, so not even --force passes them over. \
+         Under mutual TLS give this controller's certificate (--config with its settings \
+         file, or --tls-cert-file, --tls-key-file, --tls-ca-file); otherwise stop them first \
+         (nothing was changed)",
+        .0.join(", ")
+    )]
+    Unasked(Vec<String>),
+    /// Voters do not answer or cannot be told about; only `--force` passes them over.
+    #[error(
+        "cannot tell whether {} kept their disks: if one did, the quorum is not lost. If they \
+         are gone for good, run again with --force (nothing was changed)",
+        .0.join(", ")
+    )]
+    NeedsForce(Vec<String>),
+    /// The new epoch would not fit Kafka's epoch type.
+    #[error("epoch {0} would exceed the largest Kafka epoch")]
+    EpochOverflow(u64),
+    /// The offset after the last entry is unknown.
+    #[error(
+        "the offset after entry {0} is not known (no checkpoint or log entry records it): start \
+         the node once so it loads its checkpoint, stop it, and retry"
+    )]
+    EndOffsetUnknown(LogId),
+}
+
+fn storage(step: &'static str) -> impl Fn(String) -> RecoverError {
+    move |detail| RecoverError::Storage { step, detail }
+}
+
 /// Makes the stopped controller in `data_dir` the only voter; see the module docs. With
 /// `force`, voters that do not answer are taken as lost. `tls`, the controller's own
 /// certificate, key and CA, is needed to reach peers that serve mutual TLS.
@@ -90,51 +192,48 @@ pub async fn recover(
     data_dir: &Path,
     tls: Option<crate::tls::TlsFiles>,
     force: bool,
-) -> Result<Recovered, String> {
-    let meta = MetaProperties::read(data_dir).map_err(|e| {
-        format!(
-            "{} is not a formatted kraftd data directory: {e}",
-            data_dir.display()
-        )
+) -> Result<Recovered, RecoverError> {
+    let meta = MetaProperties::read(data_dir).map_err(|e| RecoverError::NotFormatted {
+        dir: data_dir.display().to_string(),
+        detail: e.to_string(),
     })?;
     let me = meta.node_id;
     let raft_dir = data_dir.join(RAFT_DIR);
-    let mut log = LogStore::open(&raft_dir).map_err(|e| {
-        format!(
-            "cannot open the log in {} ({e}); is kraftd still running on this directory? \
-             Stop it first",
-            raft_dir.display()
-        )
+    let mut log = LogStore::open(&raft_dir).map_err(|e| RecoverError::LogLocked {
+        dir: raft_dir.display().to_string(),
+        detail: e.to_string(),
     })?;
     // Loads the newest checkpoint: its membership, and the offsets the log continues from.
-    let (sm, _) = StateMachine::open(&data_dir.join(METADATA_DIR), log.book(), 1)?;
-    let state = log.get_log_state().await.map_err(|e| e.to_string())?;
-    let last = state.last_log_id.ok_or_else(|| {
-        format!("node {me} holds no log and no checkpoint: there is nothing to recover from")
-    })?;
+    let (sm, _) = StateMachine::open(&data_dir.join(METADATA_DIR), log.book(), 1)
+        .map_err(RecoverError::Checkpoints)?;
+    let state = log
+        .get_log_state()
+        .await
+        .map_err(|e| storage("reading the log state")(e.to_string()))?;
+    let last = state
+        .last_log_id
+        .ok_or(RecoverError::NothingToRecover { node: me })?;
     let applied = sm.shared().read().last_applied;
     if applied.is_some_and(|a| a.index > last.index) {
-        return Err(format!(
-            "node {me}'s checkpoint ends at entry {} but its log at {last}: an installed \
-             snapshot has not been purged from the log yet. Start kraftd on it once (it \
-             repairs this at start-up), stop it, and run recover-quorum again (nothing was \
-             changed)",
-            applied.map_or(String::new(), |a| a.to_string())
-        ));
+        return Err(RecoverError::SnapshotNotPurged {
+            node: me,
+            checkpoint_end: applied.map_or(String::new(), |a| a.to_string()),
+            log_last: last,
+        });
     }
     let vote = log
         .get_log_reader()
         .await
         .read_vote()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| storage("reading the vote")(e.to_string()))?;
     let seen_term = vote
         .map_or(0, |v| v.leader_id.term)
         .max(last.leader_id.term);
     let entries = log
         .try_get_log_entries(0..=last.index)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| storage("reading the log")(e.to_string()))?;
     let membership: KMembership = entries
         .iter()
         .rev()
@@ -146,26 +245,21 @@ pub async fn recover(
     let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
     let mine = membership.get_node(&me).cloned();
     let Some(mine) = mine.filter(|_| voter_ids.contains(&me)) else {
-        return Err(format!(
-            "node {me} is not a voter in the last membership its log holds (voters {voter_ids:?}): \
-             run recover-quorum on a voter that kept its disk"
-        ));
+        return Err(RecoverError::NotAVoter {
+            node: me,
+            voters: voter_ids,
+        });
     };
     let own_dir = *meta.directory_id.as_bytes();
     if mine.directory_id == [0; 16] && !force {
-        return Err(format!(
-            "the membership records no directory id for node {me}, so nothing shows this is \
-             the disk that kept the history. If you are sure it is, run again with --force \
-             (nothing was changed)"
-        ));
+        return Err(RecoverError::NoDirectoryRecorded { node: me });
     }
     if mine.directory_id != own_dir && mine.directory_id != [0; 16] {
-        return Err(format!(
-            "the membership records directory {} for node {me}, but this disk is {}: this is a \
-             replaced disk, not the one that kept the history",
-            uuid::Uuid::from_bytes(mine.directory_id),
-            meta.directory_id
-        ));
+        return Err(RecoverError::ReplacedDisk {
+            node: me,
+            recorded: uuid::Uuid::from_bytes(mine.directory_id),
+            this_disk: meta.directory_id,
+        });
     }
 
     // Under mutual TLS the peers answer only a controller's certificate: this one's.
@@ -173,9 +267,10 @@ pub async fn recover(
         None => crate::raft::network::PeerHttp::plain(),
         Some(files) => crate::tls::Identity::load(files)
             .and_then(crate::tls::client_config)
-            .map_err(|e| format!("TLS: {e}"))
+            .map_err(|e| RecoverError::Tls(e.to_string()))
             .and_then(|c| {
-                crate::raft::network::PeerHttp::tls(c).map_err(|e| format!("TLS client: {e}"))
+                crate::raft::network::PeerHttp::tls(c)
+                    .map_err(|e| RecoverError::Tls(format!("client: {e}")))
             })?,
     };
     let mut voters = BTreeMap::new();
@@ -219,11 +314,7 @@ pub async fn recover(
         .map(|(id, _)| *id)
         .collect();
     if !holding.is_empty() {
-        return Err(format!(
-            "voter(s) {holding:?} still answer with the disk the membership records: the quorum \
-             may not be lost, and making node {me} the only voter would split the cluster. \
-             Start the controllers that kept their disks instead (nothing was changed)"
-        ));
+        return Err(RecoverError::PeersHoldDisks { node: me, holding });
     }
     let unasked: Vec<String> = voters
         .iter()
@@ -233,14 +324,7 @@ pub async fn recover(
         })
         .collect();
     if !unasked.is_empty() {
-        return Err(format!(
-            "{} answer at their peer addresses but could not be asked whether they kept \
-             their disks; if one did, the quorum is not lost, so not even --force passes them \
-             over. Under mutual TLS give this controller's certificate (--config with its \
-             settings file, or --tls-cert-file, --tls-key-file, --tls-ca-file); otherwise \
-             stop them first (nothing was changed)",
-            unasked.join(", ")
-        ));
+        return Err(RecoverError::Unasked(unasked));
     }
     let unreachable: Vec<String> = voters
         .iter()
@@ -250,45 +334,41 @@ pub async fn recover(
         })
         .collect();
     if !unreachable.is_empty() && !force {
-        return Err(format!(
-            "cannot tell whether {} kept their disks: if one did, the quorum is not lost. If \
-             they are gone for good, run again with --force (nothing was changed)",
-            unreachable.join(", ")
-        ));
+        return Err(RecoverError::NeedsForce(unreachable));
     }
 
     let term = seen_term + 1;
     if term > MAX_TERM {
-        return Err(format!("epoch {term} would exceed the largest Kafka epoch"));
+        return Err(RecoverError::EpochOverflow(term));
     }
-    let committed = log.read_committed().await.map_err(|e| e.to_string())?;
+    let committed = log
+        .read_committed()
+        .await
+        .map_err(|e| storage("reading the committed entry")(e.to_string()))?;
     let mut me_node: KNode = mine;
     me_node.directory_id = own_dir;
     let sole = KMembership::new(vec![BTreeSet::from([me])], BTreeMap::from([(me, me_node)]))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| storage("building the membership")(e.to_string()))?;
     let entry_id = log_id(term, me, last.index + 1);
     if log
         .end_offset_after(last.index)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| storage("reading the offset book")(e.to_string()))?
         .is_none()
     {
-        return Err(format!(
-            "the offset after entry {last} is not known (no checkpoint or log entry records it): \
-             start the node once so it loads its checkpoint, stop it, and retry"
-        ));
+        return Err(RecoverError::EndOffsetUnknown(last));
     }
     // The vote first: the entry is of epoch `term`, and no entry may be of a later epoch
     // than the node's vote. A candidate's vote for itself; it elects itself when it starts.
     log.save_vote(&KVote::new(term, me))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| storage("saving the vote")(e.to_string()))?;
     let entry = Entry {
         log_id: entry_id,
         payload: EntryPayload::Membership(sole),
     };
     log.append([entry], IOFlushed::noop())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| storage("appending the membership entry")(e.to_string()))?;
     Ok(Recovered {
         node_id: me,
         voters,

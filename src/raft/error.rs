@@ -142,3 +142,63 @@ pub enum SnapshotIdentityError {
         name: String,
     },
 }
+
+/// Why a peer request is refused for the directory (disk) it is addressed to (KIP-853).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryRefusal {
+    /// Addressed to an unknown (nil) directory, though the membership records ours.
+    #[error(
+        "request for an unknown (nil) directory of node {node}, but the membership records \
+         its directory {recorded}: the sender's view is stale"
+    )]
+    StaleNil {
+        /// This node.
+        node: crate::raft::NodeId,
+        /// Its directory id, as the membership records it.
+        recorded: uuid::Uuid,
+    },
+    /// Addressed to another directory: this disk replaced the one the sender knows.
+    #[error(
+        "request for directory {to} reached directory {mine} of node {node}: this disk was \
+         re-formatted and must be re-added as a voter"
+    )]
+    Reformatted {
+        /// This node.
+        node: crate::raft::NodeId,
+        /// The directory the request is for.
+        to: uuid::Uuid,
+        /// This disk's directory.
+        mine: uuid::Uuid,
+    },
+}
+
+/// Why a snapshot is refused for what its sender claims, before openraft (which would
+/// assert, stopping the node) installs it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotSenderRefusal {
+    /// Sent under a vote that is not a leader's.
+    #[error("snapshot sent under vote {vote}, which is not a leader's (not committed)")]
+    NotALeadersVote {
+        /// The sender's vote.
+        vote: String,
+    },
+    /// A snapshot that ends at no entry.
+    #[error("snapshot that contains no entry")]
+    Empty,
+    /// It ends with an entry of a later leader than its sender.
+    #[error("snapshot ending at entry {last}, of a later leader than its sender's vote {vote}")]
+    LaterLeaderThanVote {
+        /// Its last entry.
+        last: String,
+        /// The sender's vote.
+        vote: String,
+    },
+    /// It contradicts what this node has committed.
+    #[error("snapshot ending at entry {last} contradicts this node's committed entry {committed}")]
+    ContradictsCommitted {
+        /// Its last entry.
+        last: String,
+        /// This node's committed entry.
+        committed: String,
+    },
+}
