@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use kraftd::client::{Client, CreateTopic, PartitionView};
+use kraftd::client::{Client, CreateTopic, LogRecord, PartitionView};
 
 /// broker.session.timeout.ms: short (Kafka's default is 9 s), so that a change which kept
 /// heartbeats unheard for three seconds shows, yet fifteen heartbeat intervals: on a loaded
@@ -143,9 +143,9 @@ fn fence_lines(s: &Scenario) -> Vec<String> {
     out
 }
 
-/// The records of the metadata log from `from` up to `to` (exclusive), as (offset, type,
-/// data), read from `client` page by page.
-async fn records(client: &Client, from: i64, to: i64) -> Vec<(i64, String, serde_json::Value)> {
+/// The records of the metadata log from `from` up to `to` (exclusive), read from `client`
+/// page by page.
+async fn records(client: &Client, from: i64, to: i64) -> Vec<LogRecord> {
     let mut out = Vec::new();
     let mut next = from;
     for _ in 0..10_000 {
@@ -159,7 +159,7 @@ async fn records(client: &Client, from: i64, to: i64) -> Vec<(i64, String, serde
         );
         for r in page.records {
             if r.offset >= from && r.offset < to {
-                out.push((r.offset, r.kind, r.data));
+                out.push(r);
             }
         }
         next = page.next_offset;
@@ -284,16 +284,14 @@ fn no_broker_is_fenced_while_follower_voters_are_removed_and_added_back_over_and
         let mut problems = Vec::new();
         let log = records(&c, from, to).await;
         let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-        for (_, kind, _) in &log {
-            *kinds.entry(kind.as_str()).or_default() += 1;
+        for r in &log {
+            *kinds.entry(r.kind.as_str()).or_default() += 1;
         }
         eprintln!("  the metadata log over the window: {kinds:?}");
         let fenced_in_log: std::collections::BTreeSet<i64> = log
             .iter()
-            .filter(|(_, kind, data)| {
-                kind == "BROKER_REGISTRATION_CHANGE_RECORD" && data["fenced"] == 1
-            })
-            .filter_map(|(_, _, data)| data["brokerId"].as_i64())
+            .filter(|r| r.kind == "BROKER_REGISTRATION_CHANGE_RECORD" && r.data["fenced"] == 1)
+            .filter_map(|r| r.data["brokerId"].as_i64())
             .collect();
         if !fenced_in_log.is_empty() {
             problems.push(format!(
@@ -302,12 +300,15 @@ fn no_broker_is_fenced_while_follower_voters_are_removed_and_added_back_over_and
         }
         let changes: Vec<_> = log
             .iter()
-            .filter(|(_, kind, _)| kind.contains("BROKER") || kind == "PARTITION_CHANGE_RECORD")
+            .filter(|r| r.kind.contains("BROKER") || r.kind == "PARTITION_CHANGE_RECORD")
             .collect();
-        if let Some((offset, kind, data)) = changes.first() {
+        if let Some(first) = changes.first() {
             problems.push(format!(
-                "{} broker or partition records in the window, the first at offset {offset}: {kind} {data}",
-                changes.len()
+                "{} broker or partition records in the window, the first at offset {}: {} {}",
+                changes.len(),
+                first.offset,
+                first.kind,
+                first.data
             ));
         }
         let lines = fence_lines(&s);
