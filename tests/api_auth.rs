@@ -13,7 +13,7 @@ use common::*;
 use kraftd::api::auth::token_sha256;
 use kraftd::cli::certs::{ca_file, client_tls};
 use kraftd::cli::fleet::registration;
-use kraftd::client::{Client, CreateTopic, Heartbeat};
+use kraftd::client::{Client, CreateTopic};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -313,17 +313,7 @@ async fn matrix(mut s: Scenario, mode: Mode) {
             .register_broker(id, &registration(&cluster, id, None, uuid::Uuid::new_v4()))
             .await
             .unwrap();
-        c.heartbeat(
-            id,
-            &Heartbeat {
-                broker_epoch: epoch,
-                current_metadata_offset: i64::MAX / 2,
-                want_fence: false,
-                want_shutdown: false,
-            },
-        )
-        .await
-        .unwrap();
+        c.heartbeat(id, &unfencing_heartbeat(epoch)).await.unwrap();
         epochs.push(epoch);
     }
     s.client(leader)
@@ -415,15 +405,7 @@ async fn matrix(mut s: Scenario, mode: Mode) {
 
     eprintln!("step 4: broker 1 heartbeats for itself through a follower (forwarded with its credentials)");
     mode.broker_client(&api(follower), 1)
-        .heartbeat(
-            1,
-            &Heartbeat {
-                broker_epoch: epochs[0],
-                current_metadata_offset: i64::MAX / 2,
-                want_fence: false,
-                want_shutdown: false,
-            },
-        )
+        .heartbeat(1, &unfencing_heartbeat(epochs[0]))
         .await
         .unwrap();
 

@@ -8,14 +8,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use kraftd::cli::certs::client_tls;
 use kraftd::cli::fleet::registration;
-use kraftd::client::{Client, ConfigKind, ConfigPatch, CreateTopic, Heartbeat};
+use kraftd::client::{Client, ConfigKind, ConfigPatch, CreateTopic};
 use kraftd::raft::network::PATH_APPEND;
 
 /// A client of `api` presenting `who`'s certificate from `dir`, trusting `ca`.
@@ -78,15 +76,7 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
         let reg = |id| registration(&cluster, id, None, uuid::Uuid::new_v4());
         let epoch = broker1.register_broker(1, &reg(1)).await.unwrap();
         broker1
-            .heartbeat(
-                1,
-                &Heartbeat {
-                    broker_epoch: epoch,
-                    current_metadata_offset: i64::MAX / 2,
-                    want_fence: false,
-                    want_shutdown: false,
-                },
-            )
+            .heartbeat(1, &unfencing_heartbeat(epoch))
             .await
             .unwrap();
         let e = broker1.register_broker(2, &reg(2)).await.unwrap_err();
@@ -253,31 +243,10 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
         );
 
         eprintln!("step 5: rotation: new certificates under the same CA while writes run, each on a new connection");
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let mut writers = Vec::new();
-        for w in 0..4u64 {
-            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-            let addr = api(s.q.ids()[w as usize % 3]);
-            // The operator's own files are read once: they are rewritten below too.
-            let tls = client_tls(&ca, &dir, Some("operator")).unwrap();
-            writers.push(tokio::spawn(async move {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    // A new client each time: a new TLS handshake with the server.
-                    let c = Client::new(&addr).unwrap().with_tls(tls.clone()).unwrap();
-                    let patch = ConfigPatch::set_one("retention.ms", format!("{}", 1000 + i));
-                    match c.alter_config(ConfigKind::Topic, "orders", &patch).await {
-                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            eprintln!("  writer {w}: {e}");
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                    i += 1;
-                }
-            }));
-        }
+        let apis = (0..4).map(|w| api(s.q.ids()[w % 3])).collect();
+        // The operator's own files are read once: they are rewritten below too.
+        let tls = client_tls(&ca, &dir, Some("operator")).unwrap();
+        let writers = HandshakeWriters::start(apis, tls, "orders");
         tokio::time::sleep(Duration::from_secs(2)).await;
         let old_cert = std::fs::read(dir.join(format!("controller-{leader}.pem"))).unwrap();
         kraftd_certs(&dir, &[]);
@@ -287,11 +256,7 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
-        stop.store(true, Ordering::Relaxed);
-        for w in writers {
-            w.await.unwrap();
-        }
-        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+        let (ok, failed) = writers.stop().await;
         eprintln!("  {ok} writes acknowledged during the rotation, {failed} failed");
         assert!(ok > 20, "too few writes to say anything: {ok}");
         assert_eq!(failed, 0, "writes failed during the rotation");

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use common::*;
 use kraftd::api::auth::token_sha256;
 use kraftd::cli::certs::client_tls;
 use kraftd::cli::fleet::registration;
-use kraftd::client::{Client, ConfigKind, ConfigPatch, CreateTopic, Heartbeat};
+use kraftd::client::{Client, ConfigKind, ConfigPatch, CreateTopic};
 use kraftd::tls::client_config_from_files;
 
 /// A client of `api` presenting `who`'s certificate from `dir`, trusting the CAs in `ca`.
@@ -143,13 +142,7 @@ fn the_cluster_moves_to_a_new_ca_and_new_principals_without_a_restart_or_a_faile
             .register_broker(1, &registration(&cluster, 1, None, uuid::Uuid::new_v4()))
             .await
             .unwrap();
-        let unfence = Heartbeat {
-            broker_epoch: epoch,
-            current_metadata_offset: i64::MAX / 2,
-            want_fence: false,
-            want_shutdown: false,
-        };
-        op.heartbeat(1, &unfence).await.unwrap();
+        op.heartbeat(1, &unfencing_heartbeat(epoch)).await.unwrap();
         new_operator(follower)
             .create_topic(&CreateTopic {
                 name: "orders".into(),
@@ -159,29 +152,9 @@ fn the_cluster_moves_to_a_new_ca_and_new_principals_without_a_restart_or_a_faile
             })
             .await
             .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let mut writers = Vec::new();
-        for w in 0..4u64 {
-            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-            let addr = api(s.q.ids()[w as usize % 3]);
-            let tls = client_tls(&bundle, &next, Some("operator")).unwrap();
-            writers.push(tokio::spawn(async move {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let c = Client::new(&addr).unwrap().with_tls(tls.clone()).unwrap();
-                    let patch = ConfigPatch::set_one("retention.ms", format!("{}", 1000 + i));
-                    match c.alter_config(ConfigKind::Topic, "orders", &patch).await {
-                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            eprintln!("  writer {w}: {e}");
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                    i += 1;
-                }
-            }));
-        }
+        let apis = (0..4).map(|w| api(s.q.ids()[w % 3])).collect();
+        let tls = client_tls(&bundle, &next, Some("operator")).unwrap();
+        let writers = HandshakeWriters::start(apis, tls, "orders");
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         eprintln!("step 5: every controller gets its certificate from the new CA (SIGHUP)");
@@ -204,11 +177,7 @@ fn the_cluster_moves_to_a_new_ca_and_new_principals_without_a_restart_or_a_faile
         sighup_all(&s);
         wait_logged(&s, "TLS CA reloaded", 6).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        stop.store(true, Ordering::Relaxed);
-        for w in writers {
-            w.await.unwrap();
-        }
-        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+        let (ok, failed) = writers.stop().await;
         eprintln!("  {ok} writes acknowledged during the CA rotation, {failed} failed");
         assert!(ok > 20, "too few writes to say anything: {ok}");
         assert_eq!(failed, 0, "writes failed during the CA rotation");

@@ -794,3 +794,76 @@ pub fn expired_certs(dir: &std::path::Path, expired: &std::path::Path) {
     }
     kraftd_certs(expired, &["--days", "0"]);
 }
+
+/// A heartbeat that asks to be unfenced, from a broker that claims to have caught up.
+pub fn unfencing_heartbeat(broker_epoch: i64) -> kraftd::client::Heartbeat {
+    kraftd::client::Heartbeat {
+        broker_epoch,
+        current_metadata_offset: i64::MAX / 2,
+        want_fence: false,
+        want_shutdown: false,
+    }
+}
+
+/// Concurrent writers for a certificate rotation: each sets `retention.ms` of `topic`
+/// over and over through its API address, every write from a new client (so over a new
+/// TLS handshake with the server), until stopped.
+pub struct HandshakeWriters {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl HandshakeWriters {
+    /// One writer per address in `apis`, each with `tls` (read once, so its files may be
+    /// rewritten while the writers run).
+    pub fn start(apis: Vec<String>, tls: rustls::ClientConfig, topic: &str) -> HandshakeWriters {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks = apis
+            .into_iter()
+            .enumerate()
+            .map(|(w, addr)| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                let (tls, topic) = (tls.clone(), topic.to_string());
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let c = Client::new(&addr).unwrap().with_tls(tls.clone()).unwrap();
+                        let patch = kraftd::client::ConfigPatch::set_one(
+                            "retention.ms",
+                            format!("{}", 1000 + i),
+                        );
+                        match c.alter_config(ConfigKind::Topic, &topic, &patch).await {
+                            Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                            Err(e) => {
+                                eprintln!("  writer {w}: {e}");
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        HandshakeWriters {
+            stop,
+            ok,
+            failed,
+            tasks,
+        }
+    }
+
+    /// Stops the writers; returns (writes acknowledged, writes failed).
+    pub async fn stop(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
