@@ -36,7 +36,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         tls,
     } = boot(config).await?;
-    let peer_app = crate::api::peer::router(node.clone(), tls.is_some());
+    let peer_app = crate::raft::peer::server::router(node.peer().clone(), tls.is_some());
     let api_app = crate::api::router(node.clone(), principals.clone());
     tracing::info!(
         node_id = node.id(),
@@ -257,7 +257,7 @@ impl OnceEvery {
 /// file that does not load is reported and what was in force stays.
 async fn watch_credentials(
     identity: Option<Arc<Identity>>,
-    http: crate::raft::network::PeerHttp,
+    http: crate::raft::peer::client::PeerHttp,
     principals: Option<Arc<PrincipalsWatch>>,
 ) {
     #[cfg(unix)]

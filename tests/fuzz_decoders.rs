@@ -149,7 +149,7 @@ mod peer_messages {
     //! The peer listener decodes postcard bodies from other controllers: random and mutated
     //! bodies must give an error, never a panic or a huge allocation.
     use super::*;
-    use kraftd::raft::network::{ChunkAnswer, NodeInfo, PeerRequest, SnapshotChunk};
+    use kraftd::raft::peer::wire::{ChunkAnswer, NodeInfo, PeerRequest, SnapshotChunk};
     use kraftd::raft::{log_id, Batch, Entry, KVote, TypeConfig};
     use openraft::raft::{AppendEntriesRequest, VoteRequest, VoteResponse};
     use openraft::EntryPayload;

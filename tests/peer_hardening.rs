@@ -21,7 +21,7 @@
 mod common;
 
 use common::*;
-use kraftd::raft::network::{
+use kraftd::raft::peer::wire::{
     ChunkAnswer, NodeInfo, PeerRequest, SnapshotChunk, PATH_APPEND, PATH_CURRENT_SNAPSHOT,
     PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_VOTE, POSTCARD,
 };

@@ -30,9 +30,8 @@ fn damage_newest_checkpoint(s: &Scenario, id: u64) -> String {
 }
 
 /// Runs the common steps: a follower takes two checkpoints with writes around them, is
-/// stopped, its newest checkpoint is damaged, and it restarts. Returns the follower and
-/// every acknowledged write.
-async fn restart_follower_with_damaged_checkpoint(s: &mut Scenario) -> (u64, Vec<Acked>, String) {
+/// stopped, its newest checkpoint is damaged, and it restarts.
+async fn restart_follower_with_damaged_checkpoint(s: &mut Scenario) -> Damaged {
     let ids = s.q.ids();
     let leader = s.leader().await;
     let follower = *ids.iter().find(|&&i| i != leader).unwrap();
@@ -56,7 +55,15 @@ async fn restart_follower_with_damaged_checkpoint(s: &mut Scenario) -> (u64, Vec
     let last = acked.iter().map(|a| a.offset).max().unwrap();
     wait_same_image(s, &ids, last + 1).await;
     assert_acked_present(s, &ids, &acked).await;
-    (follower, acked, damaged)
+    Damaged { follower, damaged }
+}
+
+/// The follower that restarted over a damaged checkpoint.
+struct Damaged {
+    /// Its node id.
+    follower: u64,
+    /// The file name of the checkpoint that was damaged.
+    damaged: String,
 }
 
 #[test]
@@ -64,7 +71,7 @@ fn a_damaged_newest_checkpoint_is_reported_and_an_older_one_plus_the_log_is_used
     run("damaged_checkpoint_falls_back_to_an_older_one", async {
         // The default log tail (1000 entries) keeps the log reaching back to the older one.
         let mut s = Scenario::start(3, &[NO_NOOPS]).await;
-        let (follower, _, damaged) = restart_follower_with_damaged_checkpoint(&mut s).await;
+        let Damaged { follower, damaged } = restart_follower_with_damaged_checkpoint(&mut s).await;
         let log = s.q.log_tail(follower, 400);
         assert!(
             log.contains(&format!("{damaged} is damaged")),
@@ -82,7 +89,7 @@ fn a_damaged_newest_checkpoint_past_the_log_start_is_replaced_by_a_peers() {
     run("damaged_checkpoint_replaced_from_a_peer", async {
         // No log tail: after its second checkpoint the follower's log starts past the first.
         let mut s = Scenario::start(3, &[NO_NOOPS, ("KRAFTD_LOG_TAIL_ENTRIES", "0")]).await;
-        let (follower, _, damaged) = restart_follower_with_damaged_checkpoint(&mut s).await;
+        let Damaged { follower, damaged } = restart_follower_with_damaged_checkpoint(&mut s).await;
         let log = s.q.log_tail(follower, 400);
         assert!(
             log.contains(&format!("{damaged} is damaged")),

@@ -24,8 +24,8 @@ const SNAPSHOT_ENV: [(&str, &str); 3] = [
 
 /// With one follower away, writes through the others past two snapshots (size-triggered,
 /// and asked for with `POST /v1/quorum/snapshot` on each live node), until the leader's log
-/// no longer starts at 0. Returns every acknowledged write and the leader's log start.
-async fn write_past_two_snapshots(s: &Scenario, live: &[u64], leader: u64) -> (Vec<Acked>, i64) {
+/// no longer starts at 0.
+async fn write_past_two_snapshots(s: &Scenario, live: &[u64], leader: u64) -> PastSnapshots {
     let mut acked = Vec::new();
     let mut snapshots = Vec::new();
     for round in 0..2 {
@@ -72,7 +72,15 @@ async fn write_past_two_snapshots(s: &Scenario, live: &[u64], leader: u64) -> (V
     })
     .await;
     eprintln!("  leader node {leader}'s log now starts at {log_start}");
-    (acked, log_start)
+    PastSnapshots { acked, log_start }
+}
+
+/// What writing past two snapshots left.
+struct PastSnapshots {
+    /// Every acknowledged write.
+    acked: Vec<Acked>,
+    /// The leader's log start offset afterwards (above 0).
+    log_start: i64,
 }
 
 #[test]
@@ -92,7 +100,7 @@ fn a_stopped_follower_restarts_after_two_snapshots_and_purges_and_converges() {
             s.q.stop(away).await.unwrap();
             let live: Vec<u64> = ids.iter().copied().filter(|&i| i != away).collect();
 
-            let (more, _) = write_past_two_snapshots(&s, &live, leader).await;
+            let more = write_past_two_snapshots(&s, &live, leader).await.acked;
             acked.extend(more);
             // The purge goes on in steps after it starts: wait until it has passed where
             // the follower stopped (bounded).
@@ -140,7 +148,10 @@ fn a_follower_with_a_wiped_disk_converges_through_a_snapshot_transfer() {
             eprintln!("  stopping follower node {away} (SIGTERM)");
             s.q.stop(away).await.unwrap();
             let live: Vec<u64> = ids.iter().copied().filter(|&i| i != away).collect();
-            let (more, log_start) = write_past_two_snapshots(&s, &live, leader).await;
+            let PastSnapshots {
+                acked: more,
+                log_start,
+            } = write_past_two_snapshots(&s, &live, leader).await;
             acked.extend(more);
 
             eprintln!(

@@ -14,7 +14,7 @@ use common::*;
 use kraftd::cli::certs::client_tls;
 use kraftd::cli::fleet::registration;
 use kraftd::client::{Client, ConfigKind, ConfigPatch, CreateTopic};
-use kraftd::raft::network::PATH_APPEND;
+use kraftd::raft::peer::wire::PATH_APPEND;
 
 /// A client of `api` presenting `who`'s certificate from `dir`, trusting `ca`.
 fn client_as(api: &str, ca: &Path, dir: &Path, who: &str) -> Client {
@@ -169,7 +169,7 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
         let url = format!(
             "https://{}{}",
             peer(follower),
-            kraftd::raft::network::PATH_APPEND
+            kraftd::raft::peer::wire::PATH_APPEND
         );
         let foreign = peer_client(&ca, &other, &format!("controller-{leader}"));
         assert!(
@@ -200,7 +200,7 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
                 .find(|&i| i != leader && i != follower)
                 .unwrap();
         let impostor = peer_client(&ca, &dir, &format!("controller-{third}"));
-        use kraftd::raft::network::{PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_VOTE};
+        use kraftd::raft::peer::wire::{PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_VOTE};
         for path in [PATH_APPEND, PATH_VOTE, PATH_PRE_VOTE, PATH_SNAPSHOT] {
             let url = format!("https://{}{path}", peer(follower));
             for (who, c) in [("another CA", &foreign), ("broker-1", &broker)] {

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use kraftd::client::{Client, CreateTopic, LogRecord, PartitionView};
+use kraftd::client::{BrokerView, Client, CreateTopic, LogRecord, PartitionView};
 
 /// broker.session.timeout.ms: short (Kafka's default is 9 s), so that a change which kept
 /// heartbeats unheard for three seconds shows, yet fifteen heartbeat intervals: on a loaded
@@ -99,14 +99,14 @@ fn spread(v: &mut [Duration]) -> String {
     }
 }
 
-/// Every broker's (state, epoch), as `client` sees them.
-async fn brokers(client: &Client) -> BTreeMap<i32, (String, i64)> {
+/// Every broker as `client` sees it (state, epoch, incarnation, listeners, rack), by id.
+async fn brokers(client: &Client) -> BTreeMap<i32, BrokerView> {
     client
         .brokers()
         .await
         .unwrap()
         .into_iter()
-        .map(|b| (b.id, (b.state, b.epoch)))
+        .map(|b| (b.id, b))
         .collect()
 }
 
@@ -200,7 +200,7 @@ fn no_broker_is_fenced_while_follower_voters_are_removed_and_added_back_over_and
         tokio::time::sleep(Duration::from_secs(1)).await;
         let registered = brokers(&s.client(leader)).await;
         assert!(
-            registered.len() == ids.len() && registered.values().all(|(st, _)| st == "active"),
+            registered.len() == ids.len() && registered.values().all(|b| b.state == "active"),
             "every broker is active before the window: {registered:?}"
         );
         let fenced_before = fence_lines(&s);

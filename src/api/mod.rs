@@ -10,7 +10,6 @@ pub mod brokers;
 pub mod metadata;
 pub mod metrics;
 pub mod openapi;
-pub mod peer;
 pub mod quorum;
 pub mod topics;
 pub mod ui;
@@ -259,7 +258,7 @@ pub async fn forward(
 
 /// The leader a request is forwarded to, and how.
 struct Upstream<'a> {
-    http: &'a crate::raft::network::PeerHttp,
+    http: &'a crate::raft::peer::client::PeerHttp,
     /// This node (named in the [`FORWARDED`] header).
     from: NodeId,
     leader: NodeId,
@@ -589,7 +588,7 @@ mod tests {
     /// Forwards [`BODY`] to `addr` as the follower does (the node's own HTTP client), with
     /// `timeout` for the leader's answer.
     async fn forward_to(addr: SocketAddr, method: Method, timeout: Duration) -> Answer {
-        let http = crate::raft::network::PeerHttp::plain();
+        let http = crate::raft::peer::client::PeerHttp::plain();
         let addr = addr.to_string();
         let mut headers = HeaderMap::new();
         headers.insert(

@@ -23,7 +23,7 @@ use openraft::ChangeMembers;
 
 use super::{forward, ApiError, LeaderRequest};
 use crate::node::handle::{now_ms, Node};
-use crate::raft::network::fetch_info;
+use crate::raft::peer::client::fetch_info;
 use crate::raft::{expect_empty_log, leading_term, KNode, NodeId, Raft, TypeConfig};
 
 pub(super) fn routes() -> Router<Arc<Node>> {

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,12 +12,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::controller::{Controller, LoopDeps};
-use crate::node::bootstrap::Gate;
 use crate::node::config::openraft_config;
 use crate::node::config::Config;
 use crate::node::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{Network, PeerHttp};
+use crate::raft::peer::client::{Network, PeerHttp};
+use crate::raft::peer::gate::Gate;
+use crate::raft::peer::server::{Me, PeerState};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{KNode, NodeId, Raft};
 use crate::record::checkpoint::{list_checkpoints, read_checkpoint, CheckpointItem};
@@ -120,7 +120,7 @@ async fn bridge_log_gap(
     }
     peers.remove(&meta.node_id);
     for (id, addr) in peers {
-        let url = http.url(&addr, crate::raft::network::PATH_CURRENT_SNAPSHOT);
+        let url = http.url(&addr, crate::raft::peer::wire::PATH_CURRENT_SNAPSHOT);
         let resp = match http
             .client()
             .get(&url)
@@ -289,6 +289,19 @@ pub async fn boot(config: Config) -> anyhow::Result<Booted> {
         cluster_id: meta.cluster_id.clone(),
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
     });
+    let peer = Arc::new(PeerState::new(
+        raft.clone(),
+        shared.clone(),
+        Me {
+            cluster_id: meta.cluster_id.clone(),
+            node_id: meta.node_id,
+            directory_id: *meta.directory_id.as_bytes(),
+            api_addr: api_addr.clone(),
+            peer_addr: peer_addr.clone(),
+        },
+        Arc::new(gate),
+        config.max_snapshot_bytes,
+    ));
     let node = Arc::new(Node {
         raft: raft.clone(),
         sm: shared,
@@ -298,13 +311,11 @@ pub async fn boot(config: Config) -> anyhow::Result<Booted> {
         http,
         api_addr: api_addr.clone(),
         peer_addr: peer_addr.clone(),
-        seen_commit: AtomicU64::new(0),
         api_addrs: Mutex::new(BTreeMap::new()),
-        receiving: tokio::sync::Mutex::new(None),
         controller,
         followers: Mutex::new(BTreeMap::new()),
         readmit: Mutex::new(BTreeSet::new()),
-        bootstrap: Arc::new(gate),
+        peer,
     });
 
     Ok(Booted {
@@ -321,7 +332,7 @@ pub async fn boot(config: Config) -> anyhow::Result<Booted> {
 mod tests {
     use super::*;
     use crate::node::meta::{format, parse_voters, random_id};
-    use crate::raft::network::History;
+    use crate::raft::peer::wire::History;
     use crate::record::uuid_fmt::kafka_uuid;
     use uuid::Uuid;
 

@@ -23,29 +23,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::raft::network::fetch_history;
+use crate::raft::peer::client::fetch_history;
+use crate::raft::peer::gate::Gate;
 use crate::raft::{KNode, NodeId, Raft};
-
-/// Why the first-election gate keeps Raft requests from Raft.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum GateRefusal {
-    /// The node has not yet decided whether it may take part in the first election.
-    #[error(
-        "this node is still deciding whether it may take part in the first election (its \
-         directory id comes from --voters)"
-    )]
-    Deciding,
-    /// The node was formatted with `--voters` for a cluster that already exists.
-    #[error(
-        "this node was formatted with --voters for an existing cluster and refuses Raft \
-         requests under that identity: re-format it with --join"
-    )]
-    Vetoed,
-}
 
 /// What a bootstrap voter answered about its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,75 +100,6 @@ pub fn decide(answers: &BTreeMap<NodeId, PeerAnswer>, askers: &BTreeSet<NodeId>)
     }
 }
 
-const OPEN: u8 = 0;
-const PENDING: u8 = 1;
-const VETOED: u8 = 2;
-
-/// The bootstrap gate's state, shared with the peer listener.
-#[derive(Debug)]
-pub struct Gate {
-    state: AtomicU8,
-    /// This node's directory id came from `--voters`: Raft RPCs wait for the decision.
-    borrowed_identity: bool,
-    /// Bootstrap voters that asked this node for its history, in this run, while it held
-    /// none.
-    askers: Mutex<BTreeSet<NodeId>>,
-}
-
-impl Gate {
-    /// A gate that is not closed: the node already has a log, or joins.
-    pub fn open() -> Self {
-        Self::with(OPEN, false)
-    }
-
-    /// A gate still deciding the first election.
-    pub fn pending(borrowed_identity: bool) -> Self {
-        Self::with(PENDING, borrowed_identity)
-    }
-
-    fn with(state: u8, borrowed_identity: bool) -> Self {
-        Gate {
-            state: AtomicU8::new(state),
-            borrowed_identity,
-            askers: Mutex::new(BTreeSet::new()),
-        }
-    }
-
-    /// Notes that voter `id` asked for this node's history while this node held none.
-    pub fn note_asker(&self, id: NodeId) {
-        if let Ok(mut a) = self.askers.lock() {
-            a.insert(id);
-        }
-    }
-
-    fn askers(&self) -> BTreeSet<NodeId> {
-        self.askers.lock().map(|a| a.clone()).unwrap_or_default()
-    }
-
-    /// Has the node been vetoed?
-    pub fn vetoed(&self) -> bool {
-        self.state.load(Ordering::Acquire) == VETOED
-    }
-
-    fn set(&self, s: u8) {
-        self.state.store(s, Ordering::Release);
-    }
-
-    /// May the peer listener hand a Raft RPC (vote, append, snapshot) to Raft? Always,
-    /// except for a node whose directory id came from `--voters` before it decided to
-    /// initialize: under that id a leader would count it as the voter whose disk it replaced.
-    pub fn admits_raft(&self) -> Result<(), GateRefusal> {
-        if !self.borrowed_identity {
-            return Ok(());
-        }
-        match self.state.load(Ordering::Acquire) {
-            OPEN => Ok(()),
-            PENDING => Err(GateRefusal::Deciding),
-            _ => Err(GateRefusal::Vetoed),
-        }
-    }
-}
-
 /// The error a vetoed node logs: what happened and exactly what to do.
 pub fn veto_message(
     node_id: NodeId,
@@ -231,7 +145,7 @@ pub struct FirstElection {
     /// The node's gate, shared with its peer listener.
     pub gate: Arc<Gate>,
     pub raft: Raft,
-    pub http: crate::raft::network::PeerHttp,
+    pub http: crate::raft::peer::client::PeerHttp,
     pub node_id: NodeId,
     pub cluster_id: String,
     pub data_dir: std::path::PathBuf,
@@ -292,7 +206,7 @@ pub async fn run(node: FirstElection, members: BTreeMap<NodeId, KNode>) {
     loop {
         if node.raft.is_initialized().await.unwrap_or(false) {
             tracing::info!("a leader gave this node the log: no bootstrap needed here");
-            node.gate.set(OPEN);
+            node.gate.open_now();
             return;
         }
         let answers = ask_all(&node, &members).await;
@@ -305,7 +219,7 @@ pub async fn run(node: FirstElection, members: BTreeMap<NodeId, KNode>) {
                     ),
                     Err(e) => tracing::info!("not initializing: {e}"),
                 }
-                node.gate.set(OPEN);
+                node.gate.open_now();
                 return;
             }
             Decision::Underway => {
@@ -314,14 +228,14 @@ pub async fn run(node: FirstElection, members: BTreeMap<NodeId, KNode>) {
                     "the first start of this cluster is under way on the bootstrap voters that \
                      asked this node: waiting for the leader instead of initializing here"
                 );
-                node.gate.set(OPEN);
+                node.gate.open_now();
                 return;
             }
             Decision::Veto {
                 peer,
                 last_log_index,
             } => {
-                node.gate.set(VETOED);
+                node.gate.veto();
                 tracing::error!(
                     "{}",
                     veto_message(
@@ -330,7 +244,7 @@ pub async fn run(node: FirstElection, members: BTreeMap<NodeId, KNode>) {
                         &node.cluster_id,
                         peer,
                         last_log_index,
-                        node.gate.borrowed_identity,
+                        node.gate.borrowed_identity(),
                     )
                 );
                 return;
@@ -440,27 +354,6 @@ mod tests {
             },
             "node 3 never asked: its history is older than this run"
         );
-    }
-
-    #[test]
-    fn a_borrowed_identity_refuses_raft_until_the_gate_opens_and_for_good_once_vetoed() {
-        let g = Gate::pending(true);
-        assert_eq!(g.admits_raft(), Err(GateRefusal::Deciding));
-        g.set(OPEN);
-        assert!(g.admits_raft().is_ok());
-        g.set(VETOED);
-        assert_eq!(g.admits_raft(), Err(GateRefusal::Vetoed));
-        assert!(GateRefusal::Vetoed.to_string().contains("--join"));
-        assert!(g.vetoed());
-
-        let fresh = Gate::pending(false);
-        assert!(
-            fresh.admits_raft().is_ok(),
-            "a fresh directory id is not gated"
-        );
-        fresh.set(VETOED);
-        assert!(fresh.admits_raft().is_ok());
-        assert!(Gate::open().admits_raft().is_ok());
     }
 
     #[test]

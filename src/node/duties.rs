@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, ServerState};
 
-use crate::raft::network::{fetch_info, PeerBook};
+use crate::raft::peer::client::{fetch_info, PeerBook};
 use crate::raft::{KNode, NodeId, Raft};
 use crate::record::metadata::{FeatureLevelRecord, MetadataRecord, VersionedRecord};
 
@@ -26,7 +26,7 @@ pub fn start_duties(
     tokio::spawn(background(node.clone(), metrics));
     if let Some(members) = gate_members {
         let first = crate::node::bootstrap::FirstElection {
-            gate: node.bootstrap.clone(),
+            gate: node.peer.gate().clone(),
             raft: node.raft.clone(),
             http: node.http.clone(),
             node_id: node.id(),

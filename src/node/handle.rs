@@ -4,18 +4,18 @@
 //! whether it leads, a peer's API address, the reported high watermark).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::async_runtime::WatchReceiver;
 
 use crate::controller::Controller;
-use crate::node::bootstrap::Gate;
 use crate::node::config::Config;
 use crate::node::meta::MetaProperties;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{fetch_info, History, NodeInfo, PeerHttp};
+use crate::raft::peer::client::{fetch_info, PeerHttp};
+use crate::raft::peer::server::PeerState;
+use crate::raft::peer::wire::NodeInfo;
 use crate::raft::state_machine::SmShared;
 use crate::raft::{NodeId, Raft};
 
@@ -28,17 +28,6 @@ pub struct FollowerTrack {
     pub last_caught_up_ms: u64,
     /// Matched entry index.
     pub matched: Option<u64>,
-}
-
-/// A snapshot transfer being received from the leader.
-#[derive(Debug)]
-pub struct Receiving {
-    /// openraft's snapshot id.
-    pub snapshot_id: String,
-    /// Temporary file.
-    pub path: std::path::PathBuf,
-    /// Bytes received so far.
-    pub next: u64,
 }
 
 /// Everything the listeners and background tasks share.
@@ -59,20 +48,17 @@ pub struct Node {
     pub(super) api_addr: String,
     /// The peer listener's address.
     pub(super) peer_addr: String,
-    /// Highest commit index a leader told this node, plus one (0 = none).
-    pub(super) seen_commit: AtomicU64,
     /// API addresses learned from peers.
     pub(super) api_addrs: Mutex<BTreeMap<NodeId, String>>,
-    /// Snapshot being received.
-    pub(super) receiving: tokio::sync::Mutex<Option<Receiving>>,
     /// The write path.
     pub(super) controller: Arc<Controller>,
     /// Followers, as the leader tracks them.
     pub(super) followers: Mutex<BTreeMap<NodeId, FollowerTrack>>,
     /// Voters demoted for a re-formatted disk, to promote once caught up.
     pub(super) readmit: Mutex<BTreeSet<NodeId>>,
-    /// The first-election gate of a node formatted with bootstrap voters.
-    pub(super) bootstrap: Arc<Gate>,
+    /// What the peer listener serves from (who this node is, its first-election gate, the
+    /// snapshot being received, the commit a leader reported).
+    pub(super) peer: Arc<PeerState>,
 }
 
 /// ms since the Unix epoch.
@@ -129,24 +115,14 @@ impl Node {
         &self.controller
     }
 
-    /// The first-election gate.
-    pub fn bootstrap_gate(&self) -> &Gate {
-        &self.bootstrap
-    }
-
-    /// The snapshot transfer being received, if any.
-    pub fn receiving(&self) -> &tokio::sync::Mutex<Option<Receiving>> {
-        &self.receiving
-    }
-
-    /// Notes that a leader told this node entry `index` is committed.
-    pub fn note_commit(&self, index: u64) {
-        self.seen_commit.fetch_max(index + 1, Ordering::Relaxed);
-    }
-
     /// The highest commit index a leader told this node, if any.
     pub fn seen_commit(&self) -> Option<u64> {
-        self.seen_commit.load(Ordering::Relaxed).checked_sub(1)
+        self.peer.seen_commit()
+    }
+
+    /// What the peer listener is served from.
+    pub fn peer(&self) -> &Arc<PeerState> {
+        &self.peer
     }
 
     /// The followers as the leader tracks them (empty elsewhere).
@@ -193,44 +169,7 @@ impl Node {
 
     /// What this node says of itself to peers.
     pub fn info(&self) -> NodeInfo {
-        NodeInfo {
-            cluster_id: self.meta.cluster_id.clone(),
-            node_id: self.meta.node_id,
-            directory_id: *self.meta.directory_id.as_bytes(),
-            api_addr: self.api_addr.clone(),
-            peer_addr: self.peer_addr.clone(),
-            initialized: {
-                let m = self.raft.metrics();
-                let m = m.borrow_watched();
-                m.last_log_index.is_some() || m.snapshot.is_some()
-            },
-        }
-    }
-
-    /// What this node says of its history to bootstrap peers.
-    pub fn history(&self) -> History {
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
-        let snapshot_index = m.snapshot.map(|s| s.index);
-        let purged_index = m.purged.map(|p| p.index);
-        History {
-            cluster_id: self.meta.cluster_id.clone(),
-            node_id: self.meta.node_id,
-            last_log_index: m.last_log_index,
-            snapshot_index,
-            current_term: m.current_term,
-            has_history: History::holds_history(m.last_log_index, snapshot_index, purged_index),
-        }
-    }
-
-    /// The directory id this node's membership config records for it, if any.
-    pub fn recorded_directory(&self) -> Option<[u8; 16]> {
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
-        m.membership_config
-            .membership()
-            .get_node(&self.meta.node_id)
-            .map(|n| n.directory_id)
+        self.peer.info()
     }
 
     /// The current leader, if known.

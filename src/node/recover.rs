@@ -25,7 +25,8 @@ use openraft::{EntryPayload, RaftLogReader};
 
 use super::meta::{MetaProperties, METADATA_DIR, RAFT_DIR};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{fetch_history, fetch_info, MAX_TERM};
+use crate::raft::peer::client::{fetch_history, fetch_info};
+use crate::raft::peer::wire::MAX_TERM;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{log_id, Entry, KMembership, KNode, KVote, LogId, NodeId};
 
@@ -264,12 +265,12 @@ pub async fn recover(
 
     // Under mutual TLS the peers answer only a controller's certificate: this one's.
     let http = match tls {
-        None => crate::raft::network::PeerHttp::plain(),
+        None => crate::raft::peer::client::PeerHttp::plain(),
         Some(files) => crate::tls::Identity::load(files)
             .and_then(crate::tls::client_config)
             .map_err(|e| RecoverError::Tls(e.to_string()))
             .and_then(|c| {
-                crate::raft::network::PeerHttp::tls(c)
+                crate::raft::peer::client::PeerHttp::tls(c)
                     .map_err(|e| RecoverError::Tls(format!("client: {e}")))
             })?,
     };

@@ -14,7 +14,7 @@
 
 pub mod error;
 pub mod log_store;
-pub mod network;
+pub mod peer;
 pub mod state_machine;
 
 use std::collections::BTreeSet;

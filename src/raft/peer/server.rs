@@ -5,10 +5,11 @@
 //! this node's real one), and every normal entry must be a well-formed record batch. A
 //! snapshot arrives in chunks into a temporary file and is checked completely (every CRC,
 //! header, footer, every record) before it is installed, so a damaged transfer is refused
-//! instead of stopping the node. A node still deciding its first election under a directory
+//! instead of stopping the me. A node still deciding its first election under a directory
 //! id taken from `--voters` refuses Raft RPCs until it has decided (see `node::bootstrap`).
 
 use std::io::{Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -25,22 +26,170 @@ use openraft::EntryPayload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::gate::Gate;
+use super::wire::{
+    check_append_shape, check_terms, ChunkAnswer, History, NodeInfo, PeerRequest, SnapshotChunk,
+    MAX_PEER_BODY, PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_HISTORY, PATH_INFO, PATH_PRE_VOTE,
+    PATH_SNAPSHOT, PATH_VOTE, POSTCARD,
+};
 use crate::contract::metadata::RECORD_BATCHES;
 use crate::image::load_checkpoint;
-use crate::node::handle::{Node, Receiving};
 use crate::raft::error::{DirectoryRefusal, SnapshotSenderRefusal};
-use crate::raft::network::{
-    check_append_shape, check_terms, ChunkAnswer, PeerRequest, SnapshotChunk, MAX_PEER_BODY,
-    PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_HISTORY, PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT,
-    PATH_VOTE, POSTCARD,
+use crate::raft::state_machine::{
+    check_snapshot_identity, parse_snapshot_id, CheckpointFile, SmShared,
 };
-use crate::raft::state_machine::{check_snapshot_identity, parse_snapshot_id, CheckpointFile};
-use crate::raft::{KSnapshotMeta, KVote, LogId, NodeId, TypeConfig};
+use crate::raft::{KSnapshotMeta, KVote, LogId, NodeId, Raft, TypeConfig};
+use crate::record::batch::decode_batch;
+use crate::tls::PeerIdentity;
 
 /// What the Raft handlers answer: openraft's result, postcard-encoded.
 type RaftResult<T> = Result<T, RaftError<TypeConfig>>;
-use crate::record::batch::decode_batch;
-use crate::tls::PeerIdentity;
+
+/// Who this node is, as it tells its peers.
+#[derive(Debug, Clone)]
+pub struct Me {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Node id.
+    pub node_id: NodeId,
+    /// Directory id (meta.properties).
+    pub directory_id: [u8; 16],
+    /// The API listener's address.
+    pub api_addr: String,
+    /// The peer listener's address.
+    pub peer_addr: String,
+}
+
+/// A snapshot transfer being received from the leader.
+#[derive(Debug)]
+pub struct Receiving {
+    /// openraft's snapshot id.
+    pub snapshot_id: String,
+    /// Temporary file.
+    pub path: std::path::PathBuf,
+    /// Bytes received so far.
+    pub next: u64,
+}
+
+/// What the peer listener is served from: Raft, the applied state (for checkpoints), who
+/// this node is, its first-election gate, the snapshot transfer under way, and the highest
+/// commit a leader reported. The node above holds it and reads the reported commit.
+pub struct PeerState {
+    raft: Raft,
+    sm: Arc<SmShared>,
+    me: Me,
+    gate: Arc<Gate>,
+    max_snapshot_bytes: u64,
+    /// Highest commit index a leader told this node, plus one (0 = none).
+    seen_commit: AtomicU64,
+    receiving: tokio::sync::Mutex<Option<Receiving>>,
+}
+
+impl PeerState {
+    /// The state of a peer listener that accepts snapshots up to `max_snapshot_bytes`.
+    pub fn new(
+        raft: Raft,
+        sm: Arc<SmShared>,
+        me: Me,
+        gate: Arc<Gate>,
+        max_snapshot_bytes: u64,
+    ) -> Self {
+        PeerState {
+            raft,
+            sm,
+            me,
+            gate,
+            max_snapshot_bytes,
+            seen_commit: AtomicU64::new(0),
+            receiving: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    fn sm(&self) -> &SmShared {
+        &self.sm
+    }
+
+    fn id(&self) -> NodeId {
+        self.me.node_id
+    }
+
+    fn cluster_id(&self) -> &str {
+        &self.me.cluster_id
+    }
+
+    fn directory_id(&self) -> [u8; 16] {
+        self.me.directory_id
+    }
+
+    fn max_snapshot_bytes(&self) -> u64 {
+        self.max_snapshot_bytes
+    }
+
+    fn receiving(&self) -> &tokio::sync::Mutex<Option<Receiving>> {
+        &self.receiving
+    }
+
+    /// The first-election gate.
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    /// Notes that a leader told this node entry `index` is committed.
+    fn note_commit(&self, index: u64) {
+        self.seen_commit.fetch_max(index + 1, Ordering::Relaxed);
+    }
+
+    /// The highest commit index a leader told this node, if any.
+    pub fn seen_commit(&self) -> Option<u64> {
+        self.seen_commit.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// What this node says of itself to peers.
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo {
+            cluster_id: self.me.cluster_id.clone(),
+            node_id: self.me.node_id,
+            directory_id: self.me.directory_id,
+            api_addr: self.me.api_addr.clone(),
+            peer_addr: self.me.peer_addr.clone(),
+            initialized: {
+                let m = self.raft.metrics();
+                let m = m.borrow_watched();
+                m.last_log_index.is_some() || m.snapshot.is_some()
+            },
+        }
+    }
+
+    /// What this node says of its history to bootstrap peers.
+    fn history(&self) -> History {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let snapshot_index = m.snapshot.map(|s| s.index);
+        let purged_index = m.purged.map(|p| p.index);
+        History {
+            cluster_id: self.me.cluster_id.clone(),
+            node_id: self.me.node_id,
+            last_log_index: m.last_log_index,
+            snapshot_index,
+            current_term: m.current_term,
+            has_history: History::holds_history(m.last_log_index, snapshot_index, purged_index),
+        }
+    }
+
+    /// The directory id this node's membership config records for it, if any.
+    fn recorded_directory(&self) -> Option<[u8; 16]> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.membership_config
+            .membership()
+            .get_node(&self.me.node_id)
+            .map(|n| n.directory_id)
+    }
+}
 
 /// The peer router.
 ///
@@ -48,7 +197,7 @@ use crate::tls::PeerIdentity;
 /// (checked against the cluster's CA during the handshake) names a controller,
 /// `controller-<id>`, and an enveloped request must say it is from that same node: a
 /// request from the wrong identity is refused before openraft sees it.
-pub fn router(node: Arc<Node>, mutual_tls: bool) -> Router {
+pub fn router(me: Arc<PeerState>, mutual_tls: bool) -> Router {
     let r = Router::new()
         .route(PATH_APPEND, post(append))
         .route(PATH_VOTE, post(vote))
@@ -63,7 +212,7 @@ pub fn router(node: Arc<Node>, mutual_tls: bool) -> Router {
     } else {
         r
     };
-    r.with_state(node)
+    r.with_state(me)
 }
 
 /// The mutual-TLS check of the peer listener (see [`router`]).
@@ -140,37 +289,35 @@ fn reply<T: Serialize>(v: &T) -> Response {
 }
 
 /// Decodes and checks the envelope.
-fn open<T: DeserializeOwned>(node: &Node, body: &[u8]) -> Result<T, Response> {
+fn open<T: DeserializeOwned>(me: &PeerState, body: &[u8]) -> Result<T, Response> {
     let env: PeerRequest<T> = postcard::from_bytes(body).map_err(|e| {
         refuse(
             StatusCode::BAD_REQUEST,
             format!("undecodable peer request: {e}"),
         )
     })?;
-    if env.cluster_id != node.meta().cluster_id {
+    if env.cluster_id != me.cluster_id() {
         return Err(refuse(
             StatusCode::CONFLICT,
             format!(
                 "request from node {} of cluster {} reached cluster {}",
                 env.from,
                 env.cluster_id,
-                node.meta().cluster_id
+                me.cluster_id()
             ),
         ));
     }
-    if env.to != node.id() {
+    if env.to != me.id() {
         return Err(refuse(
             StatusCode::CONFLICT,
-            format!("request for node {} reached node {}", env.to, node.id()),
+            format!("request for node {} reached node {}", env.to, me.id()),
         ));
     }
-    let mine = *node.meta().directory_id.as_bytes();
-    if let Err(msg) =
-        check_to_directory(env.to_directory, mine, node.recorded_directory(), node.id())
-    {
+    let mine = me.directory_id();
+    if let Err(msg) = check_to_directory(env.to_directory, mine, me.recorded_directory(), me.id()) {
         return Err(refuse(StatusCode::CONFLICT, msg));
     }
-    if let Err(msg) = node.bootstrap_gate().admits_raft() {
+    if let Err(msg) = me.gate().admits_raft() {
         return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, msg));
     }
     Ok(env.body)
@@ -211,13 +358,13 @@ pub fn check_to_directory(
 /// voter of its own cluster), so that history that voter creates later is known to be this
 /// cluster's first start, not an older one.
 async fn history(
-    State(node): State<Arc<Node>>,
+    State(me): State<Arc<PeerState>>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let h = node.history();
+    let h = me.history();
     if !h.has_history {
-        if let Some(from) = history_asker(query.as_deref(), &node.meta().cluster_id) {
-            node.bootstrap_gate().note_asker(from);
+        if let Some(from) = history_asker(query.as_deref(), me.cluster_id()) {
+            me.gate().note_asker(from);
         }
     }
     reply(&h)
@@ -237,13 +384,13 @@ pub fn history_asker(query: Option<&str>, cluster_id: &str) -> Option<NodeId> {
     (cluster == Some(cluster_id)).then_some(from).flatten()
 }
 
-async fn info(State(node): State<Arc<Node>>) -> Response {
-    reply(&node.info())
+async fn info(State(me): State<Arc<PeerState>>) -> Response {
+    reply(&me.info())
 }
 
 /// The current checkpoint file, for a peer whose own newest checkpoint is damaged.
-async fn current_snapshot(State(node): State<Arc<Node>>) -> Response {
-    let cur = node.sm().read().current.clone();
+async fn current_snapshot(State(me): State<Arc<PeerState>>) -> Response {
+    let cur = me.sm().read().current.clone();
     let Some(c) = cur else {
         return refuse(StatusCode::NOT_FOUND, "no snapshot yet");
     };
@@ -263,8 +410,8 @@ async fn current_snapshot(State(node): State<Arc<Node>>) -> Response {
     }
 }
 
-async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let mut req: AppendEntriesRequest<TypeConfig> = match open(&node, &body) {
+async fn append(State(me): State<Arc<PeerState>>, body: Bytes) -> Response {
+    let mut req: AppendEntriesRequest<TypeConfig> = match open(&me, &body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -310,22 +457,22 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
         }
     }
     let leader_commit = req.leader_commit;
-    let res = node.raft().append_entries(req).await;
+    let res = me.raft().append_entries(req).await;
     // Only a request Raft accepted tells what is committed: a refused one may come from a
     // deposed leader or carry a commit index this node's log does not match.
     if let (Ok(AppendEntriesResponse::Success), Some(c)) = (&res, leader_commit) {
-        node.note_commit(c.index);
+        me.note_commit(c.index);
     }
     reply(&res)
 }
 
 /// A Vote or PreVote request, opened and its terms checked.
-fn open_vote(node: &Node, body: &[u8], what: &str) -> Result<VoteRequest<TypeConfig>, Response> {
-    let req: VoteRequest<TypeConfig> = open(node, body)?;
+fn open_vote(me: &PeerState, body: &[u8], what: &str) -> Result<VoteRequest<TypeConfig>, Response> {
+    let req: VoteRequest<TypeConfig> = open(me, body)?;
     check_terms(what, &req).map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?;
     let candidate = req.vote.leader_id.node_id;
     let members: Vec<NodeId> = {
-        let m = node.raft().metrics();
+        let m = me.raft().metrics();
         let m = m.borrow_watched();
         m.membership_config
             .membership()
@@ -349,9 +496,9 @@ fn open_vote(node: &Node, body: &[u8], what: &str) -> Result<VoteRequest<TypeCon
     Ok(req)
 }
 
-async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    match open_vote(&node, &body, "Vote") {
-        Ok(req) => reply(&node.raft().vote(req).await),
+async fn vote(State(me): State<Arc<PeerState>>, body: Bytes) -> Response {
+    match open_vote(&me, &body, "Vote") {
+        Ok(req) => reply(&me.raft().vote(req).await),
         Err(resp) => resp,
     }
 }
@@ -359,9 +506,9 @@ async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
 /// KIP-996's PreVote: would this node vote for the candidate? Nothing is persisted and the
 /// term does not change; a node that hears from a leader within its election timeout says
 /// no, so a candidate that was only cut off never raises its term.
-async fn pre_vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    match open_vote(&node, &body, "PreVote") {
-        Ok(req) => reply(&node.raft().pre_vote(req).await),
+async fn pre_vote(State(me): State<Arc<PeerState>>, body: Bytes) -> Response {
+    match open_vote(&me, &body, "PreVote") {
+        Ok(req) => reply(&me.raft().pre_vote(req).await),
         Err(resp) => resp,
     }
 }
@@ -372,20 +519,20 @@ fn restart(reason: String) -> ChunkResult {
     Ok(ChunkAnswer::Restart { reason })
 }
 
-async fn snapshot_chunk(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let req: SnapshotChunk = match open(&node, &body) {
+async fn snapshot_chunk(State(me): State<Arc<PeerState>>, body: Bytes) -> Response {
+    let req: SnapshotChunk = match open(&me, &body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     if let Err(e) = check_terms("InstallSnapshot", &req) {
         return refuse(StatusCode::BAD_REQUEST, e);
     }
-    let cap = node.config().max_snapshot_bytes;
+    let cap = me.max_snapshot_bytes();
     let end = req.offset.saturating_add(req.data.len() as u64);
     if end > cap {
         // The transfer so far is dropped: the leader starts again from offset 0 (and is
         // refused again while its snapshot stays larger than the cap).
-        let mut g = node.receiving().lock().await;
+        let mut g = me.receiving().lock().await;
         if g.as_ref().is_some_and(|r| r.snapshot_id == req.checkpoint) {
             if let Some(old) = g.take() {
                 let _ = std::fs::remove_file(&old.path);
@@ -400,7 +547,7 @@ async fn snapshot_chunk(State(node): State<Arc<Node>>, body: Bytes) -> Response 
             ),
         );
     }
-    let res = receive_chunk(&node, req).await;
+    let res = receive_chunk(&me, req).await;
     reply(&res)
 }
 
@@ -438,9 +585,9 @@ pub fn check_snapshot_sender(
     Ok(())
 }
 
-async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
+async fn receive_chunk(me: &PeerState, req: SnapshotChunk) -> ChunkResult {
     let (my_vote, committed) = {
-        let m = node.raft().metrics();
+        let m = me.raft().metrics();
         let m = m.borrow_watched();
         (m.vote, m.local_committed)
     };
@@ -449,7 +596,7 @@ async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
     }
     if let Err(e) = check_snapshot_sender(&req.vote, &req.meta, committed) {
         tracing::error!(snapshot = %req.checkpoint, "refused a snapshot: {e}");
-        let mut g = node.receiving().lock().await;
+        let mut g = me.receiving().lock().await;
         if let Some(old) = g.take() {
             let _ = std::fs::remove_file(&old.path);
         }
@@ -460,12 +607,12 @@ async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
         tracing::error!(snapshot_id = %id, "leader sent a snapshot whose id is not a checkpoint name");
         return restart(format!("snapshot id {id:?} is not a checkpoint name"));
     };
-    let mut g = node.receiving().lock().await;
+    let mut g = me.receiving().lock().await;
     if req.offset == 0 {
         if let Some(old) = g.take() {
             let _ = std::fs::remove_file(&old.path);
         }
-        let path = node
+        let path = me
             .sm()
             .dir
             .join(format!("receiving-{}.part", ckpt_id.file_name()));
@@ -546,7 +693,7 @@ async fn receive_chunk(node: &Node, req: SnapshotChunk) -> ChunkResult {
         meta: req.meta.clone(),
         snapshot: CheckpointFile { id: ckpt_id, file },
     };
-    let res = node.raft().install_full_snapshot(req.vote, snapshot).await;
+    let res = me.raft().install_full_snapshot(req.vote, snapshot).await;
     let _ = std::fs::remove_file(&path);
     match res {
         Ok(r) => Ok(ChunkAnswer::Installed { vote: r.vote }),
