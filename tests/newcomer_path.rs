@@ -169,3 +169,76 @@ fn kraftd_dev_brings_up_three_nodes_and_stops_them() {
         );
     }
 }
+
+/// The README's run command on a machine without libclang: `cargo run --release` must stop
+/// at once with the one command that installs it, never with bindgen's panic. The test hides
+/// libclang in a mount namespace of its own (an overlay whites out the shared libraries, the
+/// LLVM directory is emptied, the loader cache is blanked) and builds into a fresh target
+/// directory, where cargo's first question to rustc goes through `scripts/rustc-wrapper`.
+/// Needs root (mount namespaces); outside CI it says why it skipped.
+#[test]
+fn cargo_run_without_libclang_stops_at_once_with_the_command_to_install_it() {
+    let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || unsafe { libc::geteuid() } == 0;
+    let have = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !root || !have("unshare") || !have("cargo") {
+        let why = "needs root, unshare and cargo to hide libclang in a mount namespace";
+        if std::env::var_os("CI").is_some() {
+            panic!("the newcomer build check cannot run: {why}; under CI it must run");
+        }
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path().display();
+    // Step 1: a namespace in which this machine has no libclang.
+    // Step 2: `cargo run --release`, the README's command, into an empty target directory.
+    let script = format!(
+        r#"set -e
+mount --make-rprivate /
+lib=/usr/lib/$(uname -m)-linux-gnu
+mkdir -p {s}/up {s}/work {s}/empty {s}/target
+for f in "$lib"/libclang*; do [ -e "$f" ] && mknod "{s}/up/$(basename "$f")" c 0 0; done
+mount -t overlay overlay -o "lowerdir=$lib,upperdir={s}/up,workdir={s}/work" "$lib"
+for d in /usr/lib/llvm-*; do [ -d "$d" ] && mount --bind {s}/empty "$d"; done
+[ -e /etc/ld.so.cache ] && mount --bind /dev/null /etc/ld.so.cache
+unset LIBCLANG_PATH RUSTC_WRAPPER KRAFTD_SKIP_PREREQS
+cd {repo}
+CARGO_TARGET_DIR={s}/target timeout 120 cargo run --release
+"#
+    );
+    let started = Instant::now();
+    let out = Command::new("unshare")
+        .args(["-m", "bash", "-c", &script])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("cargo run --release without libclang ({took:?}):\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "the build cannot succeed without libclang"
+    );
+    assert!(
+        stderr.contains("apt-get install -y libclang-dev"),
+        "the one command to run is printed: {stderr}"
+    );
+    for noise in [
+        "bindgen",
+        "panicked",
+        "Unable to find libclang",
+        "Compiling",
+    ] {
+        assert!(
+            !stderr.contains(noise),
+            "no build ran before the check (found {noise:?}): {stderr}"
+        );
+    }
+}
