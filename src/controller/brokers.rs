@@ -16,16 +16,12 @@ use crate::record::metadata::{
     RegisterBrokerRecord, UnregisterBrokerRecord,
 };
 
-fn refused(code: ErrorCode, message: impl Into<String>) -> ControllerError {
-    ControllerError::refused(code, message)
-}
-
 fn parse_incarnation(s: &str) -> Result<Uuid, ControllerError> {
     if let Ok(u) = Uuid::parse_str(s) {
         return Ok(u);
     }
     crate::record::uuid_fmt::parse_kafka_uuid(s).ok_or_else(|| {
-        refused(
+        ControllerError::refused(
             ErrorCode::InvalidRequest,
             format!("incarnation_id {s:?} is neither a UUID nor Kafka's base64 form"),
         )
@@ -39,7 +35,7 @@ fn check_registration(
     r: &Registration,
 ) -> Result<(Uuid, Vec<BrokerEndpoint>, Vec<BrokerFeature>), ControllerError> {
     if r.cluster_id != cluster_id {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InconsistentClusterId,
             format!(
                 "the broker names cluster {:?}, but this is cluster {cluster_id:?}",
@@ -48,20 +44,20 @@ fn check_registration(
         ));
     }
     if id < 0 {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InvalidRequest,
             format!("broker id {id} is negative"),
         ));
     }
     let incarnation = parse_incarnation(&r.incarnation_id)?;
     if incarnation.is_nil() {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InvalidRequest,
             "incarnation_id must not be the zero UUID",
         ));
     }
     if r.listeners.is_empty() {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InvalidRequest,
             "a broker must register at least one listener",
         ));
@@ -69,7 +65,7 @@ fn check_registration(
     let mut endpoints = Vec::with_capacity(r.listeners.len());
     for l in &r.listeners {
         if l.name.is_empty() || l.name.len() > 255 || l.host.is_empty() || l.host.len() > 255 {
-            return Err(refused(
+            return Err(ControllerError::refused(
                 ErrorCode::InvalidRequest,
                 format!(
                     "listener {:?} needs a name and a host of 1-255 bytes",
@@ -78,13 +74,13 @@ fn check_registration(
             ));
         }
         if l.port == 0 {
-            return Err(refused(
+            return Err(ControllerError::refused(
                 ErrorCode::InvalidRequest,
                 format!("listener {} has port 0", l.name),
             ));
         }
         if endpoints.iter().any(|e: &BrokerEndpoint| e.name == l.name) {
-            return Err(refused(
+            return Err(ControllerError::refused(
                 ErrorCode::InvalidRequest,
                 format!("listener {} is given twice", l.name),
             ));
@@ -94,7 +90,7 @@ fn check_registration(
             .find(|(n, _)| *n == l.security_protocol)
             .map(|(_, i)| *i)
             .ok_or_else(|| {
-                refused(
+                ControllerError::refused(
                     ErrorCode::InvalidRequest,
                     format!(
                         "listener {}: security_protocol {:?} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
@@ -111,7 +107,7 @@ fn check_registration(
     }
     if let Some(rack) = &r.rack {
         if rack.is_empty() || rack.len() > 255 {
-            return Err(refused(
+            return Err(ControllerError::refused(
                 ErrorCode::InvalidRequest,
                 "rack must be 1-255 bytes when given",
             ));
@@ -120,7 +116,7 @@ fn check_registration(
     let mut features = Vec::with_capacity(r.features.len());
     for f in &r.features {
         if f.name.is_empty() || f.min < 0 || f.min > f.max {
-            return Err(refused(
+            return Err(ControllerError::refused(
                 ErrorCode::InvalidRequest,
                 format!(
                     "feature {:?}: range {}..={} is not valid",
@@ -130,7 +126,7 @@ fn check_registration(
         }
         if let Some(level) = image.feature_level(&f.name) {
             if level < f.min || level > f.max {
-                return Err(refused(
+                return Err(ControllerError::refused(
                     ErrorCode::UnsupportedVersion,
                     format!(
                         "the cluster's {} is {level}, outside the broker's supported range {}..={}",
@@ -162,7 +158,7 @@ pub fn register(view: &mut View, id: i32, r: &Registration) -> Result<i64, Contr
             return Ok(epoch);
         }
         if !existing.fenced && view.sessions.is_live(id, now) {
-            return Err(refused(
+            return Err(ControllerError::refused(
                 ErrorCode::DuplicateBrokerRegistration,
                 format!(
                     "broker {id} is registered by another live incarnation ({}) whose session has not expired",
@@ -229,13 +225,13 @@ pub fn heartbeat(
     hb: &Heartbeat,
 ) -> Result<HeartbeatAnswer, ControllerError> {
     let reg = view.image().broker(id).ok_or_else(|| {
-        refused(
+        ControllerError::refused(
             ErrorCode::BrokerIdNotRegistered,
             format!("broker {id} is not registered"),
         )
     })?;
     if reg.broker_epoch != hb.broker_epoch {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::StaleBrokerEpoch,
             format!(
                 "broker {id} heartbeat carries epoch {}, but its registration has epoch {}",
@@ -322,7 +318,7 @@ pub fn unregister(view: &mut View, id: i32) -> Result<(), ControllerError> {
         .image()
         .broker(id)
         .ok_or_else(|| {
-            refused(
+            ControllerError::refused(
                 ErrorCode::BrokerIdNotRegistered,
                 format!("broker {id} is not registered"),
             )

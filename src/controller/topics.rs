@@ -57,14 +57,10 @@ pub fn summary(t: &Topic) -> TopicSummary {
     }
 }
 
-fn refused(code: ErrorCode, message: impl Into<String>) -> ControllerError {
-    ControllerError::refused(code, message)
-}
-
 /// Kafka's topic name rules: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn check_name(name: &str) -> Result<(), ControllerError> {
     if name.is_empty() || name.len() > MAX_TOPIC_NAME {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InvalidTopicException,
             format!(
                 "topic name must be 1-{MAX_TOPIC_NAME} characters, got {}",
@@ -73,7 +69,7 @@ pub fn check_name(name: &str) -> Result<(), ControllerError> {
         ));
     }
     if name == "." || name == ".." {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InvalidTopicException,
             format!("topic name cannot be {name:?}"),
         ));
@@ -82,7 +78,7 @@ pub fn check_name(name: &str) -> Result<(), ControllerError> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InvalidTopicException,
             format!("topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"),
         ));
@@ -106,9 +102,11 @@ fn collision(image: &MetadataImage, name: &str) -> Option<String> {
 
 fn config_error(e: ConfigError) -> ControllerError {
     match e {
-        ConfigError::Invalid(m) => refused(ErrorCode::InvalidRequest, m),
-        ConfigError::InvalidConfig(m) => refused(ErrorCode::InvalidConfig, m),
-        ConfigError::UnknownTopic(m) => refused(ErrorCode::UnknownTopicOrPartition, m),
+        ConfigError::Invalid(m) => ControllerError::refused(ErrorCode::InvalidRequest, m),
+        ConfigError::InvalidConfig(m) => ControllerError::refused(ErrorCode::InvalidConfig, m),
+        ConfigError::UnknownTopic(m) => {
+            ControllerError::refused(ErrorCode::UnknownTopicOrPartition, m)
+        }
     }
 }
 
@@ -132,13 +130,13 @@ fn check_assignments(
     let rf = assignments.first().map_or(0, Vec::len);
     for (i, r) in assignments.iter().enumerate() {
         if r.is_empty() {
-            return Err(refused(
+            return Err(ControllerError::refused(
                 ErrorCode::InvalidReplicaAssignment,
                 format!("partition {i} has no replicas"),
             ));
         }
         if r.len() != rf {
-            return Err(refused(
+            return Err(ControllerError::refused(
                 ErrorCode::InvalidReplicaAssignment,
                 format!(
                     "partition {i} has {} replicas but partition 0 has {rf}; all must have the same number",
@@ -147,20 +145,20 @@ fn check_assignments(
             ));
         }
         if r.len() > MAX_REPLICATION_FACTOR {
-            return Err(refused(
+            return Err(ControllerError::refused(
                 ErrorCode::InvalidReplicationFactor,
                 format!("at most {MAX_REPLICATION_FACTOR} replicas per partition"),
             ));
         }
         for (j, b) in r.iter().enumerate() {
             if r[..j].contains(b) {
-                return Err(refused(
+                return Err(ControllerError::refused(
                     ErrorCode::InvalidReplicaAssignment,
                     format!("partition {i} lists broker {b} twice"),
                 ));
             }
             if image.broker(*b).is_none() {
-                return Err(refused(
+                return Err(ControllerError::refused(
                     ErrorCode::InvalidReplicaAssignment,
                     format!("partition {i} names broker {b}, which is not registered"),
                 ));
@@ -183,7 +181,7 @@ fn new_partition(
         .filter(|&b| partitions::eligible(image, b))
         .collect();
     let Some(&leader) = isr.first() else {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InvalidReplicationFactor,
             format!("partition {id}: none of the replicas {replicas:?} is unfenced"),
         ));
@@ -219,7 +217,7 @@ fn assign(
         rf,
         view.random,
     )
-    .map_err(|e| refused(ErrorCode::InvalidReplicationFactor, e.to_string()))
+    .map_err(|e| ControllerError::refused(ErrorCode::InvalidReplicationFactor, e.to_string()))
 }
 
 fn check_configs(cfg: &BTreeMap<String, String>) -> Result<(), ControllerError> {
@@ -234,13 +232,13 @@ fn check_configs(cfg: &BTreeMap<String, String>) -> Result<(), ControllerError> 
 pub fn create(view: &mut View, req: &CreateTopic) -> Result<CreatedTopic, ControllerError> {
     check_name(&req.name)?;
     if view.image().topic_by_name(&req.name).is_some() {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::TopicAlreadyExists,
             format!("topic {:?} already exists", req.name),
         ));
     }
     if let Some(other) = collision(view.image(), &req.name) {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InvalidTopicException,
             format!(
                 "topic {:?} collides with existing topic {other:?} ('.' and '_' are treated alike)",
@@ -252,13 +250,13 @@ pub fn create(view: &mut View, req: &CreateTopic) -> Result<CreatedTopic, Contro
     let replicas = match &req.assignments {
         Some(a) => {
             if a.is_empty() {
-                return Err(refused(
+                return Err(ControllerError::refused(
                     ErrorCode::InvalidPartitions,
                     "assignments is empty",
                 ));
             }
             if let Some(n) = req.partitions.filter(|&n| n != a.len() as i32 && n != -1) {
-                return Err(refused(
+                return Err(ControllerError::refused(
                     ErrorCode::InvalidPartitions,
                     format!("partitions is {n} but {} assignments are given", a.len()),
                 ));
@@ -267,13 +265,13 @@ pub fn create(view: &mut View, req: &CreateTopic) -> Result<CreatedTopic, Contro
                 .replication_factor
                 .filter(|&rf| rf != -1 && a.first().is_some_and(|r| r.len() as i32 != rf))
             {
-                return Err(refused(
+                return Err(ControllerError::refused(
                     ErrorCode::InvalidReplicationFactor,
                     format!("replication_factor is {rf} but the assignments differ"),
                 ));
             }
             if a.len() > MAX_NEW_PARTITIONS {
-                return Err(refused(
+                return Err(ControllerError::refused(
                     ErrorCode::InvalidPartitions,
                     format!("at most {MAX_NEW_PARTITIONS} partitions per request"),
                 ));
@@ -283,25 +281,25 @@ pub fn create(view: &mut View, req: &CreateTopic) -> Result<CreatedTopic, Contro
         }
         None => {
             let n = req.partitions.ok_or_else(|| {
-                refused(
+                ControllerError::refused(
                     ErrorCode::InvalidPartitions,
                     "partitions is required without assignments",
                 )
             })?;
             if n < 1 || n as usize > MAX_NEW_PARTITIONS {
-                return Err(refused(
+                return Err(ControllerError::refused(
                     ErrorCode::InvalidPartitions,
                     format!("partitions must be 1-{MAX_NEW_PARTITIONS}, got {n}"),
                 ));
             }
             let rf = req.replication_factor.ok_or_else(|| {
-                refused(
+                ControllerError::refused(
                     ErrorCode::InvalidReplicationFactor,
                     "replication_factor is required without assignments",
                 )
             })?;
             if rf < 1 || rf as usize > MAX_REPLICATION_FACTOR {
-                return Err(refused(
+                return Err(ControllerError::refused(
                     ErrorCode::InvalidReplicationFactor,
                     format!("replication_factor must be 1-{MAX_REPLICATION_FACTOR}, got {rf}"),
                 ));
@@ -344,7 +342,7 @@ pub fn create(view: &mut View, req: &CreateTopic) -> Result<CreatedTopic, Contro
 /// Deletes a topic (its configs go with it).
 pub fn delete(view: &mut View, name: &str) -> Result<(), ControllerError> {
     let id = view.image().topic_id(name).ok_or_else(|| {
-        refused(
+        ControllerError::refused(
             ErrorCode::UnknownTopicOrPartition,
             format!("topic {name:?} does not exist"),
         )
@@ -364,7 +362,7 @@ pub fn add_partitions(
     count: i32,
 ) -> Result<Vec<PartitionView>, ControllerError> {
     let t = view.image().topic_by_name(name).ok_or_else(|| {
-        refused(
+        ControllerError::refused(
             ErrorCode::UnknownTopicOrPartition,
             format!("topic {name:?} does not exist"),
         )
@@ -375,14 +373,14 @@ pub fn add_partitions(
         .first()
         .map_or(1, |p| p.replicas().len().max(1));
     if count < 0 || (count as usize) <= current {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InvalidPartitions,
             format!("topic {name:?} has {current} partitions; the new count must be larger, got {count}"),
         ));
     }
     let add = count as usize - current;
     if add > MAX_NEW_PARTITIONS {
-        return Err(refused(
+        return Err(ControllerError::refused(
             ErrorCode::InvalidPartitions,
             format!("at most {MAX_NEW_PARTITIONS} partitions per request"),
         ));
