@@ -172,8 +172,9 @@ fn kraftd_dev_brings_up_three_nodes_and_stops_them() {
 
 /// The README's run command on a machine without libclang: `cargo run --release` must stop
 /// at once with the one command that installs it, never with bindgen's panic. The test hides
-/// libclang in a mount namespace of its own (an overlay whites out the shared libraries, the
-/// LLVM directory is emptied, the loader cache is blanked) and builds into a fresh target
+/// libclang in a mount namespace of its own (an overlay, its upper layer on a tmpfs so that it
+/// works whatever the disk's filesystem, whites out the shared libraries; the LLVM directory
+/// is emptied; the loader cache is blanked) and builds into a fresh target
 /// directory, where cargo's first question to rustc goes through `scripts/rustc-wrapper`.
 /// Needs root (mount namespaces); outside CI it says why it skipped.
 #[test]
@@ -204,9 +205,11 @@ fn cargo_run_without_libclang_stops_at_once_with_the_command_to_install_it() {
         r#"set -e
 mount --make-rprivate /
 lib=/usr/lib/$(uname -m)-linux-gnu
-mkdir -p {s}/up {s}/work {s}/empty {s}/target
-for f in "$lib"/libclang*; do [ -e "$f" ] && mknod "{s}/up/$(basename "$f")" c 0 0; done
-mount -t overlay overlay -o "lowerdir=$lib,upperdir={s}/up,workdir={s}/work" "$lib"
+mkdir -p {s}/ovl {s}/empty {s}/target
+mount -t tmpfs none {s}/ovl
+mkdir {s}/ovl/up {s}/ovl/work
+for f in "$lib"/libclang*; do [ -e "$f" ] && mknod "{s}/ovl/up/$(basename "$f")" c 0 0; done
+mount -t overlay overlay -o "lowerdir=$lib,upperdir={s}/ovl/up,workdir={s}/ovl/work" "$lib"
 for d in /usr/lib/llvm-*; do [ -d "$d" ] && mount --bind {s}/empty "$d"; done
 [ -e /etc/ld.so.cache ] && mount --bind /dev/null /etc/ld.so.cache
 unset LIBCLANG_PATH RUSTC_WRAPPER KRAFTD_SKIP_PREREQS
