@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_controller;
 pub mod bench_quorum;
 pub mod certs;
+pub mod command;
 pub mod common;
 pub mod dev;
 pub mod dump;
