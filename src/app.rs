@@ -12,6 +12,8 @@ use crate::api::auth::PrincipalsWatch;
 use crate::node::boot::{boot, Booted};
 use crate::node::config::Config;
 use crate::node::duties::start_duties;
+use crate::node::handle::Node;
+use crate::node::leadership::{transfer_leadership, TransferError};
 use crate::telemetry::TLS_HANDSHAKE_FAILURES;
 use crate::tls::{server_config, ClientCerts, Identity, PeerIdentity};
 
@@ -85,10 +87,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     tracing::info!("stopping");
+    hand_over_leadership(&node).await;
     peer_task.abort();
     api_task.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), node.raft().shutdown()).await;
     Ok(())
+}
+
+/// Longest a stopping leader waits for another voter to lead.
+const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
+
+/// A leader that is stopped hands leadership to the voter furthest along first, with both
+/// listeners still open, so the others do not wait out an election timeout (a rolling
+/// restart). A follower, or a single voter, just stops.
+async fn hand_over_leadership(node: &Node) {
+    match transfer_leadership(node, None, HAND_OVER_WAIT).await {
+        Ok(m) => tracing::info!(
+            to = m.to,
+            epoch = m.term,
+            "stopping: node {} leads now",
+            m.to
+        ),
+        Err(TransferError::NotLeader(_) | TransferError::NoOtherVoter) => {}
+        Err(e) => tracing::warn!("stopping without handing leadership over: {e}"),
+    }
 }
 
 /// Longest a client may take to finish its TLS handshake.

@@ -22,6 +22,8 @@ use thiserror::Error;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of `POST /v1/quorum/voters`: the new node first catches up as a learner.
 pub const ADD_VOTER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeout of `POST /v1/quorum/transfer-leader` (the leader waits up to 10 s itself).
+pub const TRANSFER_LEADER_TIMEOUT: Duration = Duration::from_secs(15);
 pub use crate::contract::brokers::{
     BrokerEpoch, BrokerView, FeatureRange, Heartbeat, HeartbeatAnswer, Listener, Registration,
 };
@@ -34,7 +36,8 @@ pub use crate::contract::partitions::{
     ElectionRequest, ElectionResult, Elections, IsrMember, TopicPartition,
 };
 pub use crate::contract::quorum::{
-    NewVoter, QuorumStatus, Replica, ReplicaRole, SnapshotTaken, Voter, Voters,
+    LeaderMoved, NewVoter, QuorumStatus, Replica, ReplicaRole, SnapshotTaken, TransferLeader,
+    Voter, Voters,
 };
 pub use crate::contract::topics::{
     AddPartitions, CreateTopic, CreatedTopic, PartitionView, Partitions, TopicDescription,
@@ -417,6 +420,16 @@ impl Client {
         let rb = rb.timeout(ADD_VOTER_TIMEOUT.max(self.timeout));
         let a: Voters = Self::json(rb, m, u).await?;
         Ok(a.voters)
+    }
+
+    /// `POST /v1/quorum/transfer-leader`: hands leadership to voter `to` (or to the one
+    /// furthest along) and answers once another voter leads.
+    pub async fn transfer_leader(&self, to: Option<u64>) -> Result<LeaderMoved, ClientError> {
+        let (rb, m, u) = self.request(Method::POST, "/v1/quorum/transfer-leader");
+        let rb = rb
+            .timeout(TRANSFER_LEADER_TIMEOUT.max(self.timeout))
+            .json(&TransferLeader { to });
+        Self::json(rb, m, u).await
     }
 
     async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(

@@ -727,6 +727,35 @@ fn quorum_snapshots_and_the_metadata_view_through_the_cli() {
         )
         .await;
 
+        eprintln!(
+            "step 10b: quorum transfer-leader, to a voter named and to the one furthest along"
+        );
+        let before = json_of(&api, &["quorum", "status"]).await;
+        let old = before["leader_id"].as_u64().unwrap();
+        let to = [1u64, 2, 3].into_iter().find(|&i| i != old).unwrap();
+        let table = ok(
+            &api,
+            &["quorum", "transfer-leader", "--to", &to.to_string()],
+        )
+        .await;
+        assert_has(
+            &table,
+            &[
+                &format!("Node {to} leads at epoch"),
+                &format!("(was node {old} at epoch"),
+            ],
+        );
+        let j = json_of(&api, &["quorum", "transfer-leader"]).await;
+        assert_eq!(j["previous_leader_id"], json!(to), "{j}");
+        assert_ne!(j["leader_id"], json!(to), "{j}");
+        fails(
+            &api,
+            &["quorum", "transfer-leader", "--to", "9"],
+            1,
+            "VOTER_NOT_FOUND",
+        )
+        .await;
+
         eprintln!("step 11: an unreachable --api exits 3");
         let port = kraftd::cli::local_quorum::free_ports(1).unwrap()[0];
         let nobody = format!("127.0.0.1:{port}");

@@ -85,6 +85,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
             "/v1/quorum/replication",
             "/v1/quorum/voters",
             "/v1/quorum/voters/{id}",
+            "/v1/quorum/transfer-leader",
             "/v1/quorum/snapshot",
             "/healthz",
             "/readyz",

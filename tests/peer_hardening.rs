@@ -23,13 +23,15 @@ mod common;
 use common::*;
 use kraftd::raft::peer::wire::{
     ChunkAnswer, NodeInfo, PeerRequest, SnapshotChunk, PATH_APPEND, PATH_CURRENT_SNAPSHOT,
-    PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_VOTE, POSTCARD,
+    PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_TRANSFER_LEADER, PATH_VOTE, POSTCARD,
 };
 use kraftd::raft::state_machine::parse_snapshot_id;
 use kraftd::raft::{log_id, Batch, Entry, KVote, TypeConfig};
 use kraftd::record::batch::{encode_batch, BatchSpec};
 use openraft::error::RaftError;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest, VoteResponse,
+};
 use openraft::EntryPayload;
 use openraft::SnapshotMeta;
 use serde::Serialize;
@@ -178,6 +180,44 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
         for path in [PATH_VOTE, PATH_PRE_VOTE] {
             peer.refused(path, &stranger, 409, "not a member").await;
         }
+        eprintln!(
+            "step 1d: a TransferLeader from outside the membership, to a non-voter, or with a term \
+             no Kafka epoch holds is refused; the follower keeps its leader"
+        );
+        let transfer = |from: u64, t: u64, to: u64| {
+            TransferLeaderRequest::<TypeConfig>::new(
+                KVote::new_committed(t, from),
+                to,
+                Some(log_id(t, from, 1)),
+            )
+        };
+        peer.refused(
+            PATH_TRANSFER_LEADER,
+            transfer(99, term, f),
+            409,
+            "must be a member",
+        )
+        .await;
+        peer.refused(
+            PATH_TRANSFER_LEADER,
+            transfer(leader, term, 99),
+            409,
+            "a voter",
+        )
+        .await;
+        peer.refused(
+            PATH_TRANSFER_LEADER,
+            transfer(leader, TOO_BIG_TERM, f),
+            400,
+            "above the largest Kafka epoch",
+        )
+        .await;
+        let now = s.status(f).await;
+        assert_eq!(
+            (now.leader_id, now.leader_epoch),
+            (Some(leader), term as i64),
+            "a refused TransferLeader moved leadership"
+        );
         let append = AppendEntriesRequest::<TypeConfig> {
             vote: KVote::new_committed(TOO_BIG_TERM, leader),
             prev_log_id: None,

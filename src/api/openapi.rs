@@ -21,7 +21,9 @@ use crate::contract::partitions::{
     AlterPartition, AlterPartitionAnswer, AlterPartitionData, AlterPartitionResult, AlterTopic,
     AlterTopicResult, ElectionRequest, Elections, TopicPartition,
 };
-use crate::contract::quorum::{NewVoter, QuorumStatus, Replica, SnapshotTaken, Voters};
+use crate::contract::quorum::{
+    LeaderMoved, NewVoter, QuorumStatus, Replica, SnapshotTaken, TransferLeader, Voters,
+};
 use crate::contract::topics::{
     AddPartitions, CreateTopic, CreatedTopic, Partitions, TopicDescription, TopicSummary,
 };
@@ -57,6 +59,11 @@ fn add_voter() {}
     params(("id" = u64, Path, description = "Node id of the voter")),
     responses((status = 200, body = Voters)))]
 fn remove_voter() {}
+
+#[utoipa::path(post, path = "/v1/quorum/transfer-leader", tag = "quorum",
+    request_body(content = TransferLeader, description = "Optional: an empty body names the voter whose log is furthest along"),
+    responses((status = 200, description = "Another voter leads (the one named, unless another won the election)", body = LeaderMoved)))]
+fn transfer_leader() {}
 
 #[utoipa::path(get, path = "/v1/metadata/log", tag = "metadata",
     params(
@@ -260,7 +267,7 @@ impl Modify for Credentials {
     ),
     paths(
         healthz, readyz, metrics, ui, openapi_json,
-        quorum_status, quorum_replication, quorum_snapshot, add_voter, remove_voter,
+        quorum_status, quorum_replication, quorum_snapshot, add_voter, remove_voter, transfer_leader,
         metadata_log, snapshots, snapshot_file, metadata_image,
         get_config, patch_config,
         list_brokers, get_broker, unregister_broker, register_broker, heartbeat, alter_partition,

@@ -16,13 +16,15 @@ use openraft::error::{ClientWriteError, RaftError};
 use crate::api::controller_error;
 use crate::contract::int64;
 use crate::contract::quorum::{
-    NewVoter, QuorumStatus, Replica, ReplicaRole, SnapshotTaken, Voter, Voters,
+    LeaderMoved, NewVoter, QuorumStatus, Replica, ReplicaRole, SnapshotTaken, TransferLeader,
+    Voter, Voters,
 };
 use crate::contract::ErrorCode;
 use openraft::ChangeMembers;
 
 use super::{forward, ApiError, LeaderRequest};
 use crate::node::handle::{now_ms, Node};
+use crate::node::leadership::{transfer_leadership, TransferError};
 use crate::raft::peer::client::fetch_info;
 use crate::raft::{expect_empty_log, leading_term, KNode, NodeId, Raft, TypeConfig};
 
@@ -33,6 +35,7 @@ pub(super) fn routes() -> Router<Arc<Node>> {
         .route("/v1/quorum/snapshot", post(snapshot))
         .route("/v1/quorum/voters", post(add_voter))
         .route("/v1/quorum/voters/{id}", delete(remove_voter))
+        .route("/v1/quorum/transfer-leader", post(transfer_leader))
 }
 
 /// Longest `/v1/quorum/status` waits for a new leader's high watermark to be known.
@@ -397,6 +400,50 @@ async fn remove_voter(
             .map_err(membership_error)?;
         tracing::info!(id, "removed voter");
         Ok(voters_now(&node).into_response())
+    })
+    .await
+}
+
+/// Longest `POST /v1/quorum/transfer-leader` waits for another voter to lead: a few
+/// election rounds.
+const TRANSFER_WAIT: Duration = Duration::from_secs(10);
+
+/// Hands leadership to the voter named (or the furthest caught up) and answers once another
+/// voter leads.
+async fn transfer_leader(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
+    req.on_leader(&node, |node, body| async move {
+        let req: TransferLeader = if body.iter().all(u8::is_ascii_whitespace) {
+            TransferLeader::default()
+        } else {
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::invalid(format!("request body: {e}")))?
+        };
+        let moved = transfer_leadership(&node, req.to, TRANSFER_WAIT)
+            .await
+            .map_err(|e| match e {
+                TransferError::NotLeader(l) => ApiError::not_controller(l),
+                e @ TransferError::NotAVoter { .. } => ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::VoterNotFound,
+                    e.to_string(),
+                ),
+                e @ (TransferError::AlreadyLeads(_) | TransferError::NoOtherVoter) => {
+                    ApiError::invalid(e.to_string())
+                }
+                e @ TransferError::TimedOut(_) => ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    ErrorCode::RequestTimedOut,
+                    e.to_string(),
+                ),
+                e @ TransferError::Stopped(_) => ApiError::internal(e.to_string()),
+            })?;
+        Ok(Json(LeaderMoved {
+            previous_leader_id: moved.from,
+            previous_leader_epoch: moved.from_term as i64,
+            leader_id: moved.to,
+            leader_epoch: moved.term as i64,
+        })
+        .into_response())
     })
     .await
 }

@@ -1,10 +1,13 @@
 //! `kraftd bench quorum`: starts a local three-node quorum of this executable in a scratch
 //! directory and prints what a client sees: write latency, write throughput under
-//! concurrency, and the time from `kill -9` of the leader to the next acknowledged write.
+//! concurrency, write latency while the leader hands leadership over (`quorum
+//! transfer-leader`), and the time from `kill -9` of the leader to the next acknowledged
+//! write.
 //! It prints figures and never asserts them; every phase is bounded.
 
 use anyhow::{bail, Context};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,10 @@ pub struct QuorumArgs {
     /// Seconds the throughput phase runs.
     #[arg(long, default_value_t = 10)]
     pub throughput_secs: u64,
+    /// Leadership transfers under concurrent writes, for the latency writes see during one;
+    /// 0 skips this phase.
+    #[arg(long, default_value_t = 5)]
+    pub transfer_trials: usize,
     /// Leader kill -9 trials for the failover figures; 0 skips this phase.
     #[arg(long, default_value_t = 10)]
     pub failover_trials: usize,
@@ -129,6 +136,9 @@ async fn phases(q: &mut LocalQuorum, args: &QuorumArgs) -> anyhow::Result<()> {
         )
         .await;
     }
+    if args.transfer_trials > 0 {
+        transfers(q, args.transfer_trials).await?;
+    }
     if args.failover_trials > 0 {
         failover(
             q,
@@ -158,6 +168,14 @@ impl Samples {
                     self.first_error = Some(e.to_string());
                 }
             }
+        }
+    }
+
+    fn merge(&mut self, other: Samples) {
+        self.ok.extend(other.ok);
+        self.failed += other.failed;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
         }
     }
 
@@ -248,13 +266,7 @@ async fn throughput(client: &Client, clients: usize, duration: Duration) {
     let mut all = Samples::default();
     for t in tasks {
         match t.await {
-            Ok(s) => {
-                all.ok.extend(s.ok);
-                all.failed += s.failed;
-                if all.first_error.is_none() {
-                    all.first_error = s.first_error;
-                }
-            }
+            Ok(s) => all.merge(s),
             Err(e) => {
                 all.failed += 1;
                 all.first_error.get_or_insert_with(|| e.to_string());
@@ -269,6 +281,111 @@ async fn throughput(client: &Client, clients: usize, duration: Duration) {
         acked as f64 / elapsed.as_secs_f64()
     );
     all.print("  latency under that load");
+}
+
+/// Writers in the transfer phase: two per node, so some write to the old leader (forwarded
+/// once it follows), some to the new one, some to the third.
+const TRANSFER_WRITERS: usize = 6;
+/// A transfer-phase writer retries a write answered NOT_CONTROLLER this often, for up to
+/// this long, as a client should; its latency is the whole time.
+const TRANSFER_RETRY_EVERY: Duration = Duration::from_millis(5);
+const TRANSFER_RETRY_FOR: Duration = Duration::from_secs(5);
+/// How long the writers run before a transfer starts and after it has finished.
+const TRANSFER_MARGIN: Duration = Duration::from_millis(300);
+
+/// `trials` times: writers through every node, and the leader asked to hand leadership to
+/// the voter furthest along. Prints each transfer's time and the latency of every write
+/// sent from just before it started to just after it finished, retries included.
+async fn transfers(q: &mut LocalQuorum, trials: usize) -> anyhow::Result<()> {
+    let clients: Vec<Client> = q
+        .ids()
+        .into_iter()
+        .map(|id| q.client(id))
+        .collect::<anyhow::Result<_>>()?;
+    let mut all = Samples::default();
+    let mut times = Vec::with_capacity(trials);
+    let mut retries = 0;
+    println!("  leadership transfer under {TRANSFER_WRITERS} concurrent writers (through every node), {trials} trials:");
+    for trial in 1..=trials {
+        let leader = q.wait_leader(READY_TIMEOUT).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..TRANSFER_WRITERS)
+            .map(|w| {
+                let (c, stop) = (clients[w % clients.len()].clone(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let mut s = Samples::default();
+                    let mut i = 0u64;
+                    let mut retried = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        let key = format!("bench.tl{w}");
+                        let res = loop {
+                            let res = c.set_broker_config("1", &key, &i.to_string()).await;
+                            match res {
+                                Err(ClientError::Api(a))
+                                    if a.code == "NOT_CONTROLLER"
+                                        && t.elapsed() < TRANSFER_RETRY_FOR =>
+                                {
+                                    retried += 1;
+                                    tokio::time::sleep(TRANSFER_RETRY_EVERY).await;
+                                }
+                                res => break res.map(drop),
+                            }
+                        };
+                        s.record(t.elapsed(), res);
+                        i += 1;
+                    }
+                    (s, retried)
+                })
+            })
+            .collect();
+        tokio::time::sleep(TRANSFER_MARGIN).await;
+        let t = Instant::now();
+        let res = q.client(leader)?.transfer_leader(None).await;
+        let took = t.elapsed();
+        tokio::time::sleep(TRANSFER_MARGIN).await;
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            match task.await {
+                Ok((s, r)) => {
+                    all.merge(s);
+                    retries += r;
+                }
+                Err(e) => {
+                    all.failed += 1;
+                    all.first_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        match res {
+            Ok(m) => {
+                println!(
+                    "    trial {trial}: node {} -> node {} (epoch {} -> {}) in {}",
+                    m.previous_leader_id,
+                    m.leader_id,
+                    m.previous_leader_epoch,
+                    m.leader_epoch,
+                    ms(took)
+                );
+                times.push(took);
+            }
+            Err(e) => println!("    trial {trial}: transfer from node {leader} failed: {e}"),
+        }
+    }
+    times.sort_unstable();
+    if let (Some(first), Some(last)) = (times.first(), times.last()) {
+        println!(
+            "    transfer took: median {}  min {}  max {}",
+            ms(percentile(&times, 0.5)),
+            ms(*first),
+            ms(*last)
+        );
+    }
+    all.print(&format!(
+        "  write latency around the transfers, NOT_CONTROLLER retried every {} ms ({retries} retries)",
+        TRANSFER_RETRY_EVERY.as_millis()
+    ));
+    Ok(())
 }
 
 async fn failover(q: &mut LocalQuorum, trials: usize, limit: Duration) -> anyhow::Result<()> {

@@ -101,6 +101,13 @@ pub enum QuorumCommand {
         #[arg(long)]
         id: u64,
     },
+    /// Hand leadership to another voter without waiting for an election timeout (etcd's
+    /// move-leader); before restarting the leader in a rolling upgrade.
+    TransferLeader {
+        /// The voter to lead next (default: the one whose log is furthest along).
+        #[arg(long)]
+        to: Option<u64>,
+    },
 }
 
 /// `kraftd snapshot ...`.
@@ -420,6 +427,21 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
                 &format!("Node {id} is no longer a voter."),
                 voters,
             )?;
+        }
+        QuorumCommand::TransferLeader { to } => {
+            let moved = c.transfer_leader(to).await?;
+            if conn.output == Output::Json {
+                write_json(out, &moved)?;
+            } else {
+                writeln!(
+                    out,
+                    "Node {} leads at epoch {} (was node {} at epoch {}).",
+                    moved.leader_id,
+                    moved.leader_epoch,
+                    moved.previous_leader_id,
+                    moved.previous_leader_epoch
+                )?;
+            }
         }
     }
     Ok(())

@@ -119,3 +119,26 @@ pub struct Voters {
     /// Voter ids.
     pub voters: Vec<u64>,
 }
+
+/// `POST /v1/quorum/transfer-leader` (etcd's move-leader). An empty body, or no `to`,
+/// names the voter whose log is furthest along.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLeader {
+    /// The voter to lead next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+}
+
+/// The answer of `POST /v1/quorum/transfer-leader`, once another voter leads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeaderMoved {
+    /// The leader before the transfer.
+    pub previous_leader_id: u64,
+    /// Its epoch.
+    pub previous_leader_epoch: i64,
+    /// The leader now (the voter asked for, unless another won the election).
+    pub leader_id: u64,
+    /// The new leader's epoch.
+    pub leader_epoch: i64,
+}

@@ -13,7 +13,8 @@ use openraft::error::{
 };
 use openraft::network::{RPCOption, RPCTypes};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{RaftNetworkFactory, RaftNetworkV2};
 use serde::de::DeserializeOwned;
@@ -23,7 +24,7 @@ use tokio::io::AsyncReadExt;
 use super::wire::{
     check_terms, entries_that_fit, ChunkAnswer, History, NodeInfo, PeerRequest, SnapshotChunk,
     Terms, MAX_PEER_BODY, PATH_APPEND, PATH_HISTORY, PATH_INFO, PATH_PRE_VOTE, PATH_SNAPSHOT,
-    PATH_VOTE, POSTCARD,
+    PATH_TRANSFER_LEADER, PATH_VOTE, POSTCARD,
 };
 use crate::raft::state_machine::{snapshot_id_string, CheckpointFile};
 use crate::raft::{KNode, KSnapshot, KVote, NodeId, TypeConfig};
@@ -410,6 +411,20 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
     ) -> Result<VoteResponse<TypeConfig>, RpcErr> {
         self.call(PATH_PRE_VOTE, RPCTypes::Vote, &rpc, option.hard_ttl())
             .await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RpcErr> {
+        self.call(
+            PATH_TRANSFER_LEADER,
+            RPCTypes::TransferLeader,
+            &req,
+            option.hard_ttl(),
+        )
+        .await
     }
 
     async fn full_snapshot(

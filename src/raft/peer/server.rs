@@ -20,7 +20,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::RaftError;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest,
+};
 use openraft::storage::Snapshot;
 use openraft::EntryPayload;
 use serde::de::DeserializeOwned;
@@ -30,7 +32,7 @@ use super::gate::Gate;
 use super::wire::{
     check_append_shape, check_terms, ChunkAnswer, History, NodeInfo, PeerRequest, SnapshotChunk,
     MAX_PEER_BODY, PATH_APPEND, PATH_CURRENT_SNAPSHOT, PATH_HISTORY, PATH_INFO, PATH_PRE_VOTE,
-    PATH_SNAPSHOT, PATH_VOTE, POSTCARD,
+    PATH_SNAPSHOT, PATH_TRANSFER_LEADER, PATH_VOTE, POSTCARD,
 };
 use crate::contract::metadata::RECORD_BATCHES;
 use crate::image::load_checkpoint;
@@ -202,6 +204,7 @@ pub fn router(me: Arc<PeerState>, mutual_tls: bool) -> Router {
         .route(PATH_APPEND, post(append))
         .route(PATH_VOTE, post(vote))
         .route(PATH_PRE_VOTE, post(pre_vote))
+        .route(PATH_TRANSFER_LEADER, post(transfer_leader))
         .route(PATH_SNAPSHOT, post(snapshot_chunk))
         .route(PATH_INFO, get(info))
         .route(PATH_HISTORY, get(history))
@@ -511,6 +514,47 @@ async fn pre_vote(State(me): State<Arc<PeerState>>, body: Bytes) -> Response {
         Ok(req) => reply(&me.raft().pre_vote(req).await),
         Err(resp) => resp,
     }
+}
+
+/// The leader hands leadership to a voter (`kraftd quorum transfer-leader`, or the leader
+/// stopping): every voter drops the leader's lease, and the one named starts its election
+/// once its log holds the leader's last entry. Only a member's transfer is heard, and only
+/// to a voter; openraft ignores one whose vote is not this node's current one.
+async fn transfer_leader(State(me): State<Arc<PeerState>>, body: Bytes) -> Response {
+    let req: TransferLeaderRequest<TypeConfig> = match open(&me, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if let Err(e) = check_terms("TransferLeader", &req) {
+        return refuse(StatusCode::BAD_REQUEST, e);
+    }
+    let (members, voters): (Vec<NodeId>, Vec<NodeId>) = {
+        let m = me.raft().metrics();
+        let m = m.borrow_watched();
+        let ms = m.membership_config.membership();
+        (
+            ms.nodes().map(|(id, _)| *id).collect(),
+            ms.voter_ids().collect(),
+        )
+    };
+    let from = req.from_leader().leader_id.node_id;
+    let to = *req.to_node_id();
+    if !members.contains(&from) || !voters.contains(&to) {
+        return refuse(
+            StatusCode::CONFLICT,
+            format!(
+                "TransferLeader from node {from} to node {to}: the sender must be a member and \
+                 the receiver a voter of this node's membership (members {members:?}, voters \
+                 {voters:?})"
+            ),
+        );
+    }
+    let res: RaftResult<_> = me
+        .raft()
+        .handle_transfer_leader(req)
+        .await
+        .map_err(RaftError::Fatal);
+    reply(&res)
 }
 
 type ChunkResult = RaftResult<ChunkAnswer>;

@@ -3,7 +3,10 @@
 //! make of a message before Raft sees it (terms in range, an append that a leader could
 //! have sent, a body within the limit).
 
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderError, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::raft::error::PeerRefusal;
@@ -18,6 +21,9 @@ pub const PATH_VOTE: &str = "/peer/v2/vote";
 /// Peer path of PreVote (KIP-996): "would you vote for me?", which changes nothing on the
 /// receiver, asked before a candidate raises its term.
 pub const PATH_PRE_VOTE: &str = "/peer/v2/pre-vote";
+/// Peer path of TransferLeader: the leader names the voter to lead next, which starts its
+/// election at once; the others stop waiting out the leader's lease.
+pub const PATH_TRANSFER_LEADER: &str = "/peer/v2/transfer-leader";
 /// Peer path of a snapshot chunk.
 pub const PATH_SNAPSHOT: &str = "/peer/v2/snapshot";
 /// Peer path of the node's identity.
@@ -87,6 +93,26 @@ impl Terms for AppendEntriesResponse<TypeConfig> {
             AppendEntriesResponse::Success | AppendEntriesResponse::Conflict => 0,
             AppendEntriesResponse::PartialSuccess(l) => log_term(l),
             AppendEntriesResponse::HigherVote(v) => vote_term(v),
+        }
+    }
+}
+
+impl Terms for TransferLeaderRequest<TypeConfig> {
+    fn highest_term(&self) -> u64 {
+        vote_term(self.from_leader()).max(log_term(&self.last_log_id().cloned()))
+    }
+}
+
+impl Terms for TransferLeaderResponse<TypeConfig> {
+    fn highest_term(&self) -> u64 {
+        match self {
+            Ok(()) => 0,
+            Err(TransferLeaderError::VoteChanged { expected, actual }) => {
+                vote_term(expected).max(vote_term(actual))
+            }
+            Err(TransferLeaderError::LogNotFlushed { expected, actual }) => {
+                log_term(expected).max(log_term(actual))
+            }
         }
     }
 }
