@@ -94,14 +94,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Longest a stopping leader waits for another voter to lead.
-const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
+/// Longest a stopping leader waits for another voter to lead (a transfer takes a few ms).
+const HAND_OVER_WAIT: Duration = Duration::from_secs(2);
 
 /// A leader that is stopped hands leadership to the voter furthest along first, with both
 /// listeners still open, so the others do not wait out an election timeout (a rolling
 /// restart). A follower, or a single voter, just stops.
 async fn hand_over_leadership(node: &Node) {
-    match transfer_leadership(node, None, HAND_OVER_WAIT).await {
+    // Bounded as a whole: a Raft core that no longer answers must not hold the stop up.
+    let handed = tokio::time::timeout(
+        HAND_OVER_WAIT + Duration::from_secs(1),
+        transfer_leadership(node, None, HAND_OVER_WAIT),
+    )
+    .await
+    .unwrap_or(Err(TransferError::TimedOut(HAND_OVER_WAIT)));
+    match handed {
+        Ok(m) if m.to == m.from => {}
         Ok(m) => tracing::info!(
             to = m.to,
             epoch = m.term,
@@ -109,6 +117,10 @@ async fn hand_over_leadership(node: &Node) {
             m.to
         ),
         Err(TransferError::NotLeader(_) | TransferError::NoOtherVoter) => {}
+        // The others are stopping too (or are cut off): nothing to wait for.
+        Err(TransferError::NoneAnswering(_)) => {
+            tracing::info!("stopping: no other voter answers to hand leadership to")
+        }
         Err(e) => tracing::warn!("stopping without handing leadership over: {e}"),
     }
 }

@@ -181,8 +181,9 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
             peer.refused(path, &stranger, 409, "not a member").await;
         }
         eprintln!(
-            "step 1d: a TransferLeader from outside the membership, to a non-voter, or with a term \
-             no Kafka epoch holds is refused; the follower keeps its leader"
+            "step 1d: a TransferLeader from outside the membership, to a non-voter, with a term \
+             no Kafka epoch holds, or sent by another node than the leader is refused; the \
+             follower keeps its leader"
         );
         let transfer = |from: u64, t: u64, to: u64| {
             TransferLeaderRequest::<TypeConfig>::new(
@@ -210,6 +211,14 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
             transfer(leader, TOO_BIG_TERM, f),
             400,
             "above the largest Kafka epoch",
+        )
+        .await;
+        // The test's envelopes come from node 99: a transfer of the real leader's leadership.
+        peer.refused(
+            PATH_TRANSFER_LEADER,
+            transfer(leader, term, f),
+            409,
+            "on behalf of leader",
         )
         .await;
         let now = s.status(f).await;

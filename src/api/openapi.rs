@@ -61,7 +61,7 @@ fn add_voter() {}
 fn remove_voter() {}
 
 #[utoipa::path(post, path = "/v1/quorum/transfer-leader", tag = "quorum",
-    request_body(content = TransferLeader, description = "Optional: an empty body names the voter whose log is furthest along"),
+    request_body(content = Option<TransferLeader>, description = "Optional: an empty body names the voter whose log is furthest along"),
     responses((status = 200, description = "Another voter leads (the one named, unless another won the election)", body = LeaderMoved)))]
 fn transfer_leader() {}
 

@@ -409,7 +409,7 @@ async fn remove_voter(
 const TRANSFER_WAIT: Duration = Duration::from_secs(10);
 
 /// Hands leadership to the voter named (or the furthest caught up) and answers once another
-/// voter leads.
+/// voter leads; naming the leader itself answers at once with nothing changed.
 async fn transfer_leader(State(node): State<Arc<Node>>, req: LeaderRequest) -> Response {
     req.on_leader(&node, |node, body| async move {
         let req: TransferLeader = if body.iter().all(u8::is_ascii_whitespace) {
@@ -422,14 +422,22 @@ async fn transfer_leader(State(node): State<Arc<Node>>, req: LeaderRequest) -> R
             .await
             .map_err(|e| match e {
                 TransferError::NotLeader(l) => ApiError::not_controller(l),
+                TransferError::InProgress(to) => {
+                    ApiError::not_controller(Some(to)).with_message(e.to_string())
+                }
                 e @ TransferError::NotAVoter { .. } => ApiError::new(
                     StatusCode::NOT_FOUND,
                     ErrorCode::VoterNotFound,
                     e.to_string(),
                 ),
-                e @ (TransferError::AlreadyLeads(_) | TransferError::NoOtherVoter) => {
-                    ApiError::invalid(e.to_string())
+                e @ (TransferError::NotAnswering { .. } | TransferError::NoneAnswering(_)) => {
+                    ApiError::new(
+                        StatusCode::CONFLICT,
+                        ErrorCode::IneligibleReplica,
+                        e.to_string(),
+                    )
                 }
+                e @ TransferError::NoOtherVoter => ApiError::invalid(e.to_string()),
                 e @ TransferError::TimedOut(_) => ApiError::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     ErrorCode::RequestTimedOut,

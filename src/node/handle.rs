@@ -44,10 +44,6 @@ pub struct Node {
     pub(super) config: Config,
     /// Pooled HTTP client (peers, forwarding).
     pub(super) http: PeerHttp,
-    /// The API listener's address.
-    pub(super) api_addr: String,
-    /// The peer listener's address.
-    pub(super) peer_addr: String,
     /// API addresses learned from peers.
     pub(super) api_addrs: Mutex<BTreeMap<NodeId, String>>,
     /// The write path.
@@ -56,8 +52,10 @@ pub struct Node {
     pub(super) followers: Mutex<BTreeMap<NodeId, FollowerTrack>>,
     /// Voters demoted for a re-formatted disk, to promote once caught up.
     pub(super) readmit: Mutex<BTreeSet<NodeId>>,
-    /// What the peer listener serves from (who this node is, its first-election gate, the
-    /// snapshot being received, the commit a leader reported).
+    /// The voter a transfer of leadership started here is handing over to, while it runs.
+    pub(super) transferring: Mutex<Option<NodeId>>,
+    /// What the peer listener serves from (who this node is, with its two addresses, its
+    /// first-election gate, the snapshot being received, the commit a leader reported).
     pub(super) peer: Arc<PeerState>,
 }
 
@@ -102,12 +100,12 @@ impl Node {
 
     /// The API listener's address.
     pub fn api_addr(&self) -> &str {
-        &self.api_addr
+        &self.peer.me().api_addr
     }
 
     /// The peer listener's address.
     pub fn peer_addr(&self) -> &str {
-        &self.peer_addr
+        &self.peer.me().peer_addr
     }
 
     /// The write path.
@@ -188,7 +186,7 @@ impl Node {
     /// listener.
     pub async fn api_addr_of(&self, id: NodeId) -> Option<String> {
         if id == self.id() {
-            return Some(self.api_addr.clone());
+            return Some(self.api_addr().to_string());
         }
         let node = {
             let m = self.raft.metrics();

@@ -119,6 +119,11 @@ impl PeerState {
         self.me.node_id
     }
 
+    /// Who this node is.
+    pub fn me(&self) -> &Me {
+        &self.me
+    }
+
     fn cluster_id(&self) -> &str {
         &self.me.cluster_id
     }
@@ -291,8 +296,14 @@ fn reply<T: Serialize>(v: &T) -> Response {
     }
 }
 
-/// Decodes and checks the envelope.
+/// Decodes and checks the envelope; the request.
 fn open<T: DeserializeOwned>(me: &PeerState, body: &[u8]) -> Result<T, Response> {
+    open_from(me, body).map(|(_, req)| req)
+}
+
+/// Decodes and checks the envelope; the node it says it comes from (under mutual TLS, the
+/// one its certificate names), and the request.
+fn open_from<T: DeserializeOwned>(me: &PeerState, body: &[u8]) -> Result<(NodeId, T), Response> {
     let env: PeerRequest<T> = postcard::from_bytes(body).map_err(|e| {
         refuse(
             StatusCode::BAD_REQUEST,
@@ -323,7 +334,7 @@ fn open<T: DeserializeOwned>(me: &PeerState, body: &[u8]) -> Result<T, Response>
     if let Err(msg) = me.gate().admits_raft() {
         return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, msg));
     }
-    Ok(env.body)
+    Ok((env.from, env.body))
 }
 
 /// Checks the directory id an envelope is addressed to (KIP-853). `recorded` is the
@@ -518,10 +529,11 @@ async fn pre_vote(State(me): State<Arc<PeerState>>, body: Bytes) -> Response {
 
 /// The leader hands leadership to a voter (`kraftd quorum transfer-leader`, or the leader
 /// stopping): every voter drops the leader's lease, and the one named starts its election
-/// once its log holds the leader's last entry. Only a member's transfer is heard, and only
-/// to a voter; openraft ignores one whose vote is not this node's current one.
+/// once its log holds the leader's last entry. Only a member's transfer of its own
+/// leadership is heard, and only to a voter; openraft ignores one whose vote is not this
+/// node's current one.
 async fn transfer_leader(State(me): State<Arc<PeerState>>, body: Bytes) -> Response {
-    let req: TransferLeaderRequest<TypeConfig> = match open(&me, &body) {
+    let (sender, req): (NodeId, TransferLeaderRequest<TypeConfig>) = match open_from(&me, &body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -547,6 +559,13 @@ async fn transfer_leader(State(me): State<Arc<PeerState>>, body: Bytes) -> Respo
                  the receiver a voter of this node's membership (members {members:?}, voters \
                  {voters:?})"
             ),
+        );
+    }
+    // Only the leader hands its own leadership over.
+    if sender != from {
+        return refuse(
+            StatusCode::CONFLICT,
+            format!("TransferLeader sent by node {sender} on behalf of leader {from}"),
         );
     }
     let res: RaftResult<_> = me
