@@ -651,6 +651,29 @@ fn quorum_snapshots_and_the_metadata_view_through_the_cli() {
         assert!(first >= newest.end_offset, "{r:?}");
         assert_eq!(r.stdout.lines().count(), 3, "{r:?}");
 
+        eprintln!("step 9a: a reader that leaves (`| head`) ends the command quietly, exit 0");
+        for args in [vec!["metadata", "image"], vec!["topics", "list"]] {
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kraftd"));
+            cmd.args(&args)
+                .args(["--api", &api])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true);
+            let mut child = cmd.spawn().unwrap();
+            // The reader goes before the command has its first answer to print.
+            drop(child.stdout.take());
+            let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+                .await
+                .unwrap_or_else(|_| panic!("kraftd {args:?} kept running after its reader left"))
+                .unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "kraftd {args:?} with its reader gone: {:?}, stderr {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
         eprintln!("step 9b: metadata tail with no --from waits (long poll) for new records");
         let mut follow = tokio::process::Command::new(env!("CARGO_BIN_EXE_kraftd"));
         follow

@@ -168,6 +168,21 @@ fn kraftd_dev_brings_up_three_nodes_and_stops_them() {
             base + o
         );
     }
+    eprintln!("step 4: the nodes' log files are plain text, without terminal colour codes");
+    for id in 1..=3 {
+        let path = dir.path().join("kraftd-dev").join(format!("node{id}.log"));
+        let log = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            log.contains("kraftd node serving"),
+            "{}: {log}",
+            path.display()
+        );
+        assert!(
+            !log.contains('\u{1b}'),
+            "{} holds ANSI escape codes:\n{log}",
+            path.display()
+        );
+    }
 }
 
 /// The README's run command on a machine without libclang: `cargo run --release` must stop

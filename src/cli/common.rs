@@ -92,8 +92,15 @@ impl From<ClientError> for CliError {
     }
 }
 
+/// The code of a write to a stdout whose reader has gone (`kraftd ... | head`): the command
+/// ends quietly with exit 0, as `cat` does.
+pub const CLOSED_PIPE: &str = "CLOSED_PIPE";
+
 impl From<io::Error> for CliError {
     fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return CliError::new(Failure::Failed, CLOSED_PIPE, e.to_string());
+        }
         CliError::new(Failure::Failed, "IO_ERROR", e.to_string())
     }
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use super::common::{write_json, CliError, Conn, Failure};
+use super::common::{write_json, CliError, Conn, Failure, CLOSED_PIPE};
 use super::table::{write_fields, Table};
 use super::Output;
 use crate::client::{
@@ -311,6 +311,8 @@ pub fn main(cmd: AdminCommand) -> ExitCode {
     let res = res.and_then(|()| out.flush().map_err(CliError::from));
     match res {
         Ok(()) => ExitCode::SUCCESS,
+        // `| head` read what it wanted and left.
+        Err(e) if e.code == CLOSED_PIPE => ExitCode::SUCCESS,
         Err(e) => {
             let _ = out.flush();
             eprintln!("kraftd: {}: {}", e.code, e.message);
