@@ -71,11 +71,16 @@ impl Peer {
         assert!(answer.contains(says), "{path}: {answer}");
     }
 
-    /// POSTs `body` in a correct envelope; the status and the body.
+    /// POSTs `body` in a correct envelope from node 99; the status and the body.
     async fn post<T: Serialize>(&self, path: &str, body: T) -> (u16, Vec<u8>) {
+        self.post_from(99, path, body).await
+    }
+
+    /// POSTs `body` in a correct envelope from node `from`; the status and the body.
+    async fn post_from<T: Serialize>(&self, from: u64, path: &str, body: T) -> (u16, Vec<u8>) {
         let env = PeerRequest {
             cluster_id: self.info.cluster_id.clone(),
-            from: 99,
+            from,
             to: self.info.node_id,
             to_directory: self.info.directory_id,
             body,
@@ -157,7 +162,7 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
             KVote::new(term + 5, other),
             Some(log_id(term, leader, 1_000_000)),
         );
-        let (status, body) = peer.post(PATH_PRE_VOTE, &pre).await;
+        let (status, body) = peer.post_from(other, PATH_PRE_VOTE, &pre).await;
         assert_eq!(status, 200, "{}", text(&body));
         let res: Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>> =
             postcard::from_bytes(&body).unwrap();
@@ -179,6 +184,10 @@ fn malformed_peer_messages_are_refused_and_change_nothing() {
         );
         for path in [PATH_VOTE, PATH_PRE_VOTE] {
             peer.refused(path, &stranger, 409, "not a member").await;
+        }
+        eprintln!("step 1a': a Vote or PreVote asked on behalf of another member is refused");
+        for path in [PATH_VOTE, PATH_PRE_VOTE] {
+            peer.refused(path, &pre, 409, "sent by node 99").await;
         }
         eprintln!(
             "step 1d: a TransferLeader from outside the membership, to a non-voter, with a term \

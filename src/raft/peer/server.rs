@@ -482,7 +482,7 @@ async fn append(State(me): State<Arc<PeerState>>, body: Bytes) -> Response {
 
 /// A Vote or PreVote request, opened and its terms checked.
 fn open_vote(me: &PeerState, body: &[u8], what: &str) -> Result<VoteRequest<TypeConfig>, Response> {
-    let req: VoteRequest<TypeConfig> = open(me, body)?;
+    let (sender, req): (NodeId, VoteRequest<TypeConfig>) = open_from(me, body)?;
     check_terms(what, &req).map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?;
     let candidate = req.vote.leader_id.node_id;
     let members: Vec<NodeId> = {
@@ -505,6 +505,13 @@ fn open_vote(me: &PeerState, body: &[u8], what: &str) -> Result<VoteRequest<Type
                 "{what} for node {candidate}, which is not a member of this node's \
                  membership {members:?}: a removed or passed-over controller cannot be voted for"
             ),
+        ));
+    }
+    // A candidate asks for its own votes (under mutual TLS, the sender is the certificate's).
+    if sender != candidate {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!("{what} for node {candidate} sent by node {sender}"),
         ));
     }
     Ok(req)
