@@ -26,7 +26,7 @@ use super::{forward, ApiError, LeaderRequest};
 use crate::node::handle::{now_ms, Node};
 use crate::node::leadership::{transfer_leadership, TransferError};
 use crate::raft::peer::client::fetch_info;
-use crate::raft::{expect_empty_log, leading_term, KNode, NodeId, Raft, TypeConfig};
+use crate::raft::{expect_empty_log, leading_term, matched_index, KNode, NodeId, Raft, TypeConfig};
 
 pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new()
@@ -347,11 +347,7 @@ async fn wait_caught_up(node: &Node, id: NodeId) -> Result<(), ApiError> {
     loop {
         let m = node.raft().metrics().borrow_watched().clone();
         let last = m.last_log_index;
-        let matched = m
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&id).cloned().flatten())
-            .map(|l| l.index);
+        let matched = matched_index(&m, id);
         if matched.is_some() && matched >= last {
             return Ok(());
         }

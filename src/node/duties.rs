@@ -11,7 +11,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, ServerState};
 
 use crate::raft::peer::client::{fetch_info, PeerBook};
-use crate::raft::{KNode, NodeId, Raft};
+use crate::raft::{matched_index, KNode, NodeId, Raft};
 use crate::record::metadata::{FeatureLevelRecord, MetadataRecord, VersionedRecord};
 
 use super::handle::{now_ms, Node};
@@ -397,12 +397,7 @@ async fn reconcile_directories(node: &Node) {
             }
             continue;
         }
-        let matched = m
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&id).cloned().flatten())
-            .map(|l| l.index);
-        if matched.is_some_and(|i| i + 16 >= last) {
+        if matched_index(&m, id).is_some_and(|i| i + 16 >= last) {
             match node
                 .controller
                 .exclusive(2, move |raft: Raft| async move {

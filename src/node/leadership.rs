@@ -17,7 +17,7 @@ use openraft::metrics::WaitError;
 use openraft::Instant as _;
 
 use crate::node::handle::Node;
-use crate::raft::{leading_term, KMetrics, NodeId};
+use crate::raft::{leading_term, matched_index, KMetrics, NodeId};
 
 /// Where leadership went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,17 +71,11 @@ fn answering(m: &KMetrics, fresh: Duration) -> BTreeMap<NodeId, Option<u64>> {
             .and_then(|h| h.get(id).cloned().flatten())
             .is_some_and(|at| at.elapsed() <= fresh)
     };
-    let matched = |id: &NodeId| {
-        m.replication
-            .as_ref()
-            .and_then(|r| r.get(id).cloned().flatten())
-            .map(|l| l.index)
-    };
     m.membership_config
         .membership()
         .voter_ids()
         .filter(|id| *id != m.id && acked(id))
-        .map(|id| (id, matched(&id)))
+        .map(|id| (id, matched_index(m, id)))
         .collect()
 }
 

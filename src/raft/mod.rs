@@ -131,6 +131,15 @@ pub fn leading_term(m: &KMetrics) -> Option<u64> {
         .then_some(m.current_term)
 }
 
+/// On a leader, the index of the last entry it has matched on follower or learner `id`
+/// (None if it has matched none yet, or is not the leader).
+pub fn matched_index(m: &KMetrics, id: NodeId) -> Option<u64> {
+    m.replication
+        .as_ref()
+        .and_then(|r| r.get(&id).cloned().flatten())
+        .map(|l| l.index)
+}
+
 /// A log id of `term` led by `node` at `index`.
 pub fn log_id(term: u64, node: NodeId, index: u64) -> LogId {
     openraft::LogId::new(KLeaderId::new(term, node), index)

@@ -480,20 +480,23 @@ async fn append(State(me): State<Arc<PeerState>>, body: Bytes) -> Response {
     reply(&res)
 }
 
+/// The ids of this node's membership: every member (voters and learners), and the voters.
+fn membership_ids(me: &PeerState) -> (Vec<NodeId>, Vec<NodeId>) {
+    let m = me.raft().metrics();
+    let m = m.borrow_watched();
+    let ms = m.membership_config.membership();
+    (
+        ms.nodes().map(|(id, _)| *id).collect(),
+        ms.voter_ids().collect(),
+    )
+}
+
 /// A Vote or PreVote request, opened and its terms checked.
 fn open_vote(me: &PeerState, body: &[u8], what: &str) -> Result<VoteRequest<TypeConfig>, Response> {
     let (sender, req): (NodeId, VoteRequest<TypeConfig>) = open_from(me, body)?;
     check_terms(what, &req).map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?;
     let candidate = req.vote.leader_id.node_id;
-    let members: Vec<NodeId> = {
-        let m = me.raft().metrics();
-        let m = m.borrow_watched();
-        m.membership_config
-            .membership()
-            .nodes()
-            .map(|(id, _)| *id)
-            .collect()
-    };
+    let (members, _) = membership_ids(me);
     // A candidate this node's membership does not know is a removed voter, or a controller
     // passed over by recover-quorum that came back with its old disk: its vote could depose
     // the members' leader and truncate their log. A node without a membership yet (still at
@@ -547,15 +550,7 @@ async fn transfer_leader(State(me): State<Arc<PeerState>>, body: Bytes) -> Respo
     if let Err(e) = check_terms("TransferLeader", &req) {
         return refuse(StatusCode::BAD_REQUEST, e);
     }
-    let (members, voters): (Vec<NodeId>, Vec<NodeId>) = {
-        let m = me.raft().metrics();
-        let m = m.borrow_watched();
-        let ms = m.membership_config.membership();
-        (
-            ms.nodes().map(|(id, _)| *id).collect(),
-            ms.voter_ids().collect(),
-        )
-    };
+    let (members, voters) = membership_ids(&me);
     let from = req.from_leader().leader_id.node_id;
     let to = *req.to_node_id();
     if !members.contains(&from) || !voters.contains(&to) {
