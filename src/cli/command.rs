@@ -338,39 +338,27 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Bench {
             bench: BenchCommand::Snapshot(a),
-        }) => match cli::bench::snapshot(&a) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("kraftd bench snapshot: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        }) => finish("bench snapshot", cli::bench::snapshot(&a)),
         Some(Command::Bench {
             bench: BenchCommand::Quorum(a),
-        }) => match cli::bench_quorum::quorum(&a) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("kraftd bench quorum: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        }) => finish("bench quorum", cli::bench_quorum::quorum(&a)),
         Some(Command::Bench {
             bench: BenchCommand::Controller(a),
-        }) => match cli::bench_controller::controller(&a) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("kraftd bench controller: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        }) => finish("bench controller", cli::bench_controller::controller(&a)),
         Some(Command::Admin(cmd)) => cli::ops::main(cmd),
-        Some(Command::Dev(a)) => match cli::dev::run(&a) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("kraftd dev: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::Dev(a)) => finish("dev", cli::dev::run(&a)),
+    }
+}
+
+/// The exit of a command that either succeeds or fails with one error, printed as
+/// `kraftd COMMAND: error: causes`.
+fn finish(command: &str, res: anyhow::Result<()>) -> ExitCode {
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kraftd {command}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
