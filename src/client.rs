@@ -36,8 +36,8 @@ pub use crate::contract::partitions::{
     ElectionRequest, ElectionResult, Elections, IsrMember, TopicPartition,
 };
 pub use crate::contract::quorum::{
-    LeaderMoved, NewVoter, QuorumStatus, Replica, ReplicaRole, SnapshotTaken, TransferLeader,
-    Voter, Voters,
+    HealthStatus, LeaderMoved, MemberHealth, NewVoter, QuorumHealth, QuorumStatus, Replica,
+    ReplicaRole, SnapshotTaken, TransferLeader, Voter, Voters,
 };
 pub use crate::contract::topics::{
     AddPartitions, CreateTopic, CreatedTopic, PartitionView, Partitions, TopicDescription,
@@ -302,6 +302,11 @@ impl Client {
             url: url.to_string(),
             source,
         })?;
+        Self::check(resp, method, url).await
+    }
+
+    /// The answer if it is a success, else the API error it carries.
+    async fn check(resp: Response, method: &Method, url: &str) -> Result<Response, ClientError> {
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -316,6 +321,11 @@ impl Client {
             Ok(t) => t,
             Err(e) => format!("(error body unreadable: {e})"),
         };
+        Self::error_of(status, text, method, url)
+    }
+
+    /// The API error an answer of `status` with body `text` carries.
+    fn error_of(status: StatusCode, text: String, method: Method, url: String) -> ApiError {
         let mut err = ApiError {
             method,
             url,
@@ -346,18 +356,29 @@ impl Client {
         url: String,
     ) -> Result<T, ClientError> {
         let resp = Self::send(rb, &method, &url).await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Transport {
-                method: method.clone(),
-                url: url.clone(),
-                source,
-            })?;
+        Self::decode(resp, method, url).await
+    }
+
+    /// The JSON body of a successful answer.
+    async fn decode<T: DeserializeOwned>(
+        resp: Response,
+        method: Method,
+        url: String,
+    ) -> Result<T, ClientError> {
+        let bytes = Self::body(resp, &method, &url).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             method,
             url,
             detail: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
+        })
+    }
+
+    /// The whole body of an answer.
+    async fn body(resp: Response, method: &Method, url: &str) -> Result<Bytes, ClientError> {
+        resp.bytes().await.map_err(|source| ClientError::Transport {
+            method: method.clone(),
+            url: url.to_string(),
+            source,
         })
     }
 
@@ -392,6 +413,32 @@ impl Client {
     /// `GET /v1/quorum/status`.
     pub async fn quorum_status(&self) -> Result<QuorumStatus, ClientError> {
         self.get_json("/v1/quorum/status").await
+    }
+
+    /// `GET /v1/quorum/health`: the leader's verdict, which a follower asks for. A 503 with
+    /// the verdict in its body (writes cannot commit) is an answer, not an error.
+    pub async fn quorum_health(&self) -> Result<QuorumHealth, ClientError> {
+        let (rb, method, url) = self.request(Method::GET, "/v1/quorum/health");
+        let resp = rb.send().await.map_err(|source| ClientError::Transport {
+            method: method.clone(),
+            url: url.clone(),
+            source,
+        })?;
+        if resp.status() != StatusCode::SERVICE_UNAVAILABLE {
+            let resp = Self::check(resp, &method, &url).await?;
+            return Self::decode(resp, method, url).await;
+        }
+        let bytes = Self::body(resp, &method, &url).await?;
+        // A 503 of another kind (a proxy, a node shutting down) is an API error.
+        serde_json::from_slice::<QuorumHealth>(&bytes).map_err(|_| {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            ClientError::Api(Box::new(Self::error_of(
+                StatusCode::SERVICE_UNAVAILABLE,
+                text,
+                method,
+                url,
+            )))
+        })
     }
 
     /// `GET /v1/quorum/replication`.

@@ -34,15 +34,24 @@ pub const COMMIT_LATENCY: &str = "kraftd_commit_latency_seconds";
 /// Leader lost to leader known (Kafka raft-metrics `election-latency-avg/max`).
 pub const ELECTION_LATENCY: &str = "kraftd_election_latency_seconds";
 /// Kafka: `FencedBrokerCount`.
-pub const FENCED_BROKERS: &str = "kraftd_fenced_broker_count";
+pub const FENCED_BROKERS: &str = "kraftd_fenced_brokers";
 /// Kafka: `ActiveBrokerCount`.
-pub const ACTIVE_BROKERS: &str = "kraftd_active_broker_count";
+pub const ACTIVE_BROKERS: &str = "kraftd_active_brokers";
 /// Kafka: `GlobalTopicCount`.
-pub const TOPICS: &str = "kraftd_global_topic_count";
+pub const TOPICS: &str = "kraftd_global_topics";
 /// Kafka: `GlobalPartitionCount`.
-pub const PARTITIONS: &str = "kraftd_global_partition_count";
+pub const PARTITIONS: &str = "kraftd_global_partitions";
 /// Kafka: `OfflinePartitionsCount`.
-pub const OFFLINE_PARTITIONS: &str = "kraftd_offline_partitions_count";
+pub const OFFLINE_PARTITIONS: &str = "kraftd_offline_partitions";
+/// Partitions whose ISR is smaller than their replicas (Kafka:
+/// `UnderReplicatedPartitions`, there per broker; here over the whole image).
+pub const UNDER_REPLICATED_PARTITIONS: &str = "kraftd_under_replicated_partitions";
+/// Per member of the quorum, on the leader: 1 if it answered within the down timeout.
+pub const QUORUM_MEMBER_UP: &str = "kraftd_quorum_member_up";
+/// Per member of the quorum, on the leader: records behind the leader's log end.
+pub const QUORUM_MEMBER_LAG: &str = "kraftd_quorum_member_lag_records";
+/// 1, labelled with the version that runs (the Prometheus build-info idiom).
+pub const BUILD_INFO: &str = "kraftd_build_info";
 /// Kafka: `TimedOutBrokerHeartbeatCount`.
 pub const TIMED_OUT_HEARTBEATS: &str = "kraftd_timed_out_broker_heartbeats_total";
 /// Kafka SnapshotEmitter: `latest-snapshot-generated-bytes`.
@@ -62,12 +71,31 @@ const BUCKETS: [f64; 14] = [
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// The process metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_open_fds`, `process_start_time_seconds`, ...), read from /proc at each scrape.
+fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Sets the process metrics from /proc; called at each scrape.
+pub fn collect_process() {
+    process().collect();
+}
+
+/// Time since the recorder was installed, at start-up.
+pub fn uptime() -> Duration {
+    STARTED.get_or_init(Instant::now).elapsed()
+}
 
 /// Installs the process-wide recorder once and returns its handle. If another recorder
 /// was set first (e.g. a test harness in the same process), the handle renders only what
 /// this module's own scrape-time gauges cannot reach: it stays valid, it just sees less.
 pub fn install() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
+        STARTED.get_or_init(Instant::now);
         let builder = PrometheusBuilder::new();
         let builder = match builder.set_buckets(&BUCKETS) {
             Ok(b) => b,
@@ -145,6 +173,15 @@ fn describe() {
         OFFLINE_PARTITIONS,
         "Partitions without a leader (Kafka: kafka.controller:type=KafkaController,name=OfflinePartitionsCount)"
     );
+    describe_gauge!(
+        UNDER_REPLICATED_PARTITIONS,
+        "Partitions whose in-sync replica set is smaller than their replica set, over the whole image (Kafka: kafka.server:type=ReplicaManager,name=UnderReplicatedPartitions, per broker)"
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label names the kraftd build that runs"
+    );
+    process().describe();
     describe_counter!(
         TIMED_OUT_HEARTBEATS,
         "Brokers this node fenced as active controller because their session expired (Kafka: kafka.controller:type=KafkaController,name=TimedOutBrokerHeartbeatCount)"
@@ -174,6 +211,7 @@ fn describe() {
     );
     // Present from the start, so a scrape shows 0 rather than nothing.
     counter!(TIMED_OUT_HEARTBEATS).increment(0);
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let _ = (histogram!(COMMIT_LATENCY), histogram!(ELECTION_LATENCY));
 }
 

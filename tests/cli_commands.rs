@@ -449,6 +449,8 @@ fn quorum_snapshots_and_the_metadata_view_through_the_cli() {
                 "LastFetchTimestamp",
                 "LastCaughtUpTimestamp",
                 "Status",
+                "State",
+                "up",
                 "Leader",
                 "Follower",
             ],

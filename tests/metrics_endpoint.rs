@@ -156,6 +156,44 @@ impl Scrape {
     }
 }
 
+/// Runs `promtool check metrics` (Debian's `prometheus` package; CI installs it) on
+/// `text`: the format and Prometheus' naming rules (no `_count` on a gauge, `_total` on a
+/// counter, help on every family). Fails, rather than skips, without promtool.
+fn promtool_check(text: &str, what: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "promtool is needed to check /metrics ({e}): install it with \
+                 `apt-get install -y prometheus` (scripts/prereqs --test does)"
+            )
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics refuses {what}'s /metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The raw `/metrics` text of node `id`.
+async fn scrape_text(s: &Scenario, id: u64) -> String {
+    let url = format!("{}/metrics", s.client(id).base_url());
+    reqwest::get(&url).await.unwrap().text().await.unwrap()
+}
+
 async fn scrape(s: &Scenario, id: u64) -> Result<Scrape, String> {
     let url = format!("{}/metrics", s.client(id).base_url());
     let resp = reqwest::get(&url).await.map_err(|e| e.to_string())?;
@@ -182,15 +220,18 @@ const COMMITTED: &str = "kraftd_last_committed_record_offset";
 const LOG_START: &str = "kraftd_log_start_offset";
 const COMMIT_LATENCY: &str = "kraftd_commit_latency_seconds";
 const ELECTION_LATENCY: &str = "kraftd_election_latency_seconds";
-const FENCED: &str = "kraftd_fenced_broker_count";
-const ACTIVE_BROKERS: &str = "kraftd_active_broker_count";
-const TOPICS: &str = "kraftd_global_topic_count";
-const PARTITIONS: &str = "kraftd_global_partition_count";
-const OFFLINE: &str = "kraftd_offline_partitions_count";
+const FENCED: &str = "kraftd_fenced_brokers";
+const ACTIVE_BROKERS: &str = "kraftd_active_brokers";
+const TOPICS: &str = "kraftd_global_topics";
+const PARTITIONS: &str = "kraftd_global_partitions";
+const OFFLINE: &str = "kraftd_offline_partitions";
 const TIMED_OUT: &str = "kraftd_timed_out_broker_heartbeats_total";
 const SNAPSHOT_SIZE: &str = "kraftd_snapshot_size_bytes";
 const SNAPSHOT_AGE: &str = "kraftd_snapshot_age_seconds";
 const HTTP: &str = "kraftd_http_requests_total";
+const UNDER_REPLICATED: &str = "kraftd_under_replicated_partitions";
+const MEMBER_UP: &str = "kraftd_quorum_member_up";
+const MEMBER_LAG: &str = "kraftd_quorum_member_lag_records";
 
 #[test]
 fn metrics_follow_requests_brokers_snapshots_and_leadership() {
@@ -200,11 +241,39 @@ fn metrics_follow_requests_brokers_snapshots_and_leadership() {
         let ids = s.q.ids();
         let followers: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
 
-        eprintln!("step 1: every node's /metrics parses; they agree on the leader and epoch");
+        eprintln!("step 1: every node's /metrics parses and passes promtool; they agree on the leader and epoch");
         let first = scrape(&s, leader).await.unwrap();
         let epoch = first.val(EPOCH);
         for &id in &ids {
-            let m = scrape(&s, id).await.unwrap();
+            let text = scrape_text(&s, id).await;
+            promtool_check(&text, &format!("node {id}"));
+            let m = Scrape(parse(&text));
+            assert_eq!(
+                m.get(
+                    "kraftd_build_info",
+                    &[("version", env!("CARGO_PKG_VERSION"))]
+                ),
+                Some(1.0)
+            );
+            assert!(m.val("process_resident_memory_bytes") > 0.0, "node {id}");
+            assert!(m.val("process_open_fds") > 0.0, "node {id}");
+            assert!(m.val("process_start_time_seconds") > 1.7e9, "node {id}");
+            assert_eq!(m.val(UNDER_REPLICATED), 0.0, "node {id}");
+            // Only the leader hears from every member.
+            for &member in &ids {
+                let l = member.to_string();
+                let labels = [("node_id", l.as_str()), ("role", "voter")];
+                if id == leader {
+                    assert_eq!(m.get(MEMBER_UP, &labels), Some(1.0), "node {member} up");
+                    assert!(m.get(MEMBER_LAG, &labels).is_some(), "node {member} lag");
+                } else {
+                    assert_eq!(
+                        m.get(MEMBER_UP, &labels),
+                        None,
+                        "a follower reports no members"
+                    );
+                }
+            }
             assert_eq!(
                 m.val(ACTIVE),
                 if id == leader { 1.0 } else { 0.0 },
@@ -287,16 +356,30 @@ fn metrics_follow_requests_brokers_snapshots_and_leadership() {
             Ok(())
         })
         .await;
+        s.client(leader)
+            .create_topic(&kraftd::client::CreateTopic {
+                name: "urp".into(),
+                partitions: Some(3),
+                replication_factor: Some(3),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         fleet.pause(3, true);
         let m = eventually("broker 3 fenced by session expiry", CONVERGE, || async {
             let m = scrape(&s, leader).await?;
-            if m.val(FENCED) == 1.0 && m.val(TIMED_OUT) >= timed_out_before + 1.0 {
+            // Fencing broker 3 takes it out of every ISR of topic `urp`.
+            if m.val(FENCED) == 1.0
+                && m.val(TIMED_OUT) >= timed_out_before + 1.0
+                && m.val(UNDER_REPLICATED) == 3.0
+            {
                 Ok(m)
             } else {
                 Err(format!(
-                    "fenced {} timed out {}",
+                    "fenced {} timed out {} under-replicated {}",
                     m.val(FENCED),
-                    m.val(TIMED_OUT)
+                    m.val(TIMED_OUT),
+                    m.val(UNDER_REPLICATED)
                 ))
             }
         })
@@ -377,6 +460,18 @@ fn metrics_follow_requests_brokers_snapshots_and_leadership() {
             m.count(ELECTION_LATENCY),
             sum
         );
+        eprintln!("  the new leader reports the killed node {leader} down, and passes promtool");
+        let old = leader.to_string();
+        let labels = [("node_id", old.as_str()), ("role", "voter")];
+        eventually("the killed leader reported down", CONVERGE, || async {
+            let m = scrape(&s, new_leader).await?;
+            match m.get(MEMBER_UP, &labels) {
+                Some(0.0) => Ok(()),
+                other => Err(format!("{MEMBER_UP} {other:?}")),
+            }
+        })
+        .await;
+        promtool_check(&scrape_text(&s, new_leader).await, "the new leader");
         let other = followers
             .iter()
             .copied()

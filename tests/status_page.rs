@@ -1,7 +1,8 @@
 //! `GET /ui` rendered by a real browser (headless Chromium): on a live three-node quorum
 //! with three brokers, one of them fenced, the page shows the leader, the epoch, each
-//! node's lag, the fenced broker and the topic's under-replicated partitions. The
-//! screenshot is kept as `test-artifacts/status-page.png`.
+//! node's lag, the fenced broker and the topic's under-replicated partitions; once a
+//! follower is killed, a degraded banner and that follower marked down. The screenshot,
+//! taken then, is kept as `test-artifacts/status-page.png`.
 //!
 //! Chromium is required (CI installs the Debian package `chromium`): without it this test
 //! fails rather than skips.
@@ -99,7 +100,7 @@ fn the_status_page_shows_the_quorum_lag_and_a_fenced_broker_in_a_browser() {
         // rendered, trying at most five times.
         let profile = tempfile::tempdir().unwrap();
         let mut attempt = 0;
-        let (leader, status, url, dom) = loop {
+        let (leader, status, _, dom) = loop {
             attempt += 1;
             let leader = s.leader().await;
             let status = s.client(leader).quorum_status().await.unwrap();
@@ -189,9 +190,54 @@ fn the_status_page_shows_the_quorum_lag_and_a_fenced_broker_in_a_browser() {
             "{fdom}"
         );
         assert!(fdom.contains("<tr class=\"broker fenced\" data-broker=\"3\">"));
-        let _ = leader;
 
-        eprintln!("step 5: a screenshot of the leader's page for people");
+        eprintln!(
+            "step 5: a follower is killed; the leader's page says degraded and marks it down"
+        );
+        let killed = s.q.ids().into_iter().find(|&i| i != leader).unwrap();
+        s.q.kill9(killed).await.unwrap();
+        let mut attempt = 0;
+        let (leader, url, dom) = loop {
+            attempt += 1;
+            // Past the down timeout (2.4 s with the default election timeouts).
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let leader = s.leader().await;
+            let api = s.q.node(leader).unwrap().api_addr;
+            let url = format!("http://{api}/ui");
+            let dom = browse(&url, &["--dump-dom"], profile.path()).await;
+            let shown = dom.contains(&format!("<td id=\"leader-id\">{leader}</td>"))
+                && dom.contains("<div id=\"health\" class=\"banner degraded\">");
+            if shown || attempt == 5 {
+                break (leader, url, dom);
+            }
+            eprintln!("  not degraded yet, or leadership moved; again");
+        };
+        let has = |needle: &str| {
+            assert!(dom.contains(needle), "the DOM lacks {needle:?}:\n{dom}");
+        };
+        has(&format!(
+            "<div id=\"health\" class=\"banner degraded\"><b>degraded (down: {killed}), can lose 0</b>"
+        ));
+        has(&format!(
+            "<tr class=\"down\" data-node=\"{killed}\"><td>{killed}</td><td>Follower</td><td class=\"state\" data-node=\"{killed}\">down</td>"
+        ));
+        let survivor =
+            s.q.ids()
+                .into_iter()
+                .find(|&i| i != leader && i != killed)
+                .unwrap();
+        let survivor_api = s.q.node(survivor).unwrap().api_addr;
+        has(&format!(
+            "<td class=\"state\" data-node=\"{survivor}\">up</td>"
+        ));
+        has(&format!(
+            "<a href=\"http://{survivor_api}/ui\">{survivor_api}</a>"
+        ));
+        has("<td id=\"version\">kraftd ");
+        has("<p id=\"data-as-of\">Data as of ");
+        has("<td id=\"checkpoint\">");
+
+        eprintln!("step 6: a screenshot of the leader's page for people");
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
         std::fs::create_dir_all(&dir).unwrap();
         let png = dir.join("status-page.png");

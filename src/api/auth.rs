@@ -600,6 +600,7 @@ mod tests {
         assert_eq!(need(&Method::GET, "/healthz"), Need::Health);
         assert_eq!(need(&Method::GET, "/v1/metadata/log"), Need::MetadataRead);
         assert_eq!(need(&Method::GET, "/v1/topics"), Need::Read);
+        assert_eq!(need(&Method::GET, "/v1/quorum/health"), Need::Read);
         assert_eq!(
             need(&Method::POST, "/v1/brokers/{id}/heartbeat"),
             Need::BrokerInPath

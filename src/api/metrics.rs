@@ -8,10 +8,12 @@ use metrics::gauge;
 use openraft::async_runtime::WatchReceiver;
 
 use crate::node::handle::Node;
+use crate::node::health::{down_after, is_up};
 use crate::telemetry::{
     ACTIVE_BROKERS, ACTIVE_CONTROLLER, CURRENT_EPOCH, CURRENT_LEADER, FENCED_BROKERS,
     HIGH_WATERMARK, LAST_APPLIED, LAST_COMMITTED, LOG_START, OFFLINE_PARTITIONS, PARTITIONS,
-    SNAPSHOT_AGE, SNAPSHOT_SIZE, TOPICS,
+    QUORUM_MEMBER_LAG, QUORUM_MEMBER_UP, SNAPSHOT_AGE, SNAPSHOT_SIZE, TOPICS,
+    UNDER_REPLICATED_PARTITIONS,
 };
 
 /// The highest entry index this node knows to be committed: on the leader the index a
@@ -74,6 +76,7 @@ pub fn render(node: &Node) -> String {
     gauge!(TOPICS).set(counts.topics as f64);
     gauge!(PARTITIONS).set(counts.partitions as f64);
     gauge!(OFFLINE_PARTITIONS).set(counts.offline_partitions as f64);
+    gauge!(UNDER_REPLICATED_PARTITIONS).set(counts.under_replicated_partitions as f64);
     if let Some(md) = current.and_then(|p| std::fs::metadata(p).ok()) {
         gauge!(SNAPSHOT_SIZE).set(md.len() as f64);
         let age = md
@@ -83,5 +86,61 @@ pub fn render(node: &Node) -> String {
             .unwrap_or_default();
         gauge!(SNAPSHOT_AGE).set(age.as_secs_f64());
     }
-    crate::telemetry::install().render()
+    crate::telemetry::collect_process();
+    let mut text = crate::telemetry::install().render();
+    voter_lines(node, &mut text);
+    text
+}
+
+/// Per-member up and lag, on the leader only (only it hears from every member), for the
+/// members of now: written at each scrape rather than kept in the recorder, so a removed
+/// voter or a former leader leaves no stale series behind.
+fn voter_lines(node: &Node, out: &mut String) {
+    use std::fmt::Write;
+    let m = node.raft().metrics().borrow_watched().clone();
+    if crate::raft::leading_term(&m).is_none() {
+        return;
+    }
+    let window = down_after(node.config());
+    let now = crate::node::handle::now_ms();
+    let tracks = node.follower_tracks();
+    let last_end = node.end_of(m.last_log_index).unwrap_or(0);
+    let membership = m.membership_config.membership().clone();
+    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    let mut up = String::new();
+    let mut lag = String::new();
+    for (id, _) in membership.nodes() {
+        let role = if voters.contains(id) {
+            "voter"
+        } else {
+            "observer"
+        };
+        let (is_up, behind) = if *id == node.id() {
+            (true, 0)
+        } else {
+            let t = tracks.get(id).cloned().unwrap_or_default();
+            let end = node.end_of(t.matched).unwrap_or(0);
+            (is_up(&t, now, window), last_end.saturating_sub(end))
+        };
+        let _ = writeln!(
+            up,
+            "{QUORUM_MEMBER_UP}{{node_id=\"{id}\",role=\"{role}\"}} {}",
+            u8::from(is_up)
+        );
+        let _ = writeln!(
+            lag,
+            "{QUORUM_MEMBER_LAG}{{node_id=\"{id}\",role=\"{role}\"}} {behind}"
+        );
+    }
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    let _ = write!(
+        out,
+        "# HELP {QUORUM_MEMBER_UP} 1 if the member acknowledged the leader within the down timeout ({} ms), else 0; reported by the leader only\n\
+         # TYPE {QUORUM_MEMBER_UP} gauge\n{up}\n\
+         # HELP {QUORUM_MEMBER_LAG} Records the member is behind the leader's log end; reported by the leader only\n\
+         # TYPE {QUORUM_MEMBER_LAG} gauge\n{lag}\n",
+        window.as_millis()
+    );
 }

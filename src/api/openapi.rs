@@ -22,7 +22,8 @@ use crate::contract::partitions::{
     AlterTopicResult, ElectionRequest, Elections, TopicPartition,
 };
 use crate::contract::quorum::{
-    LeaderMoved, NewVoter, QuorumStatus, Replica, SnapshotTaken, TransferLeader, Voters,
+    LeaderMoved, NewVoter, QuorumHealth, QuorumStatus, Replica, SnapshotTaken, TransferLeader,
+    Voters,
 };
 use crate::contract::topics::{
     AddPartitions, CreateTopic, CreatedTopic, Partitions, TopicDescription, TopicSummary,
@@ -46,6 +47,12 @@ fn quorum_status() {}
 #[utoipa::path(get, path = "/v1/quorum/replication", tag = "quorum",
     responses((status = 200, description = "Served (or forwarded to) the leader", body = Vec<Replica>)))]
 fn quorum_replication() {}
+
+#[utoipa::path(get, path = "/v1/quorum/health", tag = "quorum",
+    responses(
+        (status = 200, description = "Writes commit: healthy, or degraded (a voter down or behind); judged by the leader", body = QuorumHealth),
+        (status = 503, description = "Writes cannot commit: no leader, or fewer than a majority of voters up", body = QuorumHealth)))]
+fn quorum_health() {}
 
 #[utoipa::path(post, path = "/v1/quorum/snapshot", tag = "quorum",
     responses((status = 200, description = "This node took a checkpoint", body = SnapshotTaken)))]
@@ -267,7 +274,7 @@ impl Modify for Credentials {
     ),
     paths(
         healthz, readyz, metrics, ui, openapi_json,
-        quorum_status, quorum_replication, quorum_snapshot, add_voter, remove_voter, transfer_leader,
+        quorum_status, quorum_replication, quorum_health, quorum_snapshot, add_voter, remove_voter, transfer_leader,
         metadata_log, snapshots, snapshot_file, metadata_image,
         get_config, patch_config,
         list_brokers, get_broker, unregister_broker, register_broker, heartbeat, alter_partition,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -16,14 +16,15 @@ use openraft::error::{ClientWriteError, RaftError};
 use crate::api::controller_error;
 use crate::contract::int64;
 use crate::contract::quorum::{
-    LeaderMoved, NewVoter, QuorumStatus, Replica, ReplicaRole, SnapshotTaken, TransferLeader,
-    Voter, Voters,
+    HealthStatus, LeaderMoved, NewVoter, QuorumHealth, QuorumStatus, Replica, ReplicaRole,
+    SnapshotTaken, TransferLeader, Voter, Voters,
 };
 use crate::contract::ErrorCode;
 use openraft::ChangeMembers;
 
 use super::{forward, ApiError, LeaderRequest};
 use crate::node::handle::{now_ms, Node};
+use crate::node::health::{down_after, is_up, quorum_health, unavailable};
 use crate::node::leadership::{transfer_leadership, TransferError};
 use crate::raft::peer::client::fetch_info;
 use crate::raft::{expect_empty_log, leading_term, matched_index, KNode, NodeId, Raft, TypeConfig};
@@ -32,6 +33,7 @@ pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/v1/quorum/status", get(status))
         .route("/v1/quorum/replication", get(replication))
+        .route("/v1/quorum/health", get(health))
         .route("/v1/quorum/snapshot", post(snapshot))
         .route("/v1/quorum/voters", post(add_voter))
         .route("/v1/quorum/voters/{id}", delete(remove_voter))
@@ -108,6 +110,68 @@ async fn replication(
     Json(replication_rows(&node)).into_response()
 }
 
+/// `GET /v1/quorum/health`: the leader's verdict. A follower asks the leader with the
+/// caller's credentials; when no leader can be asked, it answers `unavailable` itself and
+/// says why. 200 while writes can commit, 503 when they cannot.
+async fn health(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
+    let h = health_of(&node, headers.get(axum::http::header::AUTHORIZATION)).await;
+    let code = if h.status == HealthStatus::Unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(h)).into_response()
+}
+
+/// The quorum's health: judged here on the leader, else asked of the leader.
+pub(crate) async fn health_of(node: &Node, authorization: Option<&HeaderValue>) -> QuorumHealth {
+    if node.is_leader() {
+        return quorum_health(node).await;
+    }
+    match ask_leader::<QuorumHealth>(node, "/v1/quorum/health", authorization).await {
+        Ok((h, _)) => h,
+        Err(why) => unavailable(node, &why),
+    }
+}
+
+/// How long a node waits for the leader's answer to a read it asks on a caller's behalf.
+const ASK_LEADER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Asks the leader `GET path` with the caller's credentials (`authorization`, which the
+/// leader checks again), and reads its JSON answer, a 503 included (health answers one with
+/// a body). The error says why there is no answer, for a page or a verdict to show.
+pub(crate) async fn ask_leader<T: serde::de::DeserializeOwned>(
+    node: &Node,
+    path: &str,
+    authorization: Option<&HeaderValue>,
+) -> Result<(T, NodeId), String> {
+    let Some(leader) = node.leader().filter(|l| *l != node.id()) else {
+        return Err(format!("no leader is known to node {}", node.id()));
+    };
+    let Some(addr) = node.api_addr_of(leader).await else {
+        return Err(format!("the API address of leader {leader} is unknown"));
+    };
+    let http = node.http();
+    let mut ask = http
+        .client()
+        .get(http.url(&addr, path))
+        .timeout(ASK_LEADER_TIMEOUT);
+    if let Some(a) = authorization {
+        ask = ask.header(axum::http::header::AUTHORIZATION, a);
+    }
+    match ask.send().await {
+        Ok(r) if r.status().is_success() || r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+            let status = r.status();
+            match r.json::<T>().await {
+                Ok(t) => Ok((t, leader)),
+                Err(e) => Err(format!("leader {leader} answered {status}: {e}")),
+            }
+        }
+        Ok(r) => Err(format!("leader {leader} answered {}", r.status())),
+        Err(e) => Err(format!("cannot ask leader {leader}: {e}")),
+    }
+}
+
 /// `/v1/quorum/replication` as the leader sees it (call on the leader).
 pub(crate) fn replication_rows(node: &Node) -> Vec<Replica> {
     let m = node.raft().metrics().borrow_watched().clone();
@@ -115,6 +179,7 @@ pub(crate) fn replication_rows(node: &Node) -> Vec<Replica> {
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let last_end = node.end_of(m.last_log_index).unwrap_or(0);
     let now = now_ms();
+    let window = down_after(node.config());
     let mut out = vec![Replica {
         node_id: node.id(),
         log_end_offset: int64(last_end),
@@ -122,6 +187,7 @@ pub(crate) fn replication_rows(node: &Node) -> Vec<Replica> {
         last_fetch_timestamp: int64(now),
         last_caught_up_timestamp: int64(now),
         status: ReplicaRole::Leader,
+        up: true,
     }];
     let tracks = node.follower_tracks();
     for (id, _) in membership.nodes() {
@@ -141,6 +207,7 @@ pub(crate) fn replication_rows(node: &Node) -> Vec<Replica> {
             } else {
                 ReplicaRole::Observer
             },
+            up: is_up(&t, now, window),
         });
     }
     out

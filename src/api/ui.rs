@@ -1,24 +1,27 @@
 //! `GET /ui`: a status page for operators, rendered on the server (no scripts; the page
-//! reloads itself every 2 s). It shows the quorum as this node sees it (the same
-//! [`QuorumStatus`] and [`Replica`] rows as `/v1/quorum/status` and
-//! `/v1/quorum/replication`), the brokers and the topics.
+//! reloads itself every 2 s). It shows a health banner and each member's state (the same
+//! [`QuorumHealth`] as `/v1/quorum/health`), the quorum as this node sees it (the same
+//! [`QuorumStatus`] as `/v1/quorum/status`), this node's version, uptime and latest
+//! checkpoint, the brokers and the topics.
 //!
 //! The page is a maud template over typed data: every string is escaped by the template
-//! engine. Replication is only known by the leader: a follower asks it, and says so; if the
-//! leader cannot be asked, the page says that instead.
+//! engine. Only the leader knows each member's state: a follower asks it, and says so; if
+//! the leader cannot be asked, the page says that instead. A member is marked behind only
+//! when it has not held the leader's whole log lately, so the lag of 1 that the idle
+//! leader's NoOp causes for a moment is no warning.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap};
 use axum::response::Html;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use openraft::async_runtime::WatchReceiver;
 
 use crate::contract::brokers::BrokerView;
-use crate::contract::quorum::{QuorumStatus, Replica};
-use crate::node::handle::{now_ms, Node};
+use crate::contract::quorum::{HealthStatus, QuorumHealth, QuorumStatus};
+use crate::node::handle::Node;
 
 /// Topics listed at most (problem topics first); the rest are counted.
 const MAX_TOPICS: usize = 500;
@@ -43,12 +46,10 @@ impl TopicRow {
     }
 }
 
-/// Where the replication table comes from.
-enum Replication {
-    /// Rows, and the node that reported them.
-    Known(Vec<Replica>, u64),
-    /// Why there are none.
-    Unknown(String),
+/// The latest checkpoint of this node: its file name and age.
+struct Checkpoint {
+    file_name: String,
+    age: Option<Duration>,
 }
 
 /// Everything the page shows, gathered before rendering.
@@ -56,50 +57,33 @@ struct Page {
     node_id: u64,
     role: String,
     status: QuorumStatus,
-    replication: Replication,
+    /// The leader's verdict on every member (asked of it when this node does not lead).
+    health: QuorumHealth,
+    /// `http` or `https`: how the links to the other nodes' pages are made.
+    scheme: &'static str,
+    version: &'static str,
+    uptime: Duration,
+    checkpoint: Option<Checkpoint>,
+    /// When the page was rendered, UTC.
+    data_as_of: String,
     brokers: Vec<BrokerView>,
     topics: Vec<TopicRow>,
-    now_ms: u64,
-}
-
-/// The replication rows: this node's, or the leader's, asked with the caller's own
-/// credentials (`authorization`), which the leader checks again.
-async fn replication(node: &Node, authorization: Option<&HeaderValue>) -> Replication {
-    if node.is_leader() {
-        return Replication::Known(super::quorum::replication_rows(node), node.id());
-    }
-    let Some(leader) = node.leader() else {
-        return Replication::Unknown("no leader is known, and only the leader knows".into());
-    };
-    let Some(addr) = node.api_addr_of(leader).await else {
-        return Replication::Unknown(format!("the API address of leader {leader} is unknown"));
-    };
-    let http = node.http();
-    let mut ask = http
-        .client()
-        .get(http.url(&addr, "/v1/quorum/replication"))
-        .timeout(Duration::from_secs(1));
-    if let Some(a) = authorization {
-        ask = ask.header(header::AUTHORIZATION, a);
-    }
-    let ask = ask.send().await;
-    match ask {
-        Ok(r) if r.status().is_success() => match r.json::<Vec<Replica>>().await {
-            Ok(rows) => Replication::Known(rows, leader),
-            Err(e) => Replication::Unknown(format!("leader {leader} answered: {e}")),
-        },
-        Ok(r) => Replication::Unknown(format!("leader {leader} answered {}", r.status())),
-        Err(e) => Replication::Unknown(format!("cannot ask leader {leader}: {e}")),
-    }
 }
 
 /// The page.
 pub async fn page(State(node): State<Arc<Node>>, headers: HeaderMap) -> Html<String> {
     let status = super::quorum::quorum_status(&node).await;
-    let replication = replication(&node, headers.get(header::AUTHORIZATION)).await;
+    let health = super::quorum::health_of(&node, headers.get(header::AUTHORIZATION)).await;
     let role = format!("{:?}", node.raft().metrics().borrow_watched().state);
-    let (brokers, mut topics) = {
+    let (brokers, mut topics, checkpoint) = {
         let st = node.sm().read();
+        let checkpoint = st.current.as_ref().map(|c| Checkpoint {
+            file_name: c.id.file_name(),
+            age: std::fs::metadata(&c.path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok()),
+        });
         let brokers: Vec<BrokerView> = st.image.brokers().map(BrokerView::of).collect();
         let topics: Vec<TopicRow> = st
             .image
@@ -115,7 +99,7 @@ pub async fn page(State(node): State<Arc<Node>>, headers: HeaderMap) -> Html<Str
                     .count(),
             })
             .collect();
-        (brokers, topics)
+        (brokers, topics, checkpoint)
     };
     topics.sort_by(|a, b| {
         (b.offline, b.under_replicated, &a.name).cmp(&(a.offline, a.under_replicated, &b.name))
@@ -124,31 +108,74 @@ pub async fn page(State(node): State<Arc<Node>>, headers: HeaderMap) -> Html<Str
         node_id: node.id(),
         role,
         status,
-        replication,
+        health,
+        scheme: node.config().scheme(),
+        version: env!("CARGO_PKG_VERSION"),
+        uptime: crate::telemetry::uptime(),
+        checkpoint,
+        data_as_of: utc_now(),
         brokers,
         topics,
-        now_ms: now_ms(),
     };
     Html(render(&page).into_string())
 }
 
+/// Now, UTC, to the second: "2026-12-01 23:40:05 UTC".
+fn utc_now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// "3h 02m 05s", "4m 10s", "12s".
+fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
 fn render(p: &Page) -> Markup {
     let s = &p.status;
+    let h = &p.health;
+    let verdict = match h.status {
+        HealthStatus::Healthy => "healthy",
+        HealthStatus::Degraded => "degraded",
+        HealthStatus::Unavailable => "unavailable",
+    };
     html! {
         (DOCTYPE)
         html {
             head {
                 meta charset="utf-8";
                 meta http-equiv="refresh" content="2";
-                title { "kraftd node " (p.node_id) }
+                title { "kraftd node " (p.node_id) " - " (verdict) }
                 style { (PreEscaped(STYLE)) }
             }
             body {
                 h1 { "kraftd controller quorum" }
+                div id="health" class={ "banner " (verdict) } {
+                    b { (h.summary) } br;
+                    (h.voters_up) " of " (h.voters) " voters up, " (h.voters_caught_up)
+                    " caught up; a majority is " (h.majority) "."
+                }
                 p id="served-by" {
                     "Served by node " b { (p.node_id) } " (" (p.role) "), cluster "
                     (s.cluster_id) ". Refreshes every 2 s."
                 }
+                p id="data-as-of" { "Data as of " (p.data_as_of) "." }
                 h2 { "Quorum" }
                 table id="quorum" {
                     tr { th { "Leader" } td id="leader-id" {
@@ -157,9 +184,21 @@ fn render(p: &Page) -> Markup {
                     tr { th { "Epoch" } td id="epoch" { (s.leader_epoch) } }
                     tr { th { "High watermark" } td id="high-watermark" { (s.high_watermark) } }
                     tr { th { "Log start offset" } td id="log-start" { (s.log_start_offset) } }
+                    tr { th { "Latest checkpoint" } td id="checkpoint" {
+                        @match &p.checkpoint {
+                            Some(c) => {
+                                (c.file_name)
+                                @if let Some(age) = c.age { ", written " (span(age)) " ago" }
+                            },
+                            None => "none yet",
+                        }
+                    } }
+                    tr { th { "This node" } td id="version" {
+                        "kraftd " (p.version) ", up " (span(p.uptime))
+                    } }
                 }
-                h2 { "Replication" }
-                (replication_table(p))
+                h2 { "Voters and observers" }
+                (member_table(p))
                 (broker_table(&p.brokers))
                 (topic_table(&p.topics))
             }
@@ -167,43 +206,61 @@ fn render(p: &Page) -> Markup {
     }
 }
 
-fn replication_table(p: &Page) -> Markup {
-    match &p.replication {
-        Replication::Known(rows, from) => {
-            let whose = if *from == p.node_id {
-                "this node, the leader".to_string()
-            } else {
-                format!("the leader, node {from}, asked by node {}", p.node_id)
-            };
-            html! {
-                p id="replication-source" { "As reported by " (whose) "." }
-                table id="replication" {
-                    tr {
-                        th { "Node" } th { "Role" } th { "Log end offset" }
-                        th { "Lag (records)" } th { "Caught up" }
-                    }
-                    @for r in rows {
-                        tr class=[(r.lag > 0).then_some("behind")] {
-                            td { (r.node_id) }
-                            td { (format!("{:?}", r.status)) }
-                            td { (r.log_end_offset) }
-                            td class="lag" data-node=(r.node_id) { (r.lag) }
-                            td {
-                                @if r.last_caught_up_timestamp <= 0 {
-                                    "never"
-                                } @else {
-                                    (p.now_ms.saturating_sub(r.last_caught_up_timestamp as u64))
-                                    " ms ago"
-                                }
-                            }
+/// "123 ms ago", or "never".
+fn ago(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) => format!("{ms} ms ago"),
+        None => "never".into(),
+    }
+}
+
+fn member_table(p: &Page) -> Markup {
+    let h = &p.health;
+    if h.members.is_empty() {
+        return html! {
+            p id="replication-source" {
+                "Only the leader knows each voter's state, and none could be asked: "
+                (h.summary) "."
+            }
+        };
+    }
+    let whose = if h.reported_by == p.node_id {
+        "this node, the leader".to_string()
+    } else {
+        format!(
+            "the leader, node {}, asked by node {}",
+            h.reported_by, p.node_id
+        )
+    };
+    html! {
+        p id="replication-source" {
+            "As reported by " (whose) ". A member silent for " (h.down_after_ms)
+            " ms is down; one that held the leader's whole log within that time is caught up."
+        }
+        table id="replication" {
+            tr {
+                th { "Node" } th { "Role" } th { "State" } th { "API" } th { "Log end offset" }
+                th { "Lag (records)" } th { "Last heard" } th { "Caught up" }
+            }
+            @for m in &h.members {
+                @let class = if !m.up { Some("down") } else if !m.caught_up { Some("behind") } else { None };
+                tr class=[class] data-node=(m.node_id) {
+                    td { (m.node_id) }
+                    td { (format!("{:?}", m.role)) }
+                    td class="state" data-node=(m.node_id) { @if m.up { "up" } @else { "down" } }
+                    td {
+                        @match &m.api {
+                            Some(api) => a href=(format!("{}://{api}/ui", p.scheme)) { (api) },
+                            None => "unknown",
                         }
                     }
+                    td { (m.log_end_offset) }
+                    td class="lag" data-node=(m.node_id) { (m.lag) }
+                    td { (ago(m.last_ack_ms_ago)) }
+                    td { (ago(m.last_caught_up_ms_ago)) }
                 }
             }
         }
-        Replication::Unknown(why) => html! {
-            p id="replication-source" { "Replication is known only by the leader: " (why) "." }
-        },
     }
 }
 
@@ -256,12 +313,18 @@ table{border-collapse:collapse;margin-bottom:1em}\
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}\
 th{background:#f0f0f0}\
 tr.fenced td,tr.offline td{background:#f8d0d0;color:#800;font-weight:bold}\
-tr.controlled_shutdown td,tr.under-replicated td,tr.behind td{background:#fff2c0}";
+tr.controlled_shutdown td,tr.under-replicated td,tr.behind td{background:#fff2c0}\
+tr.down td{background:#f8d0d0;color:#800;font-weight:bold}\
+.banner{padding:.6em 1em;margin-bottom:1em;border-radius:4px;border:1px solid}\
+.banner.healthy{background:#d8f0d8;border-color:#6a6;color:#040}\
+.banner.degraded{background:#fff2c0;border-color:#c90;color:#640}\
+.banner.unavailable{background:#f8d0d0;border-color:#c33;color:#800}";
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::contract::brokers::Listener;
+    use crate::contract::quorum::{MemberHealth, ReplicaRole};
 
     fn page(rack: &str, topic: &str) -> Page {
         Page {
@@ -279,7 +342,25 @@ mod tests {
                 voters: vec![],
                 observers: vec![],
             },
-            replication: Replication::Unknown("a <reason>".into()),
+            health: QuorumHealth {
+                status: HealthStatus::Unavailable,
+                summary: "unavailable: a <reason>".into(),
+                reported_by: 1,
+                leader_id: None,
+                leader_epoch: 3,
+                voters: 3,
+                voters_up: 0,
+                voters_caught_up: 0,
+                majority: 2,
+                can_lose: 0,
+                down_after_ms: 2000,
+                members: vec![],
+            },
+            scheme: "http",
+            version: "0.0.0",
+            uptime: Duration::from_secs(3725),
+            checkpoint: None,
+            data_as_of: "2026-12-01 00:00:00 UTC".into(),
             brokers: vec![BrokerView {
                 id: 2,
                 epoch: 7,
@@ -299,8 +380,57 @@ mod tests {
                 offline: 1,
                 under_replicated: 0,
             }],
-            now_ms: 0,
         }
+    }
+
+    fn member(id: u64, up: bool, caught_up: bool, lag: i64) -> MemberHealth {
+        MemberHealth {
+            node_id: id,
+            role: ReplicaRole::Follower,
+            up,
+            caught_up,
+            log_end_offset: 1000 - lag,
+            lag,
+            last_ack_ms_ago: Some(if up { 40 } else { 9000 }),
+            last_caught_up_ms_ago: Some(40),
+            api: Some(format!("10.0.0.{id}:9093")),
+        }
+    }
+
+    #[test]
+    fn a_stopped_voter_shows_down_and_the_idle_noop_lag_is_no_warning() {
+        let mut p = page("r", "t");
+        p.health.status = HealthStatus::Degraded;
+        p.health.summary = "degraded (down: 3), can lose 0".into();
+        p.health.members = vec![
+            // Caught up a moment ago, one NoOp behind now: no warning.
+            member(2, true, true, 1),
+            // Stopped with everything replicated: lag 0, yet down.
+            member(3, false, false, 0),
+            member(4, true, false, 900),
+        ];
+        let html = render(&p).into_string();
+        assert!(
+            html.contains(
+                r#"<div id="health" class="banner degraded"><b>degraded (down: 3), can lose 0</b>"#
+            ),
+            "{html}"
+        );
+        assert!(html.contains(r#"<tr data-node="2"><td>2</td>"#), "{html}");
+        assert!(html.contains(r#"<tr class="down" data-node="3"><td>3</td><td>Follower</td><td class="state" data-node="3">down</td>"#), "{html}");
+        assert!(
+            html.contains(r#"<tr class="behind" data-node="4">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<a href="http://10.0.0.3:9093/ui">10.0.0.3:9093</a>"#),
+            "{html}"
+        );
+        assert!(html.contains("kraftd 0.0.0, up 1h 02m 05s"), "{html}");
+        assert!(
+            html.contains("Data as of 2026-12-01 00:00:00 UTC."),
+            "{html}"
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum Failure {
     Unreachable,
     /// A local file, or an answer that is not what the contract says (exit 4).
     Failed,
+    /// `quorum health`: writes commit, but a voter is down or behind (exit 5).
+    Degraded,
 }
 
 impl Failure {
@@ -33,6 +35,7 @@ impl Failure {
             Failure::Usage => 2,
             Failure::Unreachable => 3,
             Failure::Failed => 4,
+            Failure::Degraded => 5,
         }
     }
 }

@@ -17,8 +17,8 @@ use super::common::{write_json, CliError, Conn, Failure, CLOSED_PIPE};
 use super::table::{write_fields, Table};
 use super::Output;
 use crate::client::{
-    Client, ConfigKind, ConfigPatch, CreateTopic, ElectionRequest, ElectionResult, NewVoter,
-    PartitionView, TopicPartition,
+    Client, ConfigKind, ConfigPatch, CreateTopic, ElectionRequest, ElectionResult, HealthStatus,
+    NewVoter, PartitionView, QuorumHealth, TopicPartition,
 };
 use crate::record::checkpoint::SnapshotId;
 
@@ -83,6 +83,10 @@ pub enum QuorumCommand {
     Status,
     /// Every member's log end and lag (kafka-metadata-quorum describe --replication).
     Replication,
+    /// How many voters are up and caught up, and how many more can fail: "healthy, can
+    /// lose 1". Exit 0 healthy; 5 degraded (writes commit, but a voter is down or behind);
+    /// 1 unavailable (writes cannot commit); 3 no node answered.
+    Health,
     /// Add a formatted, running controller as a voter (learner first, voter once caught up).
     AddVoter {
         /// Its node id.
@@ -398,6 +402,7 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
                 "LastFetchTimestamp",
                 "LastCaughtUpTimestamp",
                 "Status",
+                "State",
             ]);
             for r in rows {
                 t.row(vec![
@@ -407,9 +412,31 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
                     never_minus_one(r.last_fetch_timestamp),
                     never_minus_one(r.last_caught_up_timestamp),
                     format!("{:?}", r.status),
+                    if r.up { "up" } else { "down" }.to_string(),
                 ]);
             }
             t.write(out)?;
+        }
+        QuorumCommand::Health => {
+            let h = c.quorum_health().await?;
+            if conn.output == Output::Json {
+                write_json(out, &h)?;
+            } else {
+                write_health(out, &h)?;
+            }
+            return match h.status {
+                HealthStatus::Healthy => Ok(()),
+                HealthStatus::Degraded => Err(CliError::new(
+                    Failure::Degraded,
+                    "QUORUM_DEGRADED",
+                    h.summary,
+                )),
+                HealthStatus::Unavailable => Err(CliError::new(
+                    Failure::Refused,
+                    "QUORUM_UNAVAILABLE",
+                    h.summary,
+                )),
+            };
         }
         QuorumCommand::AddVoter { id, peer, api_addr } => {
             let voters = c
@@ -446,6 +473,45 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
             }
         }
     }
+    Ok(())
+}
+
+/// `quorum health` as text: the verdict, the counts, then one row per member.
+fn write_health(out: &mut dyn Write, h: &QuorumHealth) -> Result<(), CliError> {
+    writeln!(out, "{}", h.summary)?;
+    let leader = h
+        .leader_id
+        .map_or("no leader".to_string(), |l| format!("leader {l}"));
+    writeln!(
+        out,
+        "{leader}, epoch {}; {} of {} voters up, {} caught up, majority {}; down after {} ms silent",
+        h.leader_epoch, h.voters_up, h.voters, h.voters_caught_up, h.majority, h.down_after_ms
+    )?;
+    if h.members.is_empty() {
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "NodeId",
+        "Role",
+        "State",
+        "CaughtUp",
+        "Lag",
+        "LastHeardMs",
+        "Api",
+    ]);
+    for m in &h.members {
+        t.row(vec![
+            m.node_id.to_string(),
+            format!("{:?}", m.role),
+            if m.up { "up" } else { "down" }.to_string(),
+            if m.caught_up { "yes" } else { "no" }.to_string(),
+            m.lag.to_string(),
+            or_minus_one(m.last_ack_ms_ago),
+            m.api.clone().unwrap_or_default(),
+        ]);
+    }
+    writeln!(out)?;
+    t.write(out)?;
     Ok(())
 }
 

@@ -77,6 +77,10 @@ pub struct Replica {
     pub last_caught_up_timestamp: i64,
     /// Leader, Follower or Observer.
     pub status: ReplicaRole,
+    /// Whether it acknowledged the leader within the down timeout (`down_after_ms` of
+    /// `GET /v1/quorum/health`). A stopped voter keeps the lag it had, often 0: this says
+    /// that it is gone.
+    pub up: bool,
 }
 
 /// `POST /v1/quorum/snapshot`: the checkpoint just written.
@@ -141,4 +145,71 @@ pub struct LeaderMoved {
     pub leader_id: u64,
     /// The new leader's epoch.
     pub leader_epoch: i64,
+}
+
+/// The verdict of `GET /v1/quorum/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Every voter is up and caught up.
+    Healthy,
+    /// A majority of voters is up, so writes commit, but some voter is down or behind.
+    Degraded,
+    /// No leader, or fewer than a majority of voters up: writes cannot commit.
+    Unavailable,
+}
+
+/// One member in `GET /v1/quorum/health`, as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MemberHealth {
+    /// Node id.
+    pub node_id: u64,
+    /// Leader, Follower (a voter) or Observer (a learner).
+    pub role: ReplicaRole,
+    /// It acknowledged the leader within `down_after_ms` (the leader is always up).
+    pub up: bool,
+    /// It held everything the leader had within `down_after_ms`.
+    pub caught_up: bool,
+    /// Offset after its last replicated record.
+    pub log_end_offset: i64,
+    /// Records behind the leader.
+    pub lag: i64,
+    /// Milliseconds since it last acknowledged the leader (absent: never).
+    pub last_ack_ms_ago: Option<i64>,
+    /// Milliseconds since it last held everything the leader had (absent: never).
+    pub last_caught_up_ms_ago: Option<i64>,
+    /// Its API listener, HOST:PORT, when known.
+    pub api: Option<String>,
+}
+
+/// `GET /v1/quorum/health` (`kraftd quorum health`): how many voters are up and caught up,
+/// and how many more can fail before writes stop. 200 while writes can commit (healthy or
+/// degraded), 503 when they cannot; the body is this either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuorumHealth {
+    /// The verdict.
+    pub status: HealthStatus,
+    /// One line for people and probes, e.g. "healthy, can lose 1".
+    pub summary: String,
+    /// The node that judged: the leader, or the node answering when no leader could be asked.
+    pub reported_by: u64,
+    /// The leader, if one is known.
+    pub leader_id: Option<u64>,
+    /// Its epoch.
+    pub leader_epoch: i64,
+    /// Number of voters.
+    pub voters: u32,
+    /// Voters up (the leader counts).
+    pub voters_up: u32,
+    /// Voters up and caught up.
+    pub voters_caught_up: u32,
+    /// Voters needed for a majority.
+    pub majority: u32,
+    /// How many more voters can fail before writes stop (0 when none can; 0 when
+    /// unavailable).
+    pub can_lose: u32,
+    /// A voter silent for this long counts as down.
+    pub down_after_ms: i64,
+    /// Every member, voters first. Empty when no leader could be asked.
+    pub members: Vec<MemberHealth>,
 }

@@ -71,6 +71,8 @@ pub struct ImageCounts {
     pub partitions: usize,
     /// Partitions without a leader.
     pub offline_partitions: usize,
+    /// Partitions whose ISR is smaller than their replica set.
+    pub under_replicated_partitions: usize,
     /// Registered brokers.
     pub brokers: usize,
     /// Registered brokers that are fenced.
@@ -537,6 +539,12 @@ impl MetadataImage {
             topics: self.topic_count(),
             partitions: self.partition_count(),
             offline_partitions: self.offline_partition_count(),
+            under_replicated_partitions: self
+                .topics
+                .values()
+                .flat_map(|t| t.partitions())
+                .filter(|p| p.isr().len() < p.replicas().len())
+                .count(),
             brokers: self.brokers.len(),
             fenced_brokers: fenced,
             active_brokers: self.brokers.len() - fenced,

@@ -974,6 +974,7 @@ fn lookups_and_counts_describe_the_image() {
             topics: 2,
             partitions: 3,
             offline_partitions: 0,
+            under_replicated_partitions: 0,
             brokers: 3,
             fenced_brokers: 1,
             active_brokers: 2,

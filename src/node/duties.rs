@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use openraft::async_runtime::WatchReceiver;
+use openraft::Instant as _;
 use openraft::{ChangeMembers, ServerState};
 
 use crate::raft::peer::client::{fetch_info, PeerBook};
@@ -244,6 +245,10 @@ fn write_bootstrap_features(node: &Arc<Node>, written_in_term: &mut Option<u64>)
     });
 }
 
+/// Updates what the leader knows of each follower from Raft's metrics. The time of its last
+/// acknowledgement (heartbeat or append) is when it was last heard from; it was caught up
+/// then if its matched entry was the leader's last. A follower that stops answering keeps
+/// both times, so it reads as down (`node::health`) rather than as caught up with lag 0.
 fn track_followers(node: &Node) {
     let m = node.raft.metrics().borrow_watched().clone();
     let Some(repl) = m.replication else {
@@ -258,12 +263,16 @@ fn track_followers(node: &Node) {
     for (id, matched) in repl {
         let t = f.entry(id).or_default();
         let idx = matched.map(|l| l.index);
-        if idx != t.matched || t.last_fetch_ms == 0 {
-            t.last_fetch_ms = now;
-        }
-        if idx >= last {
-            t.last_caught_up_ms = now;
-            t.last_fetch_ms = now;
+        let acked = m
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.get(&id).cloned().flatten())
+            .map(|at| now.saturating_sub(at.elapsed().as_millis() as u64));
+        if let Some(at) = acked {
+            t.last_fetch_ms = t.last_fetch_ms.max(at);
+            if idx >= last {
+                t.last_caught_up_ms = t.last_caught_up_ms.max(at);
+            }
         }
         t.matched = idx;
     }

@@ -22,9 +22,9 @@ use crate::raft::{NodeId, Raft};
 /// Per-follower replication as the leader sees it.
 #[derive(Debug, Clone, Default)]
 pub struct FollowerTrack {
-    /// Last time its matched entry advanced or was confirmed, ms since the epoch.
+    /// Last time it acknowledged the leader (a heartbeat or an append), ms since the epoch.
     pub last_fetch_ms: u64,
-    /// Last time it had everything the leader had, ms since the epoch.
+    /// Last acknowledgement at which it had everything the leader had, ms since the epoch.
     pub last_caught_up_ms: u64,
     /// Matched entry index.
     pub matched: Option<u64>,

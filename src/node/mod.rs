@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod duties;
 pub mod handle;
+pub mod health;
 pub mod leadership;
 pub mod meta;
 pub mod recover;
