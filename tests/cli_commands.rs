@@ -35,11 +35,28 @@ async fn kraftd(api: &str, args: &[&str]) -> Run {
     }
 }
 
+/// The offset and type of each `metadata tail` line (`OFFSET EPOCH TYPE {data}`).
+fn lines_of(out: &str) -> Vec<(i64, String)> {
+    out.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            (f[0].parse().unwrap(), f[2].to_string())
+        })
+        .collect()
+}
+
 /// Runs a command that must succeed; returns its stdout.
 async fn ok(api: &str, args: &[&str]) -> String {
     let r = kraftd(api, args).await;
     assert_eq!(r.code, 0, "kraftd {args:?} failed: {r:?}");
     r.stdout
+}
+
+/// `kraftd metadata tail --from 0` and `extra`, which must succeed; returns its stdout.
+async fn tail_from_0(api: &str, extra: &[&str]) -> String {
+    let mut args = vec!["metadata", "tail", "--from", "0"];
+    args.extend_from_slice(extra);
+    ok(api, &args).await
 }
 
 /// Runs a command with `--output json` that must succeed; returns its JSON.
@@ -161,6 +178,46 @@ fn topics_configs_brokers_and_elections_through_the_cli() {
         assert_eq!(created["name"], "pinned");
         assert_eq!(created["partitions"][0]["replicas"], json!([1, 2, 3]));
         assert_eq!(created["partitions"][0]["leader"], 1);
+
+        eprintln!("step 2b: metadata tail --type and --skip-noop pick records by type");
+        // Idle NoOps (one every 500 ms), then one more record after them, so the records
+        // --skip-noop must print span NoOps it must leave out.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        write_config(&c, "log.retention.ms", "7200000").await;
+        let out = tail_from_0(&api, &["--type", "topic,partition", "--max-records", "3"]).await;
+        let log = c.fetch_log_json(0, None).await.unwrap();
+        let picked = |keep: &dyn Fn(&str) -> bool, most: usize| -> Vec<(i64, String)> {
+            log.records
+                .iter()
+                .filter(|r| keep(&r.kind))
+                .take(most)
+                .map(|r| (r.offset, r.kind.clone()))
+                .collect()
+        };
+        let wanted = picked(&|k| k != "NO_OP_RECORD", usize::MAX);
+        let last = wanted.last().unwrap().0;
+        assert!(
+            log.records
+                .iter()
+                .any(|r| r.kind == "NO_OP_RECORD" && r.offset < last),
+            "the log has no NoOp among the records: the check below would prove nothing: {:?}",
+            log.records
+                .iter()
+                .map(|r| (r.offset, r.kind.as_str()))
+                .collect::<Vec<_>>()
+        );
+        let of_type = picked(&|k| k == "TOPIC_RECORD" || k == "PARTITION_RECORD", 3);
+        assert_eq!(lines_of(&out), of_type, "{out}");
+        assert_eq!(of_type[0].1, "TOPIC_RECORD");
+        let n = wanted.len().to_string();
+        let out = tail_from_0(&api, &["--skip-noop", "--max-records", &n]).await;
+        assert_eq!(lines_of(&out), wanted, "{out}");
+        let r = fails(&api, &["metadata", "tail", "--type", "bogus"], 2, "USAGE").await;
+        assert!(
+            r.stderr
+                .contains("\"bogus\" is not a record type; the types are: "),
+            "{r:?}"
+        );
 
         eprintln!("step 3: topics list and describe, table and JSON, match the API");
         let table = ok(&api, &["topics", "list"]).await;

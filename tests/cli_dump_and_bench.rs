@@ -2,19 +2,10 @@
 //! leaves a checkpoint, `kraftd dump` decodes it (table and JSON), and a damaged file makes
 //! `dump` name the bad batch and exit non-zero.
 
+mod common;
+
+use common::{kraftd_offline as kraftd, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn kraftd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kraftd"))
-        .args(args)
-        .output()
-        .expect("run kraftd")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Runs the benchmark on a small image and returns the checkpoint it kept.
 fn bench_checkpoint(dir: &Path) -> PathBuf {

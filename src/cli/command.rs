@@ -100,6 +100,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Data directories, offline (like kafka-storage).
+    Storage {
+        #[command(subcommand)]
+        cmd: StorageCommand,
+    },
     /// Make a development CA and certificates for controllers, brokers, an operator and a
     /// reader, with principals.toml (TLS and authentication in one command).
     Certs(cli::certs::CertsArgs),
@@ -112,6 +117,21 @@ enum Command {
     },
     #[command(flatten)]
     Admin(cli::ops::AdminCommand),
+}
+
+/// `kraftd storage ...`.
+#[derive(Subcommand, Debug)]
+enum StorageCommand {
+    /// What a data directory holds (like kafka-storage info): meta.properties, the
+    /// checkpoints, the Raft log (read-only; a running node's too) and whether a process
+    /// has it open. Exit 1 when it finds a problem.
+    Info {
+        /// The data directory.
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
 }
 
 /// `kraftd serve`: every setting also comes from `--config FILE` (TOML) and `KRAFTD_*`.
@@ -235,6 +255,9 @@ pub fn main() -> ExitCode {
                 Some(v) if !join => meta::parse_voters(&v).map(meta::FormatMode::Bootstrap),
                 _ => Ok(meta::FormatMode::Join),
             };
+            // A bootstrap voter set without this node: it can only join later.
+            let outside = matches!(&mode, Ok(meta::FormatMode::Bootstrap(v))
+                if !v.iter().any(|x| x.id == node_id));
             let res = mode.and_then(|mode| {
                 meta::format_mode(&data_dir, &cluster_id, node_id, &mode, ignore_formatted)
             });
@@ -253,6 +276,14 @@ pub fn main() -> ExitCode {
                             ""
                         }
                     );
+                    if outside {
+                        println!(
+                            "Note: node {node_id} is not among the --voters. It starts as an \
+                             observer and waits until the leader adds it \
+                             (`kraftd quorum add-voter --id {node_id} --peer HOST:PORT`); it \
+                             takes no part in the first election."
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Ok(meta::Formatted::Kept(_)) => {
@@ -322,6 +353,21 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::Storage {
+            cmd: StorageCommand::Info { dir, output },
+        }) => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match cli::storage::info(&dir, output, &mut out) {
+                Ok(false) => ExitCode::SUCCESS,
+                Ok(true) => ExitCode::FAILURE,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kraftd storage info: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Dump { files, output }) => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());

@@ -1,6 +1,7 @@
 //! `kraftd metadata image|ls|cat|tail`: the image (from --api, or a checkpoint file
 //! offline) as a summary, as JSON or browsed by path, and the committed log followed live.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use super::shell;
 use super::table::{write_fields, Table};
 use super::Output;
 use crate::record::checkpoint::{CheckpointError, SnapshotId};
+use crate::record::json::{type_key, type_names};
 
 /// Longest wait of one `metadata tail` long poll.
 const TAIL_POLL: Duration = Duration::from_secs(10);
@@ -52,7 +54,46 @@ pub enum MetadataCommand {
         /// Stop after this many records (default: follow until Ctrl-C).
         #[arg(long)]
         max_records: Option<u64>,
+        /// Only records of these types (repeat, or separate with commas), spelled as
+        /// printed (`PARTITION_CHANGE_RECORD`, `LeaderChangeMessage`) or shorter
+        /// (`partition_change`, `PartitionChange`).
+        #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
+        types: Vec<String>,
+        /// Leave out the NoOp records an idle leader writes every 500 ms.
+        #[arg(long)]
+        skip_noop: bool,
     },
+}
+
+/// Which records `metadata tail` prints.
+struct TailFilter {
+    /// Type keys to keep (empty: all).
+    keep: BTreeSet<String>,
+    skip_noop: bool,
+}
+
+impl TailFilter {
+    /// Checks each `--type` against the types kraftd can print.
+    fn new(types: &[String], skip_noop: bool) -> Result<Self, CliError> {
+        let known: BTreeSet<String> = type_names().iter().map(|n| type_key(n)).collect();
+        let mut keep = BTreeSet::new();
+        for t in types {
+            let k = type_key(t.trim());
+            if !known.contains(&k) {
+                return Err(CliError::usage(format!(
+                    "--type {t:?} is not a record type; the types are: {}",
+                    type_names().join(", ")
+                )));
+            }
+            keep.insert(k);
+        }
+        Ok(TailFilter { keep, skip_noop })
+    }
+
+    fn wants(&self, kind: &str) -> bool {
+        let k = type_key(kind);
+        !(self.skip_noop && k == "noop") && (self.keep.is_empty() || self.keep.contains(&k))
+    }
 }
 
 /// The image as `GET /v1/metadata/image` answers it (`offset`, `epoch`, then the image's
@@ -227,7 +268,15 @@ pub async fn run(conn: &Conn, cmd: MetadataCommand, out: &mut dyn Write) -> Resu
             }
             Ok(())
         }
-        MetadataCommand::Tail { from, max_records } => tail(conn, from, max_records, out).await,
+        MetadataCommand::Tail {
+            from,
+            max_records,
+            types,
+            skip_noop,
+        } => {
+            let filter = TailFilter::new(&types, skip_noop)?;
+            tail(conn, from, max_records, &filter, out).await
+        }
     }
 }
 
@@ -247,6 +296,7 @@ async fn tail(
     conn: &Conn,
     from: Option<i64>,
     max_records: Option<u64>,
+    filter: &TailFilter,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let c = conn.client()?;
@@ -283,7 +333,10 @@ async fn tail(
         };
         for r in fetch.records {
             // An answer starts at the batch holding `next`.
-            if r.offset < next || max_records.is_some_and(|m| printed >= m) {
+            if r.offset < next
+                || max_records.is_some_and(|m| printed >= m)
+                || !filter.wants(&r.kind)
+            {
                 continue;
             }
             if conn.output == Output::Json {

@@ -1,4 +1,4 @@
-//! Operator tools behind the `kraftd` binary: `dump`, `bench`, `dev`, the admin commands
+//! Operator tools behind the `kraftd` binary: `dump`, `storage` (info), `bench`, `dev`, the admin commands
 //! (`ops`: quorum, snapshot, topics, brokers, configs, elect; `metadata`), and the local
 //! multi-process quorum they and the tests run.
 
@@ -15,6 +15,7 @@ pub mod local_quorum;
 pub mod metadata;
 pub mod ops;
 pub mod shell;
+pub mod storage;
 pub mod table;
 pub mod token;
 

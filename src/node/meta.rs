@@ -320,6 +320,21 @@ pub fn format_mode(
         )));
     }
     match MetaProperties::read(data_dir) {
+        // Kept only when it is the directory asked for: another cluster's or another
+        // node's disk would otherwise start under the wrong identity.
+        Ok(existing)
+            if ignore_formatted
+                && (existing.cluster_id != cluster_id || existing.node_id != node_id) =>
+        {
+            return Err(MetaError::Argument(format!(
+                "{} is already formatted for cluster {} as node {}, not cluster {cluster_id} \
+                 as node {node_id}; --ignore-formatted keeps only a directory formatted with \
+                 the same cluster and node id (to re-use the disk, empty it first)",
+                data_dir.display(),
+                existing.cluster_id,
+                existing.node_id
+            )));
+        }
         Ok(existing) if ignore_formatted => return Ok(Formatted::Kept(existing)),
         Ok(_) => return Err(MetaError::AlreadyFormatted(data_dir.to_path_buf())),
         Err(MetaError::NotFormatted(_)) => {}

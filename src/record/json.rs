@@ -29,6 +29,34 @@ pub fn record_parts(rec: &LogRecord) -> Result<(String, i16, Value), RecordError
     })
 }
 
+/// Every type name [`record_parts`] can print: the metadata record types in Kafka's
+/// `PARTITION_CHANGE_RECORD` spelling, then the control records (`LeaderChangeMessage`, ...).
+pub fn type_names() -> Vec<String> {
+    let metadata = (0..=u8::MAX as u32)
+        .filter_map(super::metadata::type_name_of)
+        .map(kafka_type_name);
+    let control = (0..=i16::from(u8::MAX))
+        .map(super::control::type_name)
+        .filter(|n| *n != "UnknownControlRecord")
+        .map(str::to_string);
+    metadata.chain(control).collect()
+}
+
+/// A type name reduced for matching what a person typed: no underscores, lower case, no
+/// `record` suffix (`PARTITION_CHANGE_RECORD`, `PartitionChangeRecord` and
+/// `partition_change` all give `partitionchange`).
+pub fn type_key(name: &str) -> String {
+    let key: String = name
+        .chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    match key.strip_suffix("record") {
+        Some(k) if !k.is_empty() => k.to_string(),
+        _ => key,
+    }
+}
+
 /// Kafka's MetadataRecordType spelling, e.g. `PartitionChangeRecord` -> `PARTITION_CHANGE_RECORD`,
 /// as `kafka-dump-log --cluster-metadata-decoder` prints it.
 fn kafka_type_name(name: &str) -> String {
@@ -84,5 +112,36 @@ fn control_json(c: &ControlRecord) -> Value {
                 },
             })).collect::<Vec<_>>(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod type_name_tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_a_type_reduces_to_one_key() {
+        for n in [
+            "PARTITION_CHANGE_RECORD",
+            "PartitionChangeRecord",
+            "partition_change",
+            "partition-change",
+        ] {
+            assert_eq!(type_key(n), "partitionchange", "{n}");
+        }
+        assert_eq!(type_key("NO_OP_RECORD"), "noop");
+        assert_eq!(type_key("LeaderChangeMessage"), "leaderchangemessage");
+        let names = type_names();
+        assert!(
+            names.contains(&"PARTITION_CHANGE_RECORD".to_string()),
+            "{names:?}"
+        );
+        assert!(names.contains(&"NO_OP_RECORD".to_string()), "{names:?}");
+        assert!(names.contains(&"VotersRecord".to_string()), "{names:?}");
+        assert_eq!(
+            type_key("Record"),
+            "record",
+            "nothing is left to match otherwise"
+        );
     }
 }

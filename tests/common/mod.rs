@@ -867,3 +867,17 @@ impl HandshakeWriters {
         )
     }
 }
+
+/// Runs the real binary with `args` to the end (the offline commands: format, dump,
+/// storage, bench).
+pub fn kraftd_offline(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"))
+        .args(args)
+        .output()
+        .expect("run kraftd")
+}
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
