@@ -37,7 +37,7 @@ pub use crate::contract::partitions::{
 };
 pub use crate::contract::quorum::{
     HealthStatus, LeaderMoved, MemberHealth, NewVoter, QuorumHealth, QuorumStatus, Replica,
-    ReplicaRole, SnapshotTaken, TransferLeader, Voter, Voters,
+    ReplicaRole, SnapshotTaken, TransferLeader, Voter, VoterAddress, Voters,
 };
 pub use crate::contract::topics::{
     AddPartitions, CreateTopic, CreatedTopic, PartitionView, Partitions, TopicDescription,
@@ -467,6 +467,13 @@ impl Client {
         let rb = rb.timeout(ADD_VOTER_TIMEOUT.max(self.timeout));
         let a: Voters = Self::json(rb, m, u).await?;
         Ok(a.voters)
+    }
+
+    /// `PATCH /v1/quorum/voters/{id}` (Kafka's UpdateRaftVoter): member `id` listens at
+    /// new addresses; it must already answer there.
+    pub async fn update_voter(&self, id: u64, to: &VoterAddress) -> Result<Voter, ClientError> {
+        let (rb, m, u) = self.request(Method::PATCH, &format!("/v1/quorum/voters/{id}"));
+        Self::json(rb.json(to), m, u).await
     }
 
     /// `POST /v1/quorum/transfer-leader`: hands leadership to voter `to` (or to the one

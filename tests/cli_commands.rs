@@ -855,6 +855,39 @@ fn quorum_snapshots_and_the_metadata_view_through_the_cli() {
             "NETWORK_EXCEPTION",
         )
         .await;
+
+        eprintln!(
+            "step 11a: several endpoints, from --api or KRAFTD_API: the first that answers is used"
+        );
+        let live = url(&s, leader);
+        let both = format!("{nobody},{live}");
+        let st = json_of(&both, &["quorum", "status"]).await;
+        assert_eq!(st["cluster_id"], s.q.cluster_id());
+        let port2 = kraftd::cli::local_quorum::free_ports(1).unwrap()[0];
+        let nobody2 = format!("127.0.0.1:{port2}");
+        let r = fails(
+            &format!("{nobody},{nobody2}"),
+            &["quorum", "status"],
+            3,
+            "NETWORK_EXCEPTION",
+        )
+        .await;
+        assert!(
+            r.stderr.contains("no --api endpoint answered: ")
+                && r.stderr.contains(&nobody)
+                && r.stderr.contains(&nobody2),
+            "{r:?}"
+        );
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kraftd"))
+            .args(["quorum", "status", "--output", "json"])
+            .env("KRAFTD_API", &both)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(st["cluster_id"], s.q.cluster_id());
         fleet.stop().await;
     });
 }

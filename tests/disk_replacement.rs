@@ -262,6 +262,31 @@ fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
                 "{}",
                 text(&out.stderr)
             );
+            // Without --yes: what it would do, the offsets it knows, and nothing written.
+            let before = storage_info(&s, keeper);
+            let out = recover_quorum_with(&s, keeper, &["--force"]);
+            let said = text(&out.stdout);
+            eprintln!("  kraftd recover-quorum --force (no --yes) on node {keeper}:\n{said}");
+            assert_eq!(out.status.code(), Some(1), "{said}");
+            assert!(
+                text(&out.stderr).contains("nothing written; run it again with --yes"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert!(said.contains("would become the only voter"), "{said}");
+            assert!(
+                said.contains("the last entry it knows committed is T"),
+                "{said}"
+            );
+            assert!(
+                said.contains("May be lost: writes that only the lost voters held"),
+                "{said}"
+            );
+            assert_eq!(
+                storage_info(&s, keeper),
+                before,
+                "the preview wrote nothing"
+            );
             let out = recover_quorum(&s, keeper, true);
             assert!(
                 out.status.success(),
@@ -303,20 +328,37 @@ fn formatting_wiped_disks_with_the_original_voters_cannot_erase_history() {
     );
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// `kraftd recover-quorum --yes` on node `id`'s data directory (and `--force`).
+fn recover_quorum(s: &Scenario, id: u64, force: bool) -> std::process::Output {
+    let force: &[&str] = if force {
+        &["--yes", "--force"]
+    } else {
+        &["--yes"]
+    };
+    recover_quorum_with(s, id, force)
 }
 
-/// `kraftd recover-quorum` on node `id`'s data directory.
-fn recover_quorum(s: &Scenario, id: u64, force: bool) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"));
-    cmd.arg("recover-quorum")
+/// `kraftd recover` (the short name) on node `id`'s data directory with `args`.
+fn recover_quorum_with(s: &Scenario, id: u64, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"))
+        .arg("recover")
         .arg("--data-dir")
-        .arg(&s.q.node(id).unwrap().data_dir);
-    if force {
-        cmd.arg("--force");
-    }
-    cmd.output().unwrap()
+        .arg(&s.q.node(id).unwrap().data_dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `kraftd storage info` of node `id`'s Raft log: its entries, end offset, last entry,
+/// commit and vote.
+fn storage_info(s: &Scenario, id: u64) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kraftd"))
+        .args(["storage", "info", "--output", "json"])
+        .arg(&s.q.node(id).unwrap().data_dir)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["raft_log"].clone()
 }
 
 /// `kraftd format` of node `id`'s (empty) data directory with `--voters` carrying every

@@ -237,13 +237,38 @@ const MEMBER_LAG: &str = "kraftd_quorum_member_lag_records";
 fn metrics_follow_requests_brokers_snapshots_and_leadership() {
     run("metrics_endpoint", async {
         let mut s = Scenario::start(3, &[("KRAFTD_BROKER_SESSION_TIMEOUT_MS", "1500")]).await;
-        let leader = s.leader().await;
         let ids = s.q.ids();
+        // A first election can still be settling on a busy machine: start from the leader
+        // every node names in its metrics.
+        let leader = eventually("every node names one leader", CONVERGE, || async {
+            let mut named = Vec::new();
+            for &id in &ids {
+                named.push(scrape(&s, id).await?.val(LEADER));
+            }
+            match named.first() {
+                Some(&l) if l >= 1.0 && named.iter().all(|&n| n == l) => Ok(l as u64),
+                _ => Err(format!("{named:?}")),
+            }
+        })
+        .await;
         let followers: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
 
         eprintln!("step 1: every node's /metrics parses and passes promtool; they agree on the leader and epoch");
         let first = scrape(&s, leader).await.unwrap();
         let epoch = first.val(EPOCH);
+        eventually("the leader hears from every member", CONVERGE, || async {
+            let m = scrape(&s, leader).await?;
+            let all = ids.iter().all(|id| {
+                let l = id.to_string();
+                m.get(MEMBER_UP, &[("node_id", l.as_str())]) == Some(1.0)
+            });
+            if all {
+                Ok(())
+            } else {
+                Err("a member reads down".to_string())
+            }
+        })
+        .await;
         for &id in &ids {
             let text = scrape_text(&s, id).await;
             promtool_check(&text, &format!("node {id}"));

@@ -99,6 +99,93 @@ fn kraftd_with_no_arguments_starts_a_node_that_answers_quorum_status() {
     assert!(status.success(), "{status:?}");
 }
 
+/// The error lines of a failed `kraftd serve` (its log's own lines left out).
+fn serve_errors(args: &[&str], cwd: &Path) -> Vec<String> {
+    let out = Command::new(EXE)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "kraftd {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains(" WARN ") && !l.contains(" INFO "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_serve_that_cannot_start_says_why_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    eprintln!("step 1: an unformatted directory: one line, naming the command to run");
+    let errors = serve_errors(
+        &[
+            "serve",
+            "--data-dir",
+            "nowhere",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--peer-addr",
+            "127.0.0.1:1",
+        ],
+        dir.path(),
+    );
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(
+            "kraftd serve: nowhere is not formatted: run `kraftd format --data-dir nowhere"
+        ),
+        "{errors:#?}"
+    );
+    assert_eq!(errors[0].matches("not formatted").count(), 1, "{errors:#?}");
+    eprintln!("step 2: an API port already taken: one line, naming the address");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let cluster = String::from_utf8_lossy(
+        &Command::new(EXE)
+            .arg("random-uuid")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let formatted = Command::new(EXE)
+        .current_dir(dir.path())
+        .args([
+            "format",
+            "--data-dir",
+            "d",
+            "--node-id",
+            "1",
+            "--voters",
+            "1@127.0.0.1:1",
+        ])
+        .arg(format!("--cluster-id={cluster}"))
+        .output()
+        .unwrap();
+    assert!(formatted.status.success(), "{formatted:?}");
+    let errors = serve_errors(
+        &[
+            "serve",
+            "--data-dir",
+            "d",
+            "--api-addr",
+            &addr,
+            "--peer-addr",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        errors,
+        [format!(
+            "kraftd serve: binding the API listener {addr}: Address already in use (os error 98)"
+        )]
+    );
+}
+
 #[test]
 fn kraftd_dev_brings_up_three_nodes_and_stops_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,6 +243,52 @@ fn kraftd_dev_brings_up_three_nodes_and_stops_them() {
         leaders.push(st["leader_id"].clone());
     }
     assert!(leaders.iter().all(|l| *l == leaders[0]), "{leaders:?}");
+    eprintln!("step 2b: a second `kraftd dev` is refused at once and writes nothing into the running quorum's logs");
+    let other = tempfile::tempdir().unwrap();
+    for (cwd, what) in [
+        // The same directory: it holds dev.lock.
+        (dir.path(), "another `kraftd dev` (pid "),
+        // Another directory, the same ports.
+        (other.path(), "on 127.0.0.1 is in use (another `kraftd dev`"),
+    ] {
+        let started = Instant::now();
+        let out = Command::new(EXE)
+            .current_dir(cwd)
+            .args(["dev", "--port-base", &base.to_string()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!("  | {}", err.trim());
+        assert!(!out.status.success(), "a second dev started: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "refused only after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.starts_with("kraftd dev: ") && err.contains(what),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    assert!(
+        !other.path().join("kraftd-dev").join("node1").exists(),
+        "the refused dev formatted a node"
+    );
+    // The second dev started no node: each log holds the one start of the running quorum
+    // (a node's first line, before it opens anything, warns that nobody is authenticated).
+    for id in 1..=3usize {
+        let p = dir.path().join("kraftd-dev").join(format!("node{id}.log"));
+        let log = std::fs::read_to_string(&p).unwrap();
+        for line in ["authenticates nobody", "kraftd node serving"] {
+            assert_eq!(
+                log.matches(line).count(),
+                1,
+                "node {id} was started twice ({line:?}): {}",
+                p.display()
+            );
+        }
+    }
     eprintln!("step 3: SIGTERM stops all three");
     let status = dev
         .terminate(Duration::from_secs(30))

@@ -111,10 +111,6 @@ fn data_batch() -> Vec<u8> {
     out.to_vec()
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
-}
-
 fn parts_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| {

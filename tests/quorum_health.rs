@@ -52,6 +52,16 @@ fn signal(pid: u32, sig: libc::c_int) {
     assert_eq!(rc, 0, "kill({pid}, {sig})");
 }
 
+/// Asks `c` `times` times over about `times` × 250 ms: the verdict must be `summary` every
+/// time (a member that flaps between up and down, or caught up and behind, fails this).
+async fn holds(c: &Client, summary: &str, times: usize) {
+    for i in 0..times {
+        let (_, h) = health_http(c).await.unwrap();
+        assert_eq!(h.summary, summary, "ask {i} of {times}: {h:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Waits until the verdict asked of `c` has `status`, and returns it.
 async fn wait_verdict(c: &Client, status: HealthStatus, what: &str) -> (u16, QuorumHealth) {
     eventually(what, CONVERGE, || async {
@@ -70,7 +80,7 @@ fn a_frozen_follower_shows_down_not_caught_up_and_health_follows_what_can_still_
     run("quorum_health", async {
         // No idle NoOps: a frozen follower then stays at lag 0, the case that must not
         // read as caught up.
-        let mut s = Scenario::start(3, &[("KRAFTD_NOOP_INTERVAL_MS", "3600000")]).await;
+        let mut s = Scenario::start(3, &[NO_NOOPS]).await;
         let leader = s.leader().await;
         let ids = s.q.ids();
         let followers: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
@@ -106,6 +116,12 @@ fn a_frozen_follower_shows_down_not_caught_up_and_health_follows_what_can_still_
         let r = health_cli(&api(other), &[]).await;
         assert_eq!(r.code, 0, "{r:?}");
         assert!(r.stdout.starts_with("healthy, can lose 1\n"), "{r:?}");
+        eprintln!(
+            "  under writes, for 3 s, it stays healthy (no follower flaps to down or behind)"
+        );
+        let writer = Writer::spawn("healthy", s.clients(&ids));
+        holds(&s.client(other), "healthy, can lose 1", 12).await;
+        writer.stop().await;
 
         eprintln!("step 2: node {frozen} is frozen (SIGSTOP) with every record replicated");
         let pid = s.q.node(frozen).unwrap().pid().expect("running");
@@ -119,6 +135,7 @@ fn a_frozen_follower_shows_down_not_caught_up_and_health_follows_what_can_still_
         eprintln!("  {}", h.summary);
         assert_eq!(code, 200, "writes still commit");
         assert_eq!(h.summary, format!("degraded (down: {frozen}), can lose 0"));
+        holds(&s.client(other), &h.summary, 12).await;
         assert_eq!((h.voters_up, h.can_lose), (2, 0));
         let m = h.members.iter().find(|m| m.node_id == frozen).unwrap();
         assert!(!m.up && !m.caught_up, "{m:?}");
@@ -131,8 +148,11 @@ fn a_frozen_follower_shows_down_not_caught_up_and_health_follows_what_can_still_
         eprintln!("  quorum replication marks it down, whatever its lag");
         let rows = s.client(leader).replication().await.unwrap();
         let row = rows.iter().find(|r| r.node_id == frozen).unwrap();
-        assert!(!row.up && row.lag == 0, "{row:?}");
-        assert!(rows.iter().filter(|r| r.node_id != frozen).all(|r| r.up));
+        assert!(row.up == Some(false) && row.lag == 0, "{row:?}");
+        assert!(rows
+            .iter()
+            .filter(|r| r.node_id != frozen)
+            .all(|r| r.up == Some(true)));
 
         eprintln!("  the leader's /metrics says 0 for it and 1 for the others");
         let url = format!("{}/metrics", s.client(leader).base_url());
@@ -204,6 +224,9 @@ fn a_frozen_follower_shows_down_not_caught_up_and_health_follows_what_can_still_
             .await;
         }
         let acked = write_n(&s, &ids, "after", 10).await;
+        // A follower's reads may trail what it forwarded: wait until all have applied it.
+        let last = acked.iter().map(|a| a.offset).max().unwrap();
+        wait_same_image(&s, &ids, last + 1).await;
         assert_acked_present(&s, &ids, &acked).await;
     });
 }

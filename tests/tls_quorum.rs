@@ -93,6 +93,17 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
             .unwrap_or_else(|e| panic!("operator by certificate, forwarded: {e}"));
         let reader = client_as(&api(leader), &ca, &dir, "reader");
         reader.topics().await.unwrap();
+        // A follower asks the leader for the health verdict on the reader's behalf: the
+        // leader must see the reader (by certificate), not the follower's own certificate.
+        let health = client_as(&api(follower), &ca, &dir, "reader")
+            .quorum_health()
+            .await
+            .unwrap();
+        assert_eq!(
+            (health.reported_by, health.status),
+            (leader, kraftd::client::HealthStatus::Healthy),
+            "{health:?}"
+        );
         let e = reader
             .alter_config(
                 ConfigKind::Topic,

@@ -613,6 +613,7 @@ mod tests {
             (Method::DELETE, "/v1/brokers/{id}"),
             (Method::POST, "/v1/quorum/voters"),
             (Method::DELETE, "/v1/quorum/voters/{id}"),
+            (Method::PATCH, "/v1/quorum/voters/{id}"),
             (Method::POST, "/v1/quorum/snapshot"),
             (Method::POST, "/v1/quorum/transfer-leader"),
             (Method::POST, "/v1/topics"),

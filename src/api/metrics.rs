@@ -7,8 +7,9 @@ use std::time::SystemTime;
 use metrics::gauge;
 use openraft::async_runtime::WatchReceiver;
 
+use crate::contract::quorum::ReplicaRole;
 use crate::node::handle::Node;
-use crate::node::health::{down_after, is_up};
+use crate::node::health::{down_after, members};
 use crate::telemetry::{
     ACTIVE_BROKERS, ACTIVE_CONTROLLER, CURRENT_EPOCH, CURRENT_LEADER, FENCED_BROKERS,
     HIGH_WATERMARK, LAST_APPLIED, LAST_COMMITTED, LOG_START, OFFLINE_PARTITIONS, PARTITIONS,
@@ -97,40 +98,20 @@ pub fn render(node: &Node) -> String {
 /// voter or a former leader leaves no stale series behind.
 fn voter_lines(node: &Node, out: &mut String) {
     use std::fmt::Write;
-    let m = node.raft().metrics().borrow_watched().clone();
-    if crate::raft::leading_term(&m).is_none() {
+    let Some(views) = members(node) else {
         return;
-    }
-    let window = down_after(node.config());
-    let now = crate::node::handle::now_ms();
-    let tracks = node.follower_tracks();
-    let last_end = node.end_of(m.last_log_index).unwrap_or(0);
-    let membership = m.membership_config.membership().clone();
-    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    };
     let mut up = String::new();
     let mut lag = String::new();
-    for (id, _) in membership.nodes() {
-        let role = if voters.contains(id) {
-            "voter"
-        } else {
+    for v in &views {
+        let role = if v.role == ReplicaRole::Observer {
             "observer"
-        };
-        let (is_up, behind) = if *id == node.id() {
-            (true, 0)
         } else {
-            let t = tracks.get(id).cloned().unwrap_or_default();
-            let end = node.end_of(t.matched).unwrap_or(0);
-            (is_up(&t, now, window), last_end.saturating_sub(end))
+            "voter"
         };
-        let _ = writeln!(
-            up,
-            "{QUORUM_MEMBER_UP}{{node_id=\"{id}\",role=\"{role}\"}} {}",
-            u8::from(is_up)
-        );
-        let _ = writeln!(
-            lag,
-            "{QUORUM_MEMBER_LAG}{{node_id=\"{id}\",role=\"{role}\"}} {behind}"
-        );
+        let labels = format!("node_id=\"{}\",role=\"{role}\"", v.id);
+        let _ = writeln!(up, "{QUORUM_MEMBER_UP}{{{labels}}} {}", u8::from(v.up));
+        let _ = writeln!(lag, "{QUORUM_MEMBER_LAG}{{{labels}}} {}", v.lag);
     }
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
@@ -141,6 +122,6 @@ fn voter_lines(node: &Node, out: &mut String) {
          # TYPE {QUORUM_MEMBER_UP} gauge\n{up}\n\
          # HELP {QUORUM_MEMBER_LAG} Records the member is behind the leader's log end; reported by the leader only\n\
          # TYPE {QUORUM_MEMBER_LAG} gauge\n{lag}\n",
-        window.as_millis()
+        down_after(node.config()).as_millis()
     );
 }

@@ -236,6 +236,18 @@ pub async fn forward(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
+    forward_within(node, method, path_and_query, headers, body, FORWARD_TIMEOUT).await
+}
+
+/// [`forward`], waiting at most `timeout` for the leader's whole answer.
+pub async fn forward_within(
+    node: &Node,
+    method: Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    timeout: Duration,
+) -> Response {
     let leader = node.leader();
     let Some(leader) = leader.filter(|l| *l != node.id()) else {
         return ApiError::not_controller(None).into_response();
@@ -251,7 +263,7 @@ pub async fn forward(
         from: node.id(),
         leader,
         addr: &addr,
-        timeout: FORWARD_TIMEOUT,
+        timeout,
     };
     relay(to, method, path_and_query, headers, body).await
 }

@@ -23,7 +23,7 @@ use crate::contract::partitions::{
 };
 use crate::contract::quorum::{
     LeaderMoved, NewVoter, QuorumHealth, QuorumStatus, Replica, SnapshotTaken, TransferLeader,
-    Voters,
+    Voter, VoterAddress, Voters,
 };
 use crate::contract::topics::{
     AddPartitions, CreateTopic, CreatedTopic, Partitions, TopicDescription, TopicSummary,
@@ -66,6 +66,11 @@ fn add_voter() {}
     params(("id" = u64, Path, description = "Node id of the voter")),
     responses((status = 200, body = Voters)))]
 fn remove_voter() {}
+
+#[utoipa::path(patch, path = "/v1/quorum/voters/{id}", tag = "quorum", request_body = VoterAddress,
+    params(("id" = u64, Path, description = "Node id of the member")),
+    responses((status = 200, description = "The member's addresses now (Kafka's UpdateRaftVoter)", body = Voter)))]
+fn update_voter() {}
 
 #[utoipa::path(post, path = "/v1/quorum/transfer-leader", tag = "quorum",
     request_body(content = Option<TransferLeader>, description = "Optional: an empty body names the voter whose log is furthest along"),
@@ -274,7 +279,7 @@ impl Modify for Credentials {
     ),
     paths(
         healthz, readyz, metrics, ui, openapi_json,
-        quorum_status, quorum_replication, quorum_health, quorum_snapshot, add_voter, remove_voter, transfer_leader,
+        quorum_status, quorum_replication, quorum_health, quorum_snapshot, add_voter, remove_voter, update_voter, transfer_leader,
         metadata_log, snapshots, snapshot_file, metadata_image,
         get_config, patch_config,
         list_brokers, get_broker, unregister_broker, register_broker, heartbeat, alter_partition,

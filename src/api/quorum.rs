@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -16,18 +16,19 @@ use openraft::error::{ClientWriteError, RaftError};
 use crate::api::controller_error;
 use crate::contract::int64;
 use crate::contract::quorum::{
-    HealthStatus, LeaderMoved, NewVoter, QuorumHealth, QuorumStatus, Replica, ReplicaRole,
-    SnapshotTaken, TransferLeader, Voter, Voters,
+    HealthStatus, LeaderMoved, NewVoter, QuorumHealth, QuorumStatus, Replica, SnapshotTaken,
+    TransferLeader, Voter, VoterAddress, Voters,
 };
 use crate::contract::ErrorCode;
 use openraft::ChangeMembers;
 
 use super::{forward, ApiError, LeaderRequest};
 use crate::node::handle::{now_ms, Node};
-use crate::node::health::{down_after, is_up, quorum_health, unavailable};
+use crate::node::health::{members, quorum_health, unavailable, MemberView};
 use crate::node::leadership::{transfer_leadership, TransferError};
 use crate::raft::peer::client::fetch_info;
 use crate::raft::{expect_empty_log, leading_term, matched_index, KNode, NodeId, Raft, TypeConfig};
+use crate::record::uuid_fmt::kafka_uuid;
 
 pub(super) fn routes() -> Router<Arc<Node>> {
     Router::new()
@@ -36,7 +37,10 @@ pub(super) fn routes() -> Router<Arc<Node>> {
         .route("/v1/quorum/health", get(health))
         .route("/v1/quorum/snapshot", post(snapshot))
         .route("/v1/quorum/voters", post(add_voter))
-        .route("/v1/quorum/voters/{id}", delete(remove_voter))
+        .route(
+            "/v1/quorum/voters/{id}",
+            delete(remove_voter).patch(update_voter),
+        )
         .route("/v1/quorum/transfer-leader", post(transfer_leader))
 }
 
@@ -52,7 +56,6 @@ pub(crate) async fn quorum_status(node: &Node) -> QuorumStatus {
     // KIP-595: not below what an earlier leader served (waits briefly after a leader change).
     let hw = node.reported_high_watermark(STATUS_HW_WAIT).await;
     let m = node.raft().metrics().borrow_watched().clone();
-    let applied = node.sm().applied();
     let log_start = node.log().log_start().map(|(_, s)| s).unwrap_or(0);
     let membership = m.membership_config.membership().clone();
     let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -67,15 +70,10 @@ pub(crate) async fn quorum_status(node: &Node) -> QuorumStatus {
     }
     let observers: Vec<NodeId> = membership.learner_ids().collect();
     let (mut max_lag, mut max_lag_ms) = (0u64, 0u64);
-    if leading_term(&m).is_some() {
-        let last_end = node.end_of(m.last_log_index).unwrap_or(applied.end_offset);
-        let now = now_ms();
-        for t in node.follower_tracks().values() {
-            let fe = node.end_of(t.matched).unwrap_or(0);
-            max_lag = max_lag.max(last_end.saturating_sub(fe));
-            if t.last_caught_up_ms > 0 {
-                max_lag_ms = max_lag_ms.max(now.saturating_sub(t.last_caught_up_ms));
-            }
+    for v in members(node).unwrap_or_default().iter().skip(1) {
+        max_lag = max_lag.max(v.lag);
+        if let Some(d) = v.last_caught_up {
+            max_lag_ms = max_lag_ms.max(d.as_millis() as u64);
         }
     }
     QuorumStatus {
@@ -110,11 +108,12 @@ async fn replication(
     Json(replication_rows(&node)).into_response()
 }
 
-/// `GET /v1/quorum/health`: the leader's verdict. A follower asks the leader with the
-/// caller's credentials; when no leader can be asked, it answers `unavailable` itself and
-/// says why. 200 while writes can commit, 503 when they cannot.
+/// `GET /v1/quorum/health`: the leader's verdict. A follower asks the leader, forwarding
+/// the caller's credentials as any forwarded request does; when no leader can be asked (or
+/// the request was already forwarded once), it answers `unavailable` itself and says why.
+/// 200 while writes can commit, 503 when they cannot.
 async fn health(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
-    let h = health_of(&node, headers.get(axum::http::header::AUTHORIZATION)).await;
+    let h = health_of(&node, &headers).await;
     let code = if h.status == HealthStatus::Unavailable {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -124,93 +123,70 @@ async fn health(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
 }
 
 /// The quorum's health: judged here on the leader, else asked of the leader.
-pub(crate) async fn health_of(node: &Node, authorization: Option<&HeaderValue>) -> QuorumHealth {
+pub(crate) async fn health_of(node: &Node, headers: &HeaderMap) -> QuorumHealth {
     if node.is_leader() {
-        return quorum_health(node).await;
+        return quorum_health(node);
     }
-    match ask_leader::<QuorumHealth>(node, "/v1/quorum/health", authorization).await {
+    match ask_leader::<QuorumHealth>(node, "/v1/quorum/health", headers).await {
         Ok((h, _)) => h,
         Err(why) => unavailable(node, &why),
     }
 }
 
 /// How long a node waits for the leader's answer to a read it asks on a caller's behalf.
-const ASK_LEADER_TIMEOUT: Duration = Duration::from_secs(1);
+const ASK_LEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Asks the leader `GET path` with the caller's credentials (`authorization`, which the
-/// leader checks again), and reads its JSON answer, a 503 included (health answers one with
-/// a body). The error says why there is no answer, for a page or a verdict to show.
+/// Asks the leader `GET path` on a caller's behalf (forwarded once, with the caller's
+/// credentials, as [`forward`] does) and reads its JSON answer, a 503 included (health
+/// answers one with a body). The error says why there is no answer, for a page or a
+/// verdict to show.
 pub(crate) async fn ask_leader<T: serde::de::DeserializeOwned>(
     node: &Node,
     path: &str,
-    authorization: Option<&HeaderValue>,
+    headers: &HeaderMap,
 ) -> Result<(T, NodeId), String> {
     let Some(leader) = node.leader().filter(|l| *l != node.id()) else {
         return Err(format!("no leader is known to node {}", node.id()));
     };
-    let Some(addr) = node.api_addr_of(leader).await else {
-        return Err(format!("the API address of leader {leader} is unknown"));
-    };
-    let http = node.http();
-    let mut ask = http
-        .client()
-        .get(http.url(&addr, path))
-        .timeout(ASK_LEADER_TIMEOUT);
-    if let Some(a) = authorization {
-        ask = ask.header(axum::http::header::AUTHORIZATION, a);
-    }
-    match ask.send().await {
-        Ok(r) if r.status().is_success() || r.status() == StatusCode::SERVICE_UNAVAILABLE => {
-            let status = r.status();
-            match r.json::<T>().await {
-                Ok(t) => Ok((t, leader)),
-                Err(e) => Err(format!("leader {leader} answered {status}: {e}")),
-            }
+    let r = super::forward_within(
+        node,
+        Method::GET,
+        path,
+        headers,
+        Bytes::new(),
+        ASK_LEADER_TIMEOUT,
+    )
+    .await;
+    let status = r.status();
+    let body = axum::body::to_bytes(r.into_body(), 16 << 20)
+        .await
+        .map_err(|e| format!("reading leader {leader}'s answer: {e}"))?;
+    let text = || String::from_utf8_lossy(&body).into_owned();
+    if status.is_success() || status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Ok(t) = serde_json::from_slice::<T>(&body) {
+            return Ok((t, leader));
         }
-        Ok(r) => Err(format!("leader {leader} answered {}", r.status())),
-        Err(e) => Err(format!("cannot ask leader {leader}: {e}")),
     }
+    Err(format!("asking leader {leader}: {status}: {}", text()))
 }
 
-/// `/v1/quorum/replication` as the leader sees it (call on the leader).
+/// `/v1/quorum/replication` as the leader sees it (empty on a node that does not lead).
 pub(crate) fn replication_rows(node: &Node) -> Vec<Replica> {
-    let m = node.raft().metrics().borrow_watched().clone();
-    let membership = m.membership_config.membership().clone();
-    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-    let last_end = node.end_of(m.last_log_index).unwrap_or(0);
     let now = now_ms();
-    let window = down_after(node.config());
-    let mut out = vec![Replica {
-        node_id: node.id(),
-        log_end_offset: int64(last_end),
-        lag: 0,
-        last_fetch_timestamp: int64(now),
-        last_caught_up_timestamp: int64(now),
-        status: ReplicaRole::Leader,
-        up: true,
-    }];
-    let tracks = node.follower_tracks();
-    for (id, _) in membership.nodes() {
-        if *id == node.id() {
-            continue;
-        }
-        let t = tracks.get(id).cloned().unwrap_or_default();
-        let end = node.end_of(t.matched).unwrap_or(0);
-        out.push(Replica {
-            node_id: *id,
-            log_end_offset: int64(end),
-            lag: int64(last_end.saturating_sub(end)),
-            last_fetch_timestamp: int64(t.last_fetch_ms),
-            last_caught_up_timestamp: int64(t.last_caught_up_ms),
-            status: if voters.contains(id) {
-                ReplicaRole::Follower
-            } else {
-                ReplicaRole::Observer
-            },
-            up: is_up(&t, now, window),
-        });
-    }
-    out
+    let at = |d: Option<Duration>| d.map_or(0, |d| int64(now.saturating_sub(d.as_millis() as u64)));
+    members(node)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v: MemberView| Replica {
+            node_id: v.id,
+            log_end_offset: int64(v.log_end_offset),
+            lag: int64(v.lag),
+            last_fetch_timestamp: at(v.last_ack),
+            last_caught_up_timestamp: at(v.last_caught_up),
+            status: v.role,
+            up: Some(v.up),
+        })
+        .collect()
 }
 
 /// Takes a checkpoint of this node now.
@@ -379,11 +355,7 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
                         if new_disk {
                             expect_empty_log(&raft, id).await;
                         }
-                        raft.change_membership(
-                            ChangeMembers::SetNodes(std::collections::BTreeMap::from([(id, kn)])),
-                            true,
-                        )
-                        .await
+                        set_node(&raft, id, kn).await
                     }
                 })
                 .await
@@ -406,6 +378,23 @@ async fn admit_as_learner(node: &Node, id: NodeId, kn: KNode) -> Result<(), ApiE
             format!("node {id} could not be made a learner under its new directory id: retry"),
         )
     }))
+}
+
+/// Records `kn` (addresses and directory id) for member `id`, keeping the voter set: one
+/// membership entry.
+async fn set_node(
+    raft: &Raft,
+    id: NodeId,
+    kn: KNode,
+) -> Result<
+    openraft::raft::ClientWriteResponse<TypeConfig>,
+    RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+> {
+    raft.change_membership(
+        ChangeMembers::SetNodes(std::collections::BTreeMap::from([(id, kn)])),
+        true,
+    )
+    .await
 }
 
 /// Waits (up to a minute) until learner `id` has replicated the leader's log.
@@ -432,15 +421,19 @@ async fn wait_caught_up(node: &Node, id: NodeId) -> Result<(), ApiError> {
     }
 }
 
+/// The node id a path names (`/v1/quorum/voters/{id}`).
+fn node_id_in_path(id: &str) -> Result<NodeId, ApiError> {
+    id.parse::<NodeId>()
+        .map_err(|_| ApiError::invalid(format!("{id:?} is not a node id")))
+}
+
 async fn remove_voter(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     req: LeaderRequest,
 ) -> Response {
     req.on_leader(&node, |node, _body| async move {
-        let id = id
-            .parse::<NodeId>()
-            .map_err(|_| ApiError::invalid(format!("{id:?} is not a node id")))?;
+        let id = node_id_in_path(&id)?;
         let m = node.raft().metrics().borrow_watched().clone();
         let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
         if !voters.contains(&id) {
@@ -463,6 +456,79 @@ async fn remove_voter(
             .map_err(membership_error)?;
         tracing::info!(id, "removed voter");
         Ok(voters_now(&node).into_response())
+    })
+    .await
+}
+
+/// Moves a member (a voter or an observer) to new addresses, with a majority alive (Kafka's
+/// UpdateRaftVoter): the node must already answer at the new peer address as itself, of
+/// this cluster, with the disk the membership records for it, so a typo or another
+/// machine's address cannot take its place. One membership entry that keeps the voter set.
+async fn update_voter(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    req: LeaderRequest,
+) -> Response {
+    req.on_leader(&node, |node, body| async move {
+        let id = node_id_in_path(&id)?;
+        let req: VoterAddress = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
+        let m = node.raft().metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership().clone();
+        let Some(recorded) = membership.get_node(&id).cloned() else {
+            let ids: Vec<NodeId> = membership.nodes().map(|(i, _)| *i).collect();
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::VoterNotFound,
+                format!("node {id} is not a member (members: {ids:?})"),
+            ));
+        };
+        let info = fetch_info(node.http(), &req.peer).await.map_err(|e| {
+            ApiError::invalid(format!(
+                "node {id} does not answer at its new peer address {}: {e}; start it there first",
+                req.peer
+            ))
+        })?;
+        if info.node_id != id || info.cluster_id != node.meta().cluster_id {
+            return Err(ApiError::invalid(format!(
+                "{} is node {} of cluster {}, not node {id} of cluster {}",
+                req.peer,
+                info.node_id,
+                info.cluster_id,
+                node.meta().cluster_id
+            )));
+        }
+        if recorded.directory_id != [0; 16] && info.directory_id != recorded.directory_id {
+            return Err(ApiError::invalid(format!(
+                "node {id} at {} runs on another disk (directory {}) than the membership records \
+                 ({}): a replaced disk is added with `quorum add-voter`, not moved",
+                req.peer,
+                kafka_uuid(&uuid::Uuid::from_bytes(info.directory_id)),
+                kafka_uuid(&recorded.directory())
+            )));
+        }
+        let kn = KNode {
+            peer_addr: req.peer.clone(),
+            api_addr: req.api.clone().unwrap_or(info.api_addr),
+            directory_id: recorded.directory_id,
+        };
+        let api = kn.api_addr.clone();
+        node.controller()
+            .exclusive(
+                1,
+                move |raft: Raft| async move { set_node(&raft, id, kn).await },
+            )
+            .await
+            .map_err(controller_error)?
+            .map_err(membership_error)?;
+        node.forget_api_addr(id);
+        tracing::info!(id, peer = %req.peer, %api, "moved a member to new addresses");
+        Ok(Json(Voter {
+            id,
+            peer: req.peer,
+            api: Some(api),
+        })
+        .into_response())
     })
     .await
 }

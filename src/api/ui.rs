@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::Html;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use openraft::async_runtime::WatchReceiver;
@@ -73,7 +73,7 @@ struct Page {
 /// The page.
 pub async fn page(State(node): State<Arc<Node>>, headers: HeaderMap) -> Html<String> {
     let status = super::quorum::quorum_status(&node).await;
-    let health = super::quorum::health_of(&node, headers.get(header::AUTHORIZATION)).await;
+    let health = super::quorum::health_of(&node, &headers).await;
     let role = format!("{:?}", node.raft().metrics().borrow_watched().state);
     let (brokers, mut topics, checkpoint) = {
         let st = node.sm().read();

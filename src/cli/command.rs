@@ -53,7 +53,8 @@ enum Command {
     /// which kept its disk, the only voter (like etcd's --force-new-cluster). It commits
     /// its whole log when it starts; then format the others with --join and add them back.
     /// Refused while kraftd runs on the directory or while another voter still answers
-    /// with its recorded disk.
+    /// with its recorded disk. Without --yes it only prints what it would do.
+    #[command(visible_alias = "recover")]
     RecoverQuorum {
         /// The data directory of the controller that kept its disk (kraftd stopped).
         #[arg(long)]
@@ -62,6 +63,11 @@ enum Command {
         /// is no longer a voter: re-format it with --join and add it).
         #[arg(long)]
         force: bool,
+        /// Write the new membership. Without it the command checks everything, prints the
+        /// last committed offset it knows, its log end and what may have been lost, writes
+        /// nothing and exits 1.
+        #[arg(long)]
+        yes: bool,
         /// The settings file the controller runs with: its `tls_*` settings are used to
         /// ask the other voters under mutual TLS.
         #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_key_file", "tls_ca_file"])]
@@ -179,6 +185,7 @@ fn recover_quorum(
     data_dir: &std::path::Path,
     tls: Option<crate::tls::TlsFiles>,
     force: bool,
+    yes: bool,
 ) -> ExitCode {
     use crate::node::recover::{recover, Peer};
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -191,7 +198,7 @@ fn recover_quorum(
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(recover(data_dir, tls, force)) {
+    match rt.block_on(recover(data_dir, tls, force, yes)) {
         Ok(r) => {
             let me = r.node_id;
             let lost: Vec<String> = r
@@ -204,13 +211,44 @@ fn recover_quorum(
                     Peer::HoldsItsDisk | Peer::Unasked(_) => format!("node {id}"),
                 })
                 .collect();
+            let committed = r.committed.map_or("none".into(), |c| c.to_string());
+            if !r.written {
+                println!(
+                    "Node {me} in {} would become the only voter, with membership entry {} after \
+                     its last entry {}.",
+                    data_dir.display(),
+                    r.entry,
+                    r.last
+                );
+                println!(
+                    "Its log ends at offset {}; the last entry it knows committed is {committed} \
+                     (records before offset {}).",
+                    r.last_end_offset, r.committed_end_offset
+                );
+                println!(
+                    "Kept: every record up to offset {}, the {} past the last known commit \
+                     included (they are committed when it starts).",
+                    r.last_end_offset,
+                    r.last_end_offset.saturating_sub(r.committed_end_offset)
+                );
+                println!(
+                    "May be lost: writes that only the lost voters held, acknowledged or not, \
+                     beyond offset {}. Voters passed over: {}.",
+                    r.last_end_offset,
+                    lost.join(", ")
+                );
+                eprintln!(
+                    "kraftd recover-quorum: nothing written; run it again with --yes to write it"
+                );
+                return ExitCode::FAILURE;
+            }
             println!(
                 "Node {me} in {} is now the only voter: wrote membership entry {} after its last \
-                 entry {} (last known committed: {}).",
+                 entry {} (last known committed: {committed}; the log ends at offset {}).",
                 data_dir.display(),
                 r.entry,
                 r.last,
-                r.committed.map_or("none".into(), |c| c.to_string())
+                r.last_end_offset
             );
             println!("Voters passed over: {}.", lost.join(", "));
             println!(
@@ -302,6 +340,7 @@ pub fn main() -> ExitCode {
         Some(Command::RecoverQuorum {
             data_dir,
             force,
+            yes,
             config,
             tls_cert_file,
             tls_key_file,
@@ -327,7 +366,7 @@ pub fn main() -> ExitCode {
                 }
                 _ => None,
             };
-            recover_quorum(&data_dir, tls, force)
+            recover_quorum(&data_dir, tls, force, yes)
         }
         Some(Command::Certs(a)) => match cli::certs::run(&a) {
             Ok(text) => {
@@ -500,8 +539,8 @@ fn serve(a: ServeArgs, single_node_default: bool) -> ExitCode {
     };
     match rt.block_on(crate::app::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // One line: the log's own copy of it would say the same again on the same stderr.
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("kraftd serve: {e:#}");
             ExitCode::FAILURE
         }

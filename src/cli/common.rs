@@ -111,9 +111,17 @@ impl From<io::Error> for CliError {
 /// Where to send requests and how to print answers (accepted after any subcommand).
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
-    /// API listener of any controller: a URL or HOST:PORT.
-    #[arg(long, global = true, default_value = DEFAULT_API)]
-    pub api: String,
+    /// API listener of any controller: a URL or HOST:PORT. Several, separated by commas,
+    /// are tried in order and the first that answers is used (like etcdctl's
+    /// --endpoints).
+    #[arg(
+        long,
+        global = true,
+        env = "KRAFTD_API",
+        default_value = DEFAULT_API,
+        value_delimiter = ','
+    )]
+    pub api: Vec<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "table")]
     pub output: Output,
@@ -131,9 +139,43 @@ pub struct Conn {
     pub key_file: Option<std::path::PathBuf>,
 }
 
+/// How long `--api` waits for each endpoint's `/healthz` when it was given several.
+const PICK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Conn {
-    pub fn client(&self) -> Result<Client, CliError> {
-        let mut c = Client::new(&self.api)?;
+    /// A client of the first `--api` endpoint that answers `/healthz`; with one endpoint,
+    /// of that one, unasked (its own errors then say what is wrong).
+    pub async fn client(&self) -> Result<Client, CliError> {
+        let endpoints: Vec<&str> = self
+            .api
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty())
+            .collect();
+        match endpoints.as_slice() {
+            [] => Err(CliError::usage("--api names no endpoint")),
+            [one] => self.client_of(one),
+            many => {
+                let mut why = Vec::new();
+                for a in many {
+                    let c = self.client_of(a)?;
+                    match c.clone().with_call_timeout(PICK_TIMEOUT).healthz().await {
+                        Ok(()) => return Ok(c),
+                        Err(e) => why.push(format!("{a}: {e}")),
+                    }
+                }
+                Err(CliError::new(
+                    Failure::Unreachable,
+                    "NETWORK_EXCEPTION",
+                    format!("no --api endpoint answered: {}", why.join("; ")),
+                ))
+            }
+        }
+    }
+
+    /// A client of `api` with this command's TLS settings and token.
+    fn client_of(&self, api: &str) -> Result<Client, CliError> {
+        let mut c = Client::new(api)?;
         if let Some(ca) = &self.ca_file {
             let pair = self.cert_file.as_deref().zip(self.key_file.as_deref());
             let tls = crate::tls::client_config_from_files(ca, pair)

@@ -3,7 +3,8 @@
 //! The nodes live in `./kraftd-dev/` (or `--base-dir`): formatted on the first run, reused on
 //! later runs, so what was written survives. Ports are fixed by default (API 9093/9193/9293,
 //! peer 9094/9194/9294) so the README's commands work as printed; `--port-base` moves them. Ctrl-C (or SIGTERM) stops every
-//! node: SIGTERM, a bounded wait, then SIGKILL.
+//! node: SIGTERM, a bounded wait, then SIGKILL. A second `kraftd dev` on the same directory
+//! (it holds `dev.lock`) or the same ports is refused before it writes anything.
 
 use anyhow::Context;
 use std::path::PathBuf;
@@ -53,9 +54,68 @@ pub fn run(args: &DevArgs) -> anyhow::Result<()> {
     rt.block_on(run_async(args))
 }
 
+/// Holds `BASE_DIR/dev.lock` for as long as this `kraftd dev` runs; a second one in the same
+/// directory is refused before it touches anything else.
+fn lock_base_dir(base: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(base).with_context(|| format!("creating {}", base.display()))?;
+    let path = base.join("dev.lock");
+    let mut f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor this function owns; released when it is closed.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    match (rc == 0)
+        .then_some(())
+        .ok_or_else(std::io::Error::last_os_error)
+    {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            anyhow::bail!(
+                "another `kraftd dev` (pid {}) runs in {}: stop it first (Ctrl-C where it runs), \
+                 or start this one with another --base-dir and --port-base",
+                pid.trim(),
+                base.display()
+            );
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    write!(f, "{}", std::process::id())?;
+    Ok(f)
+}
+
+/// Refuses at once when a port the nodes need is taken (by another `kraftd dev` with
+/// another base directory, or another program), before a node is formatted or started.
+fn check_ports_free(ports: &[(u16, u16)]) -> anyhow::Result<()> {
+    for &(api, peer) in ports {
+        for p in [api, peer] {
+            if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
+                anyhow::bail!(
+                    "port {p} on 127.0.0.1 is in use (another `kraftd dev`, or another program): \
+                     stop it, or move this quorum with --port-base"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the kraftd executable")?;
     let ports = dev_ports(args.port_base)?;
+    let _lock = lock_base_dir(&args.base_dir)?;
+    check_ports_free(&ports)?;
     let opts = QuorumOptions {
         reuse_formatted: true,
         ..QuorumOptions::new(exe, &args.base_dir, ports.len())

@@ -371,6 +371,20 @@ impl LocalQuorum {
         Ok(())
     }
 
+    /// Moves stopped node `id` to new API and peer ports on loopback, for its next start:
+    /// the same directory, new listeners. The membership still names the old ones until
+    /// `quorum update-voter`.
+    pub fn move_to(&mut self, id: u64, api_port: u16, peer_port: u16) -> anyhow::Result<()> {
+        let n = self.node_mut(id)?;
+        if n.is_running() {
+            bail!("node {id} must be stopped before it moves");
+        }
+        n.api_addr = SocketAddr::from(([127, 0, 0, 1], api_port));
+        n.peer_addr = SocketAddr::from(([127, 0, 0, 1], peer_port));
+        n.client = n.client.at(&n.api_addr.to_string());
+        Ok(())
+    }
+
     /// Starts node `id` again with the same directory and ports (it must be stopped).
     pub async fn restart(&mut self, id: u64) -> anyhow::Result<()> {
         self.spawn(id)

@@ -101,7 +101,7 @@ impl TailFilter {
 async fn load_image(conn: &Conn, snapshot: Option<PathBuf>) -> Result<Value, CliError> {
     let (offset, epoch, image) = match snapshot {
         None => {
-            let v = conn.client()?.image().await?;
+            let v = conn.client().await?.image().await?;
             (v.offset, v.epoch, Value::Object(v.image))
         }
         Some(path) => {
@@ -299,7 +299,7 @@ async fn tail(
     filter: &TailFilter,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let c = conn.client()?;
+    let c = conn.client().await?;
     let mut next = match from {
         Some(o) => o,
         None => c.quorum_status().await?.high_watermark,

@@ -18,7 +18,7 @@ use super::table::{write_fields, Table};
 use super::Output;
 use crate::client::{
     Client, ConfigKind, ConfigPatch, CreateTopic, ElectionRequest, ElectionResult, HealthStatus,
-    NewVoter, PartitionView, QuorumHealth, TopicPartition,
+    NewVoter, PartitionView, QuorumHealth, TopicPartition, VoterAddress,
 };
 use crate::record::checkpoint::SnapshotId;
 
@@ -88,17 +88,10 @@ pub enum QuorumCommand {
     /// 1 unavailable (writes cannot commit); 3 no node answered.
     Health,
     /// Add a formatted, running controller as a voter (learner first, voter once caught up).
-    AddVoter {
-        /// Its node id.
-        #[arg(long)]
-        id: u64,
-        /// Its peer listener HOST:PORT.
-        #[arg(long)]
-        peer: String,
-        /// Its API listener HOST:PORT (default: what the node reports).
-        #[arg(long)]
-        api_addr: Option<String>,
-    },
+    AddVoter(VoterArgs),
+    /// Move a controller to new addresses with a majority alive (Kafka's UpdateRaftVoter):
+    /// restart it on the new ones first; it must answer there as itself, with its disk.
+    UpdateVoter(VoterArgs),
     /// Remove a voter.
     RemoveVoter {
         /// Its node id.
@@ -112,6 +105,20 @@ pub enum QuorumCommand {
         #[arg(long)]
         to: Option<u64>,
     },
+}
+
+/// A controller and where it listens: `quorum add-voter` and `quorum update-voter`.
+#[derive(clap::Args, Debug)]
+pub struct VoterArgs {
+    /// Its node id.
+    #[arg(long)]
+    id: u64,
+    /// Its peer listener HOST:PORT.
+    #[arg(long)]
+    peer: String,
+    /// Its API listener HOST:PORT (default: what the node reports).
+    #[arg(long)]
+    api_addr: Option<String>,
 }
 
 /// `kraftd snapshot ...`.
@@ -352,7 +359,7 @@ fn never_minus_one(ms: i64) -> String {
 }
 
 async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<(), CliError> {
-    let c = conn.client()?;
+    let c = conn.client().await?;
     match cmd {
         QuorumCommand::Status => {
             let mut st = c.quorum_status().await?;
@@ -412,7 +419,12 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
                     never_minus_one(r.last_fetch_timestamp),
                     never_minus_one(r.last_caught_up_timestamp),
                     format!("{:?}", r.status),
-                    if r.up { "up" } else { "down" }.to_string(),
+                    match r.up {
+                        Some(true) => "up",
+                        Some(false) => "down",
+                        None => "unknown",
+                    }
+                    .to_string(),
                 ]);
             }
             t.write(out)?;
@@ -438,7 +450,7 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
                 )),
             };
         }
-        QuorumCommand::AddVoter { id, peer, api_addr } => {
+        QuorumCommand::AddVoter(VoterArgs { id, peer, api_addr }) => {
             let voters = c
                 .add_voter(&NewVoter {
                     id,
@@ -447,6 +459,28 @@ async fn quorum(conn: &Conn, cmd: QuorumCommand, out: &mut dyn Write) -> Result<
                 })
                 .await?;
             print_voters(conn, out, &format!("Node {id} is a voter."), voters)?;
+        }
+        QuorumCommand::UpdateVoter(VoterArgs { id, peer, api_addr }) => {
+            let v = c
+                .update_voter(
+                    id,
+                    &VoterAddress {
+                        peer,
+                        api: api_addr,
+                    },
+                )
+                .await?;
+            if conn.output == Output::Json {
+                write_json(out, &v)?;
+            } else {
+                writeln!(
+                    out,
+                    "Node {} now listens at peer {} and API {}.",
+                    v.id,
+                    v.peer,
+                    v.api.as_deref().unwrap_or("(unknown)")
+                )?;
+            }
         }
         QuorumCommand::RemoveVoter { id } => {
             let voters = c.remove_voter(id).await?;
@@ -530,7 +564,7 @@ fn print_voters(
 }
 
 async fn snapshot(conn: &Conn, cmd: SnapshotCommand, out: &mut dyn Write) -> Result<(), CliError> {
-    let c = conn.client()?;
+    let c = conn.client().await?;
     match cmd {
         SnapshotCommand::Take => {
             let s = c.take_snapshot().await?;
@@ -727,7 +761,7 @@ fn leader_text(leader: i32) -> String {
 }
 
 async fn topics(conn: &Conn, cmd: TopicsCommand, out: &mut dyn Write) -> Result<(), CliError> {
-    let c = conn.client()?;
+    let c = conn.client().await?;
     let json_out = conn.output == Output::Json;
     match cmd {
         TopicsCommand::Create {
@@ -834,7 +868,7 @@ async fn topics(conn: &Conn, cmd: TopicsCommand, out: &mut dyn Write) -> Result<
 }
 
 async fn brokers(conn: &Conn, cmd: BrokersCommand, out: &mut dyn Write) -> Result<(), CliError> {
-    let c = conn.client()?;
+    let c = conn.client().await?;
     match cmd {
         BrokersCommand::List => {
             let list = c.brokers().await?;
@@ -871,7 +905,7 @@ async fn brokers(conn: &Conn, cmd: BrokersCommand, out: &mut dyn Write) -> Resul
 }
 
 async fn configs(conn: &Conn, cmd: ConfigsCommand, out: &mut dyn Write) -> Result<(), CliError> {
-    let c = conn.client()?;
+    let c = conn.client().await?;
     let (kind, name, change) = match cmd {
         ConfigsCommand::Get { kind, name } => {
             let map = c.get_config(kind.config_kind(), &name).await?;
@@ -946,7 +980,7 @@ async fn elect(a: ElectArgs, out: &mut dyn Write) -> Result<(), CliError> {
     } else {
         "preferred"
     };
-    let c = a.conn.client()?;
+    let c = a.conn.client().await?;
     let results = c
         .elect(&ElectionRequest {
             kind: kind.to_string(),

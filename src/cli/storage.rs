@@ -23,15 +23,13 @@ struct Info {
     problems: Vec<String>,
 }
 
-/// The pid of the process holding the RocksDB lock of `raft_dir`, if one does. RocksDB
-/// locks `LOCK` with `fcntl(F_SETLK)`; `F_GETLK` names the holder without taking it.
+/// The pid of the process holding the RocksDB lock of `raft_dir`, if one does (0: a process
+/// in another PID namespace, e.g. a container). RocksDB locks `LOCK` with
+/// `fcntl(F_SETLK)`; `F_GETLK` names the holder without taking the lock, and works on a
+/// descriptor opened read-only, so a reader without write permission is told too.
 fn lock_holder(raft_dir: &Path) -> Option<i32> {
     use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(raft_dir.join("LOCK"))
-        .ok()?;
+    let f = std::fs::File::open(raft_dir.join("LOCK")).ok()?;
     // SAFETY: an all-zero flock is a valid value for every field.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = libc::F_WRLCK as libc::c_short;
@@ -144,6 +142,8 @@ fn raft_part(info: &mut Info) {
                 "Raft log: {} (RocksDB){}: {} entries, offsets {}..{}; last entry {}; last known committed {}; vote {}",
                 dir.display(),
                 match holder {
+                    Some(0) => ", in use by a process in another PID namespace (read as of now)"
+                        .to_string(),
                     Some(pid) => format!(", in use by process {pid} (read as of now)"),
                     None => String::new(),
                 },

@@ -79,8 +79,9 @@ pub struct Replica {
     pub status: ReplicaRole,
     /// Whether it acknowledged the leader within the down timeout (`down_after_ms` of
     /// `GET /v1/quorum/health`). A stopped voter keeps the lag it had, often 0: this says
-    /// that it is gone.
-    pub up: bool,
+    /// that it is gone. Absent from versions before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up: Option<bool>,
 }
 
 /// `POST /v1/quorum/snapshot`: the checkpoint just written.
@@ -110,6 +111,18 @@ impl SnapshotTaken {
 pub struct NewVoter {
     /// The new controller's node id.
     pub id: u64,
+    /// Its peer listener, HOST:PORT.
+    pub peer: String,
+    /// Its API listener (default: what it reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+/// `PATCH /v1/quorum/voters/{id}` (Kafka's UpdateRaftVoter): where a controller listens
+/// now. The node must already answer there, as itself, with the disk the membership records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoterAddress {
     /// Its peer listener, HOST:PORT.
     pub peer: String,
     /// Its API listener (default: what it reports).

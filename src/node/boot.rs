@@ -203,12 +203,8 @@ pub async fn boot(config: Config) -> anyhow::Result<Booted> {
         Some(identity) => PeerHttp::tls(client_config(identity.clone())?)?,
         None => PeerHttp::plain(),
     };
-    let meta = MetaProperties::read(&data_dir).with_context(|| {
-        format!(
-            "{} is not a formatted kraftd data directory (run kraftd format first)",
-            data_dir.display()
-        )
-    })?;
+    // Its errors name the directory and, when it is not formatted, the command to run.
+    let meta = MetaProperties::read(&data_dir)?;
     let metrics = crate::telemetry::install();
     let ckpt_dir = data_dir.join(METADATA_DIR);
     let log = LogStore::open(&data_dir.join(RAFT_DIR)).with_context(|| {
@@ -311,7 +307,7 @@ pub async fn boot(config: Config) -> anyhow::Result<Booted> {
         http,
         api_addrs: Mutex::new(BTreeMap::new()),
         controller,
-        followers: Mutex::new(BTreeMap::new()),
+        followers: Mutex::new(super::tracker::Tracker::default()),
         readmit: Mutex::new(BTreeSet::new()),
         transferring: Mutex::new(None),
         peer,

@@ -1,6 +1,7 @@
 //! The background duties of a running node, every 100 ms: idle NoOps, bootstrap features
-//! and directory ids (leader), replication tracking (leader), snapshots by size or age
-//! (every node); the first-election decision and the leadership watch.
+//! and directory ids (leader), snapshots by size or age (every node); the follower
+//! tracking of `health` (its own task), the first-election decision and the leadership
+//! watch.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -8,14 +9,13 @@ use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use openraft::async_runtime::WatchReceiver;
-use openraft::Instant as _;
 use openraft::{ChangeMembers, ServerState};
 
 use crate::raft::peer::client::{fetch_info, PeerBook};
 use crate::raft::{matched_index, KNode, NodeId, Raft};
 use crate::record::metadata::{FeatureLevelRecord, MetadataRecord, VersionedRecord};
 
-use super::handle::{now_ms, Node};
+use super::handle::Node;
 
 /// Starts the node's background duties: the 100 ms ticks, the first-election decision of a
 /// bootstrap voter, and the leadership watch.
@@ -25,6 +25,7 @@ pub fn start_duties(
     metrics: &'static PrometheusHandle,
 ) {
     tokio::spawn(background(node.clone(), metrics));
+    tokio::spawn(super::health::track_followers(node.clone()));
     if let Some(members) = gate_members {
         let first = crate::node::bootstrap::FirstElection {
             gate: node.peer.gate().clone(),
@@ -39,8 +40,8 @@ pub fn start_duties(
     tokio::spawn(watch_leadership(node.raft.clone()));
 }
 
-/// Background duties, every 100 ms: idle NoOps and directory ids (leader), replication
-/// tracking (leader), snapshots by size or age (every node).
+/// Background duties, every 100 ms: idle NoOps and directory ids (leader), snapshots by
+/// size or age (every node).
 async fn background(node: Arc<Node>, metrics: &'static PrometheusHandle) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -64,7 +65,6 @@ async fn background(node: Arc<Node>, metrics: &'static PrometheusHandle) {
         if node.is_leader() {
             write_bootstrap_features(&node, &mut features_written_in_term);
             node.controller.noop_if_idle(noop_every);
-            track_followers(&node);
             if last_dir_fill.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
                 last_dir_fill = Some(Instant::now());
                 reconcile_directories(&node).await;
@@ -243,39 +243,6 @@ fn write_bootstrap_features(node: &Arc<Node>, written_in_term: &mut Option<u64>)
             Err(e) => tracing::warn!(error = %e, "cannot write the bootstrap feature levels"),
         }
     });
-}
-
-/// Updates what the leader knows of each follower from Raft's metrics. The time of its last
-/// acknowledgement (heartbeat or append) is when it was last heard from; it was caught up
-/// then if its matched entry was the leader's last. A follower that stops answering keeps
-/// both times, so it reads as down (`node::health`) rather than as caught up with lag 0.
-fn track_followers(node: &Node) {
-    let m = node.raft.metrics().borrow_watched().clone();
-    let Some(repl) = m.replication else {
-        return;
-    };
-    let now = now_ms();
-    let last = m.last_log_index;
-    let Ok(mut f) = node.followers.lock() else {
-        return;
-    };
-    f.retain(|id, _| repl.contains_key(id));
-    for (id, matched) in repl {
-        let t = f.entry(id).or_default();
-        let idx = matched.map(|l| l.index);
-        let acked = m
-            .heartbeat
-            .as_ref()
-            .and_then(|h| h.get(&id).cloned().flatten())
-            .map(|at| now.saturating_sub(at.elapsed().as_millis() as u64));
-        if let Some(at) = acked {
-            t.last_fetch_ms = t.last_fetch_ms.max(at);
-            if idx >= last {
-                t.last_caught_up_ms = t.last_caught_up_ms.max(at);
-            }
-        }
-        t.matched = idx;
-    }
 }
 
 /// Keeps the membership's directory ids true (KIP-853), on the leader:

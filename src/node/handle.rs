@@ -19,17 +19,6 @@ use crate::raft::peer::wire::NodeInfo;
 use crate::raft::state_machine::SmShared;
 use crate::raft::{NodeId, Raft};
 
-/// Per-follower replication as the leader sees it.
-#[derive(Debug, Clone, Default)]
-pub struct FollowerTrack {
-    /// Last time it acknowledged the leader (a heartbeat or an append), ms since the epoch.
-    pub last_fetch_ms: u64,
-    /// Last acknowledgement at which it had everything the leader had, ms since the epoch.
-    pub last_caught_up_ms: u64,
-    /// Matched entry index.
-    pub matched: Option<u64>,
-}
-
 /// Everything the listeners and background tasks share.
 pub struct Node {
     /// Raft.
@@ -49,7 +38,7 @@ pub struct Node {
     /// The write path.
     pub(super) controller: Arc<Controller>,
     /// Followers, as the leader tracks them.
-    pub(super) followers: Mutex<BTreeMap<NodeId, FollowerTrack>>,
+    pub(super) followers: Mutex<super::tracker::Tracker>,
     /// Voters demoted for a re-formatted disk, to promote once caught up.
     pub(super) readmit: Mutex<BTreeSet<NodeId>>,
     /// The voter a transfer of leadership started here is handing over to, while it runs.
@@ -123,11 +112,6 @@ impl Node {
         &self.peer
     }
 
-    /// The followers as the leader tracks them (empty elsewhere).
-    pub fn follower_tracks(&self) -> BTreeMap<NodeId, FollowerTrack> {
-        self.followers.lock().map(|f| f.clone()).unwrap_or_default()
-    }
-
     /// End offset of entry `index` on the leader's log (None: not stored, e.g. purged).
     pub fn end_of(&self, index: Option<u64>) -> Option<u64> {
         match index {
@@ -180,6 +164,33 @@ impl Node {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         crate::raft::leading_term(&m).is_some()
+    }
+
+    /// The API address of `id` as far as it is known without asking anyone: from the
+    /// membership or the cache.
+    pub fn known_api_addr(&self, id: NodeId) -> Option<String> {
+        if id == self.id() {
+            return Some(self.api_addr().to_string());
+        }
+        let recorded = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.api_addr.clone())
+        }?;
+        if !recorded.is_empty() {
+            return Some(recorded);
+        }
+        self.api_addrs.lock().ok()?.get(&id).cloned()
+    }
+
+    /// Drops the API address learned from node `id`'s peer listener (it moved).
+    pub fn forget_api_addr(&self, id: NodeId) {
+        if let Ok(mut a) = self.api_addrs.lock() {
+            a.remove(&id);
+        }
     }
 
     /// The API address of `id`: from the membership, a cache, or by asking its peer

@@ -1,19 +1,28 @@
-//! The leader's view of each member: **up** when it acknowledged the leader (a heartbeat or
-//! an append) within [`down_after`], **caught up** when it held the leader's whole log
-//! within that time. One home for what `GET /v1/quorum/health`, `/v1/quorum/replication`,
-//! `/ui` and `/metrics` say about a voter, so that a stopped voter never shows as a
-//! follower with lag 0.
+//! The leader's view of each member, one home for what `GET /v1/quorum/health`,
+//! `/v1/quorum/replication`, `/ui` and `/metrics` say about it:
+//! - **up**: it acknowledged the leader (a heartbeat or an append) within [`down_after`].
+//!   Read from openraft's per-follower acknowledgement instants when asked, so no
+//!   background loop can make a live follower look silent, and a stopped one never reads
+//!   as a follower with lag 0.
+//! - **caught up**: it held the leader's whole log as it was at some moment within that
+//!   window (Kafka's last-caught-up time). [`Tracker`] samples the leader's last index every
+//!   100 ms in a task of its own; a follower's matched index at or past a sample means it
+//!   had everything the leader had then, so steady writes do not make it look behind.
+//!
+//! Times are kept as monotonic instants and turned into wall-clock figures only when shown.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
+use openraft::Instant as _;
 
 use super::config::Config;
-use super::handle::{now_ms, FollowerTrack, Node};
+use super::handle::Node;
 use crate::contract::int64;
 use crate::contract::quorum::{HealthStatus, MemberHealth, QuorumHealth, ReplicaRole};
-use crate::raft::{leading_term, NodeId};
+use crate::raft::{leading_term, matched_index, KMetrics, NodeId};
 
 /// How long a member may stay silent before it counts as down: four of the longest election
 /// timeouts, and never under 2 s (Kafka's `controller.quorum.fetch.timeout.ms`), so that one
@@ -22,29 +31,137 @@ pub fn down_after(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.election_timeout_max_ms.saturating_mul(4).max(2000))
 }
 
-/// Whether `at` (ms since the epoch; 0: never) is within `window` of `now`.
-fn within(at: u64, now: u64, window: Duration) -> bool {
-    at > 0 && now.saturating_sub(at) <= window.as_millis() as u64
-}
-
-/// Milliseconds from `at` (ms since the epoch; 0: never) to `now`.
-fn ago(at: u64, now: u64) -> Option<i64> {
-    (at > 0).then(|| int64(now.saturating_sub(at)))
-}
-
-/// Whether a follower acknowledged the leader within `window`.
-pub fn is_up(t: &FollowerTrack, now: u64, window: Duration) -> bool {
-    within(t.last_fetch_ms, now, window)
-}
-
-/// Whether a follower held the leader's whole log within `window`.
-pub fn is_caught_up(t: &FollowerTrack, now: u64, window: Duration) -> bool {
-    within(t.last_caught_up_ms, now, window)
-}
-
 /// Voters needed for a majority of `voters`.
 pub fn majority(voters: usize) -> usize {
     voters / 2 + 1
+}
+
+/// Samples the leader's log end every 100 ms while this node leads, in a task of its own
+/// (nothing else it does can delay a sample).
+pub async fn track_followers(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let m = node.raft().metrics().borrow_watched().clone();
+        if m.running_state.is_err() {
+            return;
+        }
+        let Some(term) = leading_term(&m) else {
+            continue;
+        };
+        let now = Instant::now();
+        let followers: BTreeMap<NodeId, (Option<u64>, Option<Instant>)> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| *id != m.id)
+            .map(|id| (id, (matched_index(&m, id), acked_at(&m, id, now))))
+            .collect();
+        if let Ok(mut t) = node.followers.lock() {
+            t.sample(now, term, m.last_log_index, &followers);
+        }
+    }
+}
+
+/// How long ago follower `id` last acknowledged the leader (None: not in this term).
+fn last_ack(m: &KMetrics, id: NodeId) -> Option<Duration> {
+    m.heartbeat
+        .as_ref()
+        .and_then(|h| h.get(&id).cloned().flatten())
+        .map(|at| at.elapsed())
+}
+
+/// When follower `id` last acknowledged the leader, as an instant of ours.
+fn acked_at(m: &KMetrics, id: NodeId, now: Instant) -> Option<Instant> {
+    last_ack(m, id).and_then(|ago| now.checked_sub(ago))
+}
+
+/// One member as the leader sees it now.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub id: NodeId,
+    pub role: ReplicaRole,
+    /// Acknowledged the leader within the down window (the leader itself: always).
+    pub up: bool,
+    /// Up, and held the leader's whole log within the down window before its last
+    /// acknowledgement (the leader itself: always).
+    pub caught_up: bool,
+    /// Offset after its last replicated record (0: nothing).
+    pub log_end_offset: u64,
+    /// Records behind the leader's log end.
+    pub lag: u64,
+    /// Since its last acknowledgement (None: none in this term).
+    pub last_ack: Option<Duration>,
+    /// Since it last held the leader's whole log (None: not in this term).
+    pub last_caught_up: Option<Duration>,
+}
+
+/// Every member as this node, the leader, sees it now: itself first, then the other voters,
+/// then the learners, each by id. None when this node does not lead.
+pub fn members(node: &Node) -> Option<Vec<MemberView>> {
+    let m = node.raft().metrics().borrow_watched().clone();
+    members_of(node, &m)
+}
+
+fn members_of(node: &Node, m: &KMetrics) -> Option<Vec<MemberView>> {
+    let term = leading_term(m)?;
+    let window = down_after(node.config());
+    let membership = m.membership_config.membership().clone();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let last_end = node.end_of(m.last_log_index).unwrap_or(0);
+    let now = Instant::now();
+    let mut out = vec![MemberView {
+        id: node.id(),
+        role: ReplicaRole::Leader,
+        up: true,
+        caught_up: true,
+        log_end_offset: last_end,
+        lag: 0,
+        last_ack: Some(Duration::ZERO),
+        last_caught_up: Some(Duration::ZERO),
+    }];
+    let mut others: Vec<NodeId> = membership
+        .nodes()
+        .map(|(id, _)| *id)
+        .filter(|id| *id != node.id())
+        .collect();
+    others.sort_by_key(|id| (!voters.contains(id), *id));
+    let tracker = node.followers.lock().ok();
+    for id in others {
+        let last_ack = last_ack(m, id);
+        let last_caught_up = tracker
+            .as_ref()
+            .and_then(|t| t.caught_up_at(term, id))
+            .map(|at| now.saturating_duration_since(at));
+        let end = node.end_of(matched_index(m, id)).unwrap_or(0);
+        out.push(MemberView {
+            id,
+            role: if voters.contains(&id) {
+                ReplicaRole::Follower
+            } else {
+                ReplicaRole::Observer
+            },
+            up: last_ack.is_some_and(|d| d <= window),
+            // Judged as of its last acknowledgement: a follower that stops answering goes
+            // from caught up to down at once, not through "behind" while it ages.
+            caught_up: matches!(
+                (last_ack, last_caught_up),
+                (Some(ack), Some(c)) if ack <= window && c.saturating_sub(ack) <= window
+            ),
+            log_end_offset: end,
+            lag: last_end.saturating_sub(end),
+            last_ack,
+            last_caught_up,
+        });
+    }
+    Some(out)
+}
+
+/// Milliseconds in a figure the contract carries.
+fn ms(d: Option<Duration>) -> Option<i64> {
+    d.map(|d| int64(d.as_millis() as u64))
 }
 
 /// The verdict when no leader can judge: `why` says what is missing.
@@ -69,64 +186,37 @@ pub fn unavailable(node: &Node, why: &str) -> QuorumHealth {
 
 /// The quorum's health as this node, the leader, sees it. On a node that does not lead it is
 /// [`unavailable`]: only the leader hears from every voter.
-pub async fn quorum_health(node: &Node) -> QuorumHealth {
+pub fn quorum_health(node: &Node) -> QuorumHealth {
     let m = node.raft().metrics().borrow_watched().clone();
-    if leading_term(&m).is_none() {
+    let Some(views) = members_of(node, &m) else {
         let why = match m.current_leader {
             Some(l) => format!("node {} does not lead (node {l} does)", node.id()),
             None => format!("no leader is known to node {}", node.id()),
         };
         return unavailable(node, &why);
-    }
-    let window = down_after(node.config());
-    let now = now_ms();
-    let membership = m.membership_config.membership().clone();
-    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-    let tracks = node.follower_tracks();
-    let last_end = node.end_of(m.last_log_index).unwrap_or(0);
-    let mut members = vec![MemberHealth {
-        node_id: node.id(),
-        role: ReplicaRole::Leader,
-        up: true,
-        caught_up: true,
-        log_end_offset: int64(last_end),
-        lag: 0,
-        last_ack_ms_ago: Some(0),
-        last_caught_up_ms_ago: Some(0),
-        api: node.api_addr_of(node.id()).await,
-    }];
-    let mut others: Vec<NodeId> = membership
-        .nodes()
-        .map(|(id, _)| *id)
-        .filter(|id| *id != node.id())
+    };
+    let voters = m.membership_config.membership().voter_ids().count();
+    let members = views
+        .into_iter()
+        .map(|v| MemberHealth {
+            node_id: v.id,
+            role: v.role,
+            up: v.up,
+            caught_up: v.caught_up,
+            log_end_offset: int64(v.log_end_offset),
+            lag: int64(v.lag),
+            last_ack_ms_ago: ms(v.last_ack),
+            last_caught_up_ms_ago: ms(v.last_caught_up),
+            // Never asked of a peer here: a hung member must not slow the verdict.
+            api: node.known_api_addr(v.id),
+        })
         .collect();
-    // Voters first, then learners, each by id.
-    others.sort_by_key(|id| (!voters.contains(id), *id));
-    for id in others {
-        let t = tracks.get(&id).cloned().unwrap_or_default();
-        let end = node.end_of(t.matched).unwrap_or(0);
-        members.push(MemberHealth {
-            node_id: id,
-            role: if voters.contains(&id) {
-                ReplicaRole::Follower
-            } else {
-                ReplicaRole::Observer
-            },
-            up: is_up(&t, now, window),
-            caught_up: is_caught_up(&t, now, window),
-            log_end_offset: int64(end),
-            lag: int64(last_end.saturating_sub(end)),
-            last_ack_ms_ago: ago(t.last_fetch_ms, now),
-            last_caught_up_ms_ago: ago(t.last_caught_up_ms, now),
-            api: node.api_addr_of(id).await,
-        });
-    }
     judge(
         node.id(),
         (m.current_leader, m.current_term),
-        voters.len(),
+        voters,
         members,
-        window,
+        down_after(node.config()),
     )
 }
 
@@ -305,22 +395,5 @@ mod tests {
         );
         assert_eq!(h.status, HealthStatus::Healthy);
         assert_eq!(h.summary, "healthy, can lose 0");
-    }
-
-    #[test]
-    fn silence_past_the_window_is_down() {
-        let w = Duration::from_secs(2);
-        let t = FollowerTrack {
-            last_fetch_ms: 10_000,
-            last_caught_up_ms: 9_000,
-            matched: Some(5),
-        };
-        assert!(is_up(&t, 12_000, w));
-        assert!(!is_up(&t, 12_001, w));
-        assert!(!is_caught_up(&t, 11_001, w));
-        assert!(
-            !is_up(&FollowerTrack::default(), 1, w),
-            "never heard from is down"
-        );
     }
 }

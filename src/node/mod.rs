@@ -13,3 +13,4 @@ pub mod health;
 pub mod leadership;
 pub mod meta;
 pub mod recover;
+pub mod tracker;

@@ -80,8 +80,14 @@ pub struct Recovered {
     /// The last entry before the new one, and the last one the node knew committed.
     pub last: LogId,
     pub committed: Option<LogId>,
-    /// The membership entry written.
+    /// The offset after the last entry's records (the log end), and after the last
+    /// known-committed entry's (0: none known).
+    pub last_end_offset: u64,
+    pub committed_end_offset: u64,
+    /// The membership entry written, or that `--yes` would write.
     pub entry: LogId,
+    /// Whether it was written (`write` was asked for).
+    pub written: bool,
 }
 
 /// Why `recover` changed nothing. Every refusal but [`RecoverError::Storage`] and
@@ -188,11 +194,14 @@ fn storage(step: &'static str) -> impl Fn(String) -> RecoverError {
 
 /// Makes the stopped controller in `data_dir` the only voter; see the module docs. With
 /// `force`, voters that do not answer are taken as lost. `tls`, the controller's own
-/// certificate, key and CA, is needed to reach peers that serve mutual TLS.
+/// certificate, key and CA, is needed to reach peers that serve mutual TLS. Without `write`
+/// it runs every check and answers what it would do, writing nothing (the operator's
+/// preview before `--yes`).
 pub async fn recover(
     data_dir: &Path,
     tls: Option<crate::tls::TlsFiles>,
     force: bool,
+    write: bool,
 ) -> Result<Recovered, RecoverError> {
     let meta = MetaProperties::read(data_dir).map_err(|e| RecoverError::NotFormatted {
         dir: data_dir.display().to_string(),
@@ -351,12 +360,29 @@ pub async fn recover(
     let sole = KMembership::new(vec![BTreeSet::from([me])], BTreeMap::from([(me, me_node)]))
         .map_err(|e| storage("building the membership")(e.to_string()))?;
     let entry_id = log_id(term, me, last.index + 1);
-    if log
-        .end_offset_after(last.index)
-        .map_err(|e| storage("reading the offset book")(e.to_string()))?
-        .is_none()
-    {
+    let book = |index: u64| {
+        log.end_offset_after(index)
+            .map_err(|e| storage("reading the offset book")(e.to_string()))
+    };
+    let Some(last_end_offset) = book(last.index)? else {
         return Err(RecoverError::EndOffsetUnknown(last));
+    };
+    let committed_end_offset = match committed {
+        Some(c) => book(c.index)?.unwrap_or(0),
+        None => 0,
+    };
+    let plan = Recovered {
+        node_id: me,
+        voters,
+        last,
+        committed,
+        last_end_offset,
+        committed_end_offset,
+        entry: entry_id,
+        written: false,
+    };
+    if !write {
+        return Ok(plan);
     }
     // The vote first: the entry is of epoch `term`, and no entry may be of a later epoch
     // than the node's vote. A candidate's vote for itself; it elects itself when it starts.
@@ -371,10 +397,7 @@ pub async fn recover(
         .await
         .map_err(|e| storage("appending the membership entry")(e.to_string()))?;
     Ok(Recovered {
-        node_id: me,
-        voters,
-        last,
-        committed,
-        entry: entry_id,
+        written: true,
+        ..plan
     })
 }

@@ -165,7 +165,7 @@ impl Cluster {
         let p = self.procs.get(&id).ok_or(format!("no node {id}"))?;
         let dir = p.data_dir.to_string_lossy().into_owned();
         let exe = self.exe.to_string_lossy().into_owned();
-        sh(&[&exe, "recover-quorum", "--data-dir", &dir])
+        sh(&[&exe, "recover-quorum", "--data-dir", &dir, "--yes"])
             .map_err(|e| format!("recover-quorum on node {id}: {e}"))
     }
 
