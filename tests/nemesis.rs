@@ -343,7 +343,10 @@ async fn run(lab: Arc<Lab>, seed: u64, secs: u64) -> Summary {
         "step 7: stop the writers; wait (bounded) for a leader and for the nodes to converge"
     );
     let history = writers.stop().await;
-    let mut leader = wait_leader(&IDS, LEADER_WAIT).await;
+    // A leader that cannot commit is no leader for the operator: after two quick
+    // replacements one can be elected with the old disk's last vote and then never hear from
+    // a majority again (its health verdict is `unavailable`).
+    let mut leader = wait_working_leader(&IDS, LEADER_WAIT).await;
     let mut recovered = None;
     if leader.is_none() && quorum_lost_after_double {
         // The operator acts (deploy/README.md, "Recovering a lost quorum"): the node whose
@@ -653,6 +656,26 @@ async fn wait_leader(ids: &[u64], limit: Duration) -> Option<u64> {
                         }
                     }
                 }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// [`wait_leader`], for a leader that can commit: its `GET /v1/quorum/health` verdict is
+/// healthy or degraded, not `unavailable`.
+async fn wait_working_leader(ids: &[u64], limit: Duration) -> Option<u64> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let l = wait_leader(ids, left).await?;
+        if let Ok(h) = Cluster::client(l, Duration::from_secs(2))
+            .quorum_health()
+            .await
+        {
+            if h.status != kraftd::client::HealthStatus::Unavailable {
+                return Some(l);
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
