@@ -99,9 +99,12 @@ fn a_tls_quorum_admits_only_its_ca_and_the_right_identities_and_rotates_without_
             .quorum_health()
             .await
             .unwrap();
-        assert_eq!(
-            (health.reported_by, health.status),
-            (leader, kraftd::client::HealthStatus::Healthy),
+        // Judged by the leader (a refused forward would be the follower's own
+        // `unavailable`); healthy or degraded depends on the moment, not on the forwarding.
+        assert_eq!(health.reported_by, leader, "{health:?}");
+        assert_ne!(
+            health.status,
+            kraftd::client::HealthStatus::Unavailable,
             "{health:?}"
         );
         let e = reader

@@ -131,11 +131,18 @@ fn members_of(node: &Node, m: &KMetrics) -> Option<Vec<MemberView>> {
     let tracker = node.followers.lock().ok();
     for id in others {
         let last_ack = last_ack(m, id);
-        let last_caught_up = tracker
+        let sampled = tracker
             .as_ref()
             .and_then(|t| t.caught_up_at(term, id))
             .map(|at| now.saturating_duration_since(at));
         let end = node.end_of(matched_index(m, id)).unwrap_or(0);
+        // What it acknowledged last already holds the leader's whole log as it is now: it
+        // was caught up then, whatever the samples say (they need a round to show it, e.g.
+        // right after an election).
+        let last_caught_up = match (last_ack, sampled) {
+            (Some(ack), s) if end >= last_end => Some(s.map_or(ack, |s| s.min(ack))),
+            (_, s) => s,
+        };
         out.push(MemberView {
             id,
             role: if voters.contains(&id) {
