@@ -89,16 +89,16 @@ pub fn render(node: &Node) -> String {
     }
     crate::telemetry::collect_process();
     let mut text = crate::telemetry::install().render();
-    voter_lines(node, &mut text);
+    voter_lines(node, &m, &mut text);
     text
 }
 
 /// Per-member up and lag, on the leader only (only it hears from every member), for the
 /// members of now: written at each scrape rather than kept in the recorder, so a removed
 /// voter or a former leader leaves no stale series behind.
-fn voter_lines(node: &Node, out: &mut String) {
+fn voter_lines(node: &Node, m: &crate::raft::KMetrics, out: &mut String) {
     use std::fmt::Write;
-    let Some(views) = members(node) else {
+    let Some(views) = members(node, m) else {
         return;
     };
     let mut up = String::new();

@@ -70,7 +70,7 @@ pub(crate) async fn quorum_status(node: &Node) -> QuorumStatus {
     }
     let observers: Vec<NodeId> = membership.learner_ids().collect();
     let (mut max_lag, mut max_lag_ms) = (0u64, 0u64);
-    for v in members(node).unwrap_or_default().iter().skip(1) {
+    for v in members(node, &m).unwrap_or_default().iter().skip(1) {
         max_lag = max_lag.max(v.lag);
         if let Some(d) = v.last_caught_up {
             max_lag_ms = max_lag_ms.max(d.as_millis() as u64);
@@ -174,7 +174,8 @@ pub(crate) async fn ask_leader<T: serde::de::DeserializeOwned>(
 pub(crate) fn replication_rows(node: &Node) -> Vec<Replica> {
     let now = now_ms();
     let at = |d: Option<Duration>| d.map_or(0, |d| int64(now.saturating_sub(d.as_millis() as u64)));
-    members(node)
+    let m = node.raft().metrics().borrow_watched().clone();
+    members(node, &m)
         .unwrap_or_default()
         .into_iter()
         .map(|v: MemberView| Replica {

@@ -196,20 +196,14 @@ impl Node {
     /// The API address of `id`: from the membership, a cache, or by asking its peer
     /// listener.
     pub async fn api_addr_of(&self, id: NodeId) -> Option<String> {
-        if id == self.id() {
-            return Some(self.api_addr().to_string());
+        if let Some(known) = self.known_api_addr(id) {
+            return Some(known);
         }
         let node = {
             let m = self.raft.metrics();
             let m = m.borrow_watched();
             m.membership_config.membership().get_node(&id).cloned()
         }?;
-        if !node.api_addr.is_empty() {
-            return Some(node.api_addr);
-        }
-        if let Some(a) = self.api_addrs.lock().ok()?.get(&id) {
-            return Some(a.clone());
-        }
         let info = fetch_info(&self.http, &node.peer_addr).await.ok()?;
         if info.node_id != id || info.cluster_id != self.meta.cluster_id {
             return None;

@@ -16,13 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::Instant as _;
 
 use super::config::Config;
 use super::handle::Node;
 use crate::contract::int64;
 use crate::contract::quorum::{HealthStatus, MemberHealth, QuorumHealth, ReplicaRole};
-use crate::raft::{leading_term, matched_index, KMetrics, NodeId};
+use crate::raft::{last_ack, leading_term, matched_index, KMetrics, NodeId};
 
 /// How long a member may stay silent before it counts as down: four of the longest election
 /// timeouts, and never under 2 s (Kafka's `controller.quorum.fetch.timeout.ms`), so that one
@@ -65,14 +64,6 @@ pub async fn track_followers(node: Arc<Node>) {
     }
 }
 
-/// How long ago follower `id` last acknowledged the leader (None: not in this term).
-fn last_ack(m: &KMetrics, id: NodeId) -> Option<Duration> {
-    m.heartbeat
-        .as_ref()
-        .and_then(|h| h.get(&id).cloned().flatten())
-        .map(|at| at.elapsed())
-}
-
 /// When follower `id` last acknowledged the leader, as an instant of ours.
 fn acked_at(m: &KMetrics, id: NodeId, now: Instant) -> Option<Instant> {
     last_ack(m, id).and_then(|ago| now.checked_sub(ago))
@@ -98,14 +89,9 @@ pub struct MemberView {
     pub last_caught_up: Option<Duration>,
 }
 
-/// Every member as this node, the leader, sees it now: itself first, then the other voters,
-/// then the learners, each by id. None when this node does not lead.
-pub fn members(node: &Node) -> Option<Vec<MemberView>> {
-    let m = node.raft().metrics().borrow_watched().clone();
-    members_of(node, &m)
-}
-
-fn members_of(node: &Node, m: &KMetrics) -> Option<Vec<MemberView>> {
+/// Every member as this node, the leader, sees it in Raft's metrics `m`: itself first, then
+/// the other voters, then the learners, each by id. None when this node does not lead.
+pub fn members(node: &Node, m: &KMetrics) -> Option<Vec<MemberView>> {
     let term = leading_term(m)?;
     let window = down_after(node.config());
     let membership = m.membership_config.membership().clone();
@@ -195,7 +181,7 @@ pub fn unavailable(node: &Node, why: &str) -> QuorumHealth {
 /// [`unavailable`]: only the leader hears from every voter.
 pub fn quorum_health(node: &Node) -> QuorumHealth {
     let m = node.raft().metrics().borrow_watched().clone();
-    let Some(views) = members_of(node, &m) else {
+    let Some(views) = members(node, &m) else {
         let why = match m.current_leader {
             Some(l) => format!("node {} does not lead (node {l} does)", node.id()),
             None => format!("no leader is known to node {}", node.id()),

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::metrics::WaitError;
-use openraft::Instant as _;
 
 use crate::node::handle::Node;
-use crate::raft::{leading_term, matched_index, KMetrics, NodeId};
+use crate::raft::{last_ack, leading_term, matched_index, KMetrics, NodeId};
 
 /// Where leadership went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,12 +64,7 @@ pub enum TransferError {
 /// The voters other than the leader that acknowledged it within `fresh` (an append or a
 /// heartbeat), with the index the leader has matched on each.
 fn answering(m: &KMetrics, fresh: Duration) -> BTreeMap<NodeId, Option<u64>> {
-    let acked = |id: &NodeId| {
-        m.heartbeat
-            .as_ref()
-            .and_then(|h| h.get(id).cloned().flatten())
-            .is_some_and(|at| at.elapsed() <= fresh)
-    };
+    let acked = |id: &NodeId| last_ack(m, *id).is_some_and(|ago| ago <= fresh);
     m.membership_config
         .membership()
         .voter_ids()

@@ -140,6 +140,16 @@ pub fn matched_index(m: &KMetrics, id: NodeId) -> Option<u64> {
         .map(|l| l.index)
 }
 
+/// How long ago follower `id` last acknowledged this leader, a heartbeat or an append
+/// (None: not in this term, or this node does not lead).
+pub fn last_ack(m: &KMetrics, id: NodeId) -> Option<std::time::Duration> {
+    use openraft::Instant as _;
+    m.heartbeat
+        .as_ref()
+        .and_then(|h| h.get(&id).cloned().flatten())
+        .map(|at| at.elapsed())
+}
+
 /// A log id of `term` led by `node` at `index`.
 pub fn log_id(term: u64, node: NodeId, index: u64) -> LogId {
     openraft::LogId::new(KLeaderId::new(term, node), index)
